@@ -1,0 +1,65 @@
+"""Sampling: greedy/temperature/top-k/top-p, EOT stop, KV cache equivalence, context errors."""
+
+import pytest
+import torch
+
+from tinyinterp.errors import TinyinterpError
+from tinyinterp.generation import SamplingConfig, generate_tokens, sample_next
+
+
+def test_kv_cache_and_recompute_give_identical_greedy_text(tiny_model):
+    prompts = [[1, 2, 3], [4, 5, 6], [7, 8]]
+    cached = generate_tokens(tiny_model, prompts, SamplingConfig(max_new_tokens=30, temperature=0))
+    plain = generate_tokens(tiny_model, prompts, SamplingConfig(max_new_tokens=30, temperature=0, use_kv_cache=False))
+    assert cached == plain
+    assert all(len(out) == 30 for out in cached)
+
+
+def test_batching_does_not_change_a_sequence(tiny_model):
+    cfg = SamplingConfig(max_new_tokens=12, temperature=0)
+    alone = generate_tokens(tiny_model, [[9, 9, 9]], cfg)[0]
+    batched = generate_tokens(tiny_model, [[1, 2], [9, 9, 9], [3, 4, 5, 6]], cfg)[1]
+    assert alone == batched
+
+
+def test_seeded_sampling_is_reproducible(tiny_model):
+    cfg = SamplingConfig(max_new_tokens=20, temperature=1.0, top_k=10, seed=3)
+    assert generate_tokens(tiny_model, [[1, 2]], cfg) == generate_tokens(tiny_model, [[1, 2]], cfg)
+
+
+def test_stops_at_eot(tiny_model):
+    # Make token 42 (our EOT) the certain next token after a few steps by editing the unembedding bias.
+    with torch.no_grad():
+        tiny_model.unembed.bias[42] = 100.0
+    out = generate_tokens(tiny_model, [[1, 2, 3]], SamplingConfig(max_new_tokens=10, temperature=0), eot_id=42)
+    assert out == [[]]
+    no_stop = SamplingConfig(max_new_tokens=4, temperature=0, stop_at_eot=False)
+    assert generate_tokens(tiny_model, [[1]], no_stop, eot_id=42) == [[42, 42, 42, 42]]
+
+
+def test_top_k_and_top_p_restrict_the_support():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    gen = torch.Generator().manual_seed(0)
+    top1 = {sample_next(logits, SamplingConfig(top_k=1), gen).item() for _ in range(50)}
+    assert top1 == {0}
+    nucleus = {sample_next(logits, SamplingConfig(top_p=0.75), gen).item() for _ in range(300)}
+    assert nucleus == {0, 1}
+    top3 = {sample_next(logits, SamplingConfig(top_k=3), gen).item() for _ in range(500)}
+    assert top3 == {0, 1, 2}
+
+
+def test_prompt_longer_than_context_is_a_clear_error(tiny_model):
+    with pytest.raises(TinyinterpError, match="longer than the model's context of 64"):
+        generate_tokens(tiny_model, [list(range(65))], SamplingConfig(max_new_tokens=1))
+
+
+def test_generation_stops_at_context_end(tiny_model):
+    out = generate_tokens(tiny_model, [list(range(60))], SamplingConfig(max_new_tokens=50, temperature=0))
+    assert len(out[0]) == 4
+
+
+def test_bad_sampling_settings_are_rejected():
+    with pytest.raises(TinyinterpError, match="top_p"):
+        SamplingConfig(top_p=1.5)
+    with pytest.raises(TinyinterpError, match="temperature"):
+        SamplingConfig(temperature=-1)
