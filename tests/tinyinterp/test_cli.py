@@ -1,0 +1,53 @@
+"""The tinyinterp console script: every sub-command has --help; generate and info work; errors are one line."""
+
+import json
+
+import pytest
+
+from tinyinterp.cli import build_parser, main
+
+
+def _subcommands(parser):
+    for action in parser._subparsers._group_actions:
+        yield from action.choices.items()
+
+
+def test_every_subcommand_has_help(capsys):
+    names = []
+    for name, sub in _subcommands(build_parser()):
+        names.append(name)
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: tinyinterp" in capsys.readouterr().out
+        if sub._subparsers is not None:
+            for child, _ in _subcommands(sub):
+                with pytest.raises(SystemExit):
+                    main([name, child, "--help"])
+                assert f"{name} {child}" in capsys.readouterr().out
+    assert {"train", "generate", "info", "analyze", "eval", "datagen", "app"} <= set(names)
+
+
+def test_info_lists_presets_and_describes_a_run(capsys, tiny_run):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "tinystories-1m" in out and "roneneldan/TinyStories-33M" in out
+    assert main(["info", "tinystories-3m"]) == 0
+    assert "d_model: 128" in capsys.readouterr().out
+    assert main(["info", str(tiny_run)]) == 0
+    assert "preset: test-tiny" in capsys.readouterr().out
+
+
+def test_generate_prints_json_lines(capsys, tiny_run):
+    code = main(["generate", str(tiny_run), "Once upon a time", "Lily saw", "-n", "2",
+                 "--max-new-tokens", "5", "--json", "--seed", "1"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["prompt"] for r in lines] == ["Once upon a time"] * 2 + ["Lily saw"] * 2
+    assert all(isinstance(r["completion"], str) for r in lines)
+
+
+def test_errors_are_one_line_with_exit_code_2(capsys, tmp_path):
+    assert main(["generate", str(tmp_path / "missing-run"), "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "missing-run" in err

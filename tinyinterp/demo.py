@@ -1,0 +1,96 @@
+"""``make demo``: the main job, end to end on a laptop CPU in about ten minutes.
+
+1. prepare the corpus (``$TINYINTERP_DATA`` / ``../shared/data``, else the hub dataset) and the
+   paper's tokenizer, then train ``tinystories-1m`` for a bounded few minutes;
+2. print completions of a handful of the paper's evaluation prompts;
+3. build the neuron index and head classes and print their summary;
+4. write completions, ROUGE histograms and probe scores into the run directory;
+5. start the Streamlit app on the run (skipped with ``--no-serve``, ``TINYINTERP_NO_SERVE=1`` or ``CI``).
+
+Every step is a ``tinyinterp`` sub-command, so the demo shows exactly what a user would type.
+Rerunning resumes: a finished training run and finished analyses are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from tinyinterp.cli import main as tinyinterp_main
+from tinyinterp.errors import TinyinterpError
+
+N_DEMO_PROMPTS = 5
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").lower() not in ("", "0", "false", "no")
+
+
+def _step(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def _run(argv: list[str]) -> None:
+    print("$ tinyinterp " + " ".join(argv), flush=True)
+    code = tinyinterp_main(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tinyinterp.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=os.environ.get("TINYINTERP_DEMO_RUN", "runs/demo"), help="run directory (default runs/demo)")
+    p.add_argument("--preset", default=os.environ.get("TINYINTERP_DEMO_PRESET", "tinystories-1m"), help="model preset (default tinystories-1m)")
+    p.add_argument("--minutes", type=float, default=float(os.environ.get("TINYINTERP_DEMO_MINUTES", "6")),
+                   help="training time budget in minutes (default 6; env TINYINTERP_DEMO_MINUTES)")
+    p.add_argument("--no-serve", action="store_true", default=_truthy("TINYINTERP_NO_SERVE") or _truthy("CI"),
+                   help="do not start the app at the end (default when CI or TINYINTERP_NO_SERVE is set)")
+    p.add_argument("--port", type=int, default=8501, help="port of the app (default 8501)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    start = time.time()
+    try:
+        _step(f"1. train {args.preset} for up to {args.minutes:g} minutes on CPU")
+        # Sized so a 2-core machine gets through a few thousand steps; val loss every 100 steps.
+        _run(["train", "--out", str(out), "--preset", args.preset, "--max-minutes", str(args.minutes),
+              "--batch-size", "16", "--seq-len", "256", "--lr", "3e-3", "--warmup-steps", "100",
+              "--max-steps", "3000", "--eval-every", "100", "--ckpt-every", "250"])
+        _run(["info", str(out)])
+
+        _step("2. stories from the paper's evaluation prompts")
+        from tinyinterp.evaluation.prompts import load_prompts
+
+        prompts = load_prompts()[:N_DEMO_PROMPTS]
+        _run(["generate", str(out), *prompts, "--max-new-tokens", "120", "--temperature", "0.7", "--top-k", "40"])
+
+        _step("3. look inside: neuron roles and attention heads")
+        _run(["analyze", "neurons", str(out)])
+        _run(["analyze", "heads", str(out)])
+        from tinyinterp.interp.summary import summarize
+
+        print(summarize(out))
+
+        _step("4. evaluation: completions, ROUGE memorisation, probes")
+        _run(["eval", "demo", str(out)])
+    except TinyinterpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"\ndemo finished in {(time.time() - start) / 60:.1f} minutes; run directory: {out}")
+
+    _step("5. the app")
+    if args.no_serve:
+        print(f"skipping the app (CI / --no-serve); start it with: tinyinterp app --runs {out.parent}")
+        return 0
+    return tinyinterp_main(["app", "--runs", str(out.parent), "--port", str(args.port)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
