@@ -1,0 +1,150 @@
+"""``tinyinterp analyze neurons|heads|compare``: build the interpretability results of a model.
+
+MODEL is a run directory, a checkpoint, a local HF folder or a hub name (anything ``tinyinterp.load``
+takes). Results go to ``MODEL/analysis/`` for a run directory (where the app and ``summarize`` look),
+else to ``--out``. ``--corpus`` is a tokenized corpus folder, or a ``.txt``/``.jsonl`` file or folder of
+documents that is tokenized with the model's tokenizer first (into ``<out>/corpus_<fingerprint>``).
+
+    tinyinterp analyze neurons runs/demo --corpus runs/demo/corpus/val
+    tinyinterp analyze heads runs/demo --corpus runs/demo/corpus/val
+    tinyinterp analyze compare runs/demo gpt2-xl --corpus stories.txt --out analysis/ours_vs_gpt2xl
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from tinyinterp import rundir
+from tinyinterp.errors import TinyinterpError
+from tinyinterp.interp.summary import COMPARE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR
+
+log = logging.getLogger(__name__)
+
+
+def add_subparser(subparsers) -> None:
+    p = subparsers.add_parser("analyze", help="neuron index, head classes, model comparison",
+                              description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+
+    n = sub.add_parser("neurons", help="streaming top-k neuron index + role purity",
+                       description="Index the top-k activating tokens of every MLP neuron and score purity.")
+    _common(n)
+    n.add_argument("--k", type=int, default=20, help="top activations kept per neuron (default 20)")
+    n.add_argument("--seq-len", type=int, default=None, help="window length in tokens (default min(n_ctx, 256))")
+    n.add_argument("--max-docs", type=int, default=None, help="index only the first N documents (default all)")
+    n.add_argument("--shard-docs", type=int, default=256, help="documents per resumable shard (default 256)")
+    n.set_defaults(func=run_neurons)
+
+    h = sub.add_parser("heads", help="per-head attention metrics + local/semantic/mixed",
+                       description="Measure every attention head over a corpus sample and classify it.")
+    _common(h)
+    h.add_argument("--n-samples", type=int, default=64, help="documents in the sample (default 64)")
+    h.add_argument("--seq-len", type=int, default=128, help="tokens per sampled window (default 128)")
+    h.set_defaults(func=run_heads)
+
+    c = sub.add_parser("compare", help="two models side by side",
+                       description="Neuron purity and head classes of two models on the same documents.")
+    c.add_argument("model_b", help="second model (run dir, HF folder or hub name such as gpt2-xl)")
+    _common(c)
+    c.add_argument("--max-docs", type=int, default=500, help="documents used for each model's index (default 500)")
+    c.add_argument("--n-samples", type=int, default=64, help="documents in the head sample (default 64)")
+    c.set_defaults(func=run_compare)
+
+
+def _common(p) -> None:
+    p.add_argument("model", help="run directory, checkpoint, local HF model folder or hub name")
+    p.add_argument("--corpus", required=True, help="tokenized corpus folder, or a .txt/.jsonl file/folder of documents")
+    p.add_argument("--out", default=None, help="output folder (default: MODEL/analysis/<analysis> for a run dir)")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _load(spec: str, device: str):
+    import tinyinterp
+
+    return tinyinterp.load(spec, device=device).eval()
+
+
+def _out_dir(args, subdir: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    if rundir.is_run_dir(Path(args.model)):
+        return Path(args.model) / rundir.ANALYSIS_DIR / subdir
+    raise TinyinterpError(f"{args.model}: not a run directory, so pass --out DIR for the results")
+
+
+def _corpus(spec: str, model, out: Path):
+    from tinyinterp.corpus import META_FILE, TokenizedCorpus, iter_documents, tokenize_corpus
+
+    path = Path(spec)
+    if path.is_dir() and (path / META_FILE).is_file():
+        return TokenizedCorpus.open(path)
+    if model.tokenizer is None:
+        raise TinyinterpError(f"{spec}: the model has no tokenizer to tokenize these documents; pass a tokenized corpus folder")
+    target = out / f"corpus_{model.tokenizer.fingerprint()[:12]}"
+    if (target / META_FILE).is_file():
+        return TokenizedCorpus.open(target)
+    return tokenize_corpus(iter_documents(path), model.tokenizer, target, source=str(path))
+
+
+def run_neurons(args) -> int:
+    from tinyinterp.interp.categories import neuron_purity
+    from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
+
+    model = _load(args.model, args.device)
+    out = _out_dir(args, NEURONS_SUBDIR)
+    corpus = _corpus(args.corpus, model, out)
+    cfg = NeuronIndexConfig(k=args.k, batch_size=args.batch_size, seq_len=args.seq_len, shard_docs=args.shard_docs,
+                            max_docs=args.max_docs, device=args.device)
+    index = build_neuron_index(model, corpus, out, cfg, progress=not args.no_progress)
+    purity = neuron_purity(index, model.tokenizer, corpus)
+    purity.save(out)
+    print(f"neuron index: {index.meta['n_tokens']} tokens -> {out}")
+    print(purity.layer_summary()[["layer", "mean_purity", "mean_type_purity", "share_role"]].to_string(index=False))
+    return 0
+
+
+def run_heads(args) -> int:
+    from tinyinterp.interp.heads import HeadConfig, analyze_heads
+
+    model = _load(args.model, args.device)
+    out = _out_dir(args, HEADS_SUBDIR)
+    corpus = _corpus(args.corpus, model, out)
+    result = analyze_heads(model, corpus, HeadConfig(n_samples=args.n_samples, seq_len=args.seq_len,
+                                                      batch_size=args.batch_size, device=args.device),
+                           progress=not args.no_progress)
+    result.save(out)
+    print(f"heads -> {out}: " + ", ".join(f"{c} {n}" for c, n in result.counts().items()))
+    return 0
+
+
+def run_compare(args) -> int:
+    from tinyinterp.interp.compare import compare
+    from tinyinterp.interp.heads import HeadConfig
+    from tinyinterp.interp.neuron_index import NeuronIndexConfig
+
+    model_a, model_b = _load(args.model, args.device), _load(args.model_b, args.device)
+    out = _out_dir(args, COMPARE_SUBDIR)
+    if not args.out:  # inside the run dir: one folder per pair
+        out = out / f"{Path(args.model).name}__vs__{Path(args.model_b).name}"
+    fp_a = model_a.tokenizer.fingerprint() if model_a.tokenizer is not None else None
+    fp_b = model_b.tokenizer.fingerprint() if model_b.tokenizer is not None else None
+    corpus_a = _corpus(args.corpus, model_a, out)
+    corpus_b = corpus_a if fp_a == fp_b else _corpus(args.corpus, model_b, out)
+    result = compare(model_a, model_b, corpus_a, corpus_b=corpus_b, work_dir=out,
+                     index_config=NeuronIndexConfig(max_docs=args.max_docs, batch_size=args.batch_size, device=args.device),
+                     head_config=HeadConfig(n_samples=args.n_samples, batch_size=args.batch_size, device=args.device),
+                     progress=not args.no_progress)
+    result.save(out)
+    print(result.format())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``analyze …`` alone (tests); the full CLI is ``tinyinterp.cli.main``."""
+    from tinyinterp.cli import main as cli_main
+
+    return cli_main(["analyze", *(argv or [])])

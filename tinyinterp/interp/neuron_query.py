@@ -1,0 +1,143 @@
+"""Queries on a built neuron index: top examples in context, neurons for a token, token histograms.
+
+Mixed into :class:`tinyinterp.interp.neuron_index.NeuronIndex`, which supplies ``tensors`` (the
+arrays of ``index.safetensors``), ``meta``, ``corpus`` and ``tokenizer``. Activations of the
+tokens *around* a top example are not stored (that would be a full cache); pass ``model=`` to
+``top_examples`` and the examples' windows are re-run (with the same window the index used, so the
+centre activation matches the stored one) to fill them in; without a model only the centre is known.
+
+    >>> ex = index.top_examples(2, 40, k=3, context=6, model=model)[0]
+    >>> ex.token_strs[ex.center], ex.activations[ex.center] == ex.activation
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tinyinterp.errors import TinyinterpError
+from tinyinterp.interp.inputs import MLP_HOOK, doc_of_position
+
+
+@dataclass
+class Example:
+    """One top activation of a neuron, with ``context`` tokens either side (within its document)."""
+
+    doc: int
+    pos: int
+    """Position inside the document."""
+    activation: float
+    tokens: list[int]
+    token_strs: list[str]
+    activations: list[float]
+    """The neuron's activation on each token of the window (NaN where unknown: no model given)."""
+    center: int
+    """Index of the top token inside ``tokens``."""
+
+    def text(self, mark: str = "[[{}]]") -> str:
+        return "".join(mark.format(s) if i == self.center else s for i, s in enumerate(self.token_strs))
+
+
+class NeuronQueries:
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+
+    def _check(self, layer: int, neuron: int | None = None) -> None:
+        if not 0 <= int(layer) < self.n_layers:
+            raise TinyinterpError(f"layer {layer} is out of range: the index has layers 0..{self.n_layers - 1}")
+        if neuron is not None and not 0 <= int(neuron) < self.d_mlp:
+            raise TinyinterpError(f"neuron {neuron} is out of range: layer {layer} has neurons 0..{self.d_mlp - 1}")
+
+    def _token_str(self, token_id: int) -> str:
+        tok = self.tokenizer
+        return tok.token_str(int(token_id)) if tok is not None else f"<{int(token_id)}>"
+
+    def _token_id(self, token: int | str) -> int:
+        if isinstance(token, (int, np.integer)):
+            return int(token)
+        tok = self.tokenizer
+        if tok is None:
+            raise TinyinterpError(f"token {token!r}: this index has no tokenizer.json; pass a token id instead")
+        ids = tok.encode(token)
+        if len(ids) != 1:
+            raise TinyinterpError(f"token {token!r} is {len(ids)} tokens for this tokenizer; pass a single token (e.g. ' Lucy')")
+        return ids[0]
+
+    def top_examples(self, layer: int, neuron: int, k: int | None = None, context: int = 8, model=None) -> list[Example]:
+        """The ``k`` highest activations of ``neuron`` with ``context`` tokens each side."""
+        self._check(layer, neuron)
+        values = self.tensors["top_values"][layer, neuron]
+        positions = self.tensors["top_positions"][layer, neuron].numpy()
+        keep = positions >= 0
+        values, positions = values[torch.from_numpy(keep)][: k or self.k], positions[keep][: k or self.k]
+        corpus = self.corpus
+        offsets = np.asarray(corpus.doc_offsets)
+        docs = doc_of_position(corpus, positions)
+        out = []
+        for value, pos, doc in zip(values.tolist(), positions.tolist(), docs.tolist()):
+            lo, hi = max(int(offsets[doc]), pos - context), min(int(offsets[doc + 1]), pos + context + 1)
+            tokens = [int(t) for t in corpus.tokens[lo:hi]]
+            acts = [float("nan")] * len(tokens)
+            acts[pos - lo] = value
+            out.append(Example(doc, pos - int(offsets[doc]), value, tokens, [self._token_str(t) for t in tokens], acts, pos - lo))
+        if model is not None and out:
+            self._fill_window_activations(model, layer, neuron, out, offsets)
+        return out
+
+    @torch.no_grad()
+    def _fill_window_activations(self, model, layer: int, neuron: int, examples: list[Example], offsets) -> None:
+        seq_len = int(self.meta["config"]["seq_len"])
+        for ex in examples:
+            doc_start = int(offsets[ex.doc])
+            win_start = doc_start + (ex.pos // seq_len) * seq_len  # the window the index ran
+            win_end = min(win_start + seq_len, int(offsets[ex.doc + 1]))
+            tokens = torch.as_tensor(np.asarray(self.corpus.tokens[win_start:win_end], dtype=np.int64))[None]
+            got = {}
+
+            def grab(acts, hook):
+                got["a"] = acts[0, :, neuron].float().cpu()
+
+            model.run_with_hooks(tokens, fwd_hooks=[(MLP_HOOK.format(layer=layer), grab)], return_type=None)
+            lo = doc_start + ex.pos - ex.center
+            for i in range(len(ex.tokens)):
+                g = lo + i - win_start
+                if 0 <= g < got["a"].shape[0]:
+                    ex.activations[i] = float(got["a"][g])
+
+    def neurons_for_token(self, token: int | str, top: int = 20) -> pd.DataFrame:
+        """Neurons whose top-k lists contain ``token`` most often (ties: higher max activation first)."""
+        token_id = self._token_id(token)
+        hits_mask = self.tensors["top_tokens"] == token_id  # (L, N, k)
+        hits = hits_mask.sum(-1)
+        best = torch.where(hits_mask, self.tensors["top_values"], torch.tensor(float("-inf"))).amax(-1)
+        layers, neurons = torch.nonzero(hits, as_tuple=True)
+        frame = pd.DataFrame({
+            "layer": layers.numpy(), "neuron": neurons.numpy(),
+            "hits": hits[layers, neurons].numpy(), "max_activation": best[layers, neurons].numpy(),
+        })
+        return frame.sort_values(["hits", "max_activation"], ascending=False).head(top).reset_index(drop=True)
+
+    def token_histogram(self, layer: int, neuron: int) -> dict[str, int]:
+        """Token string -> count among the neuron's top-k tokens, most frequent first."""
+        self._check(layer, neuron)
+        ids = [t for t in self.tensors["top_tokens"][layer, neuron].tolist() if t >= 0]
+        return dict(Counter(self._token_str(t) for t in ids).most_common())
+
+    def top_token_strs(self, layer: int, neuron: int, n: int = 5) -> list[str]:
+        return list(self.token_histogram(layer, neuron))[:n]
+
+    def stats_frame(self, layer: int | None = None) -> pd.DataFrame:
+        """One row per neuron: layer, neuron, mean, std, max, frac_active."""
+        L, N = self.n_layers, self.d_mlp
+        frame = pd.DataFrame({
+            "layer": np.repeat(np.arange(L), N), "neuron": np.tile(np.arange(N), L),
+            **{key: self.tensors[key].reshape(-1).numpy() for key in ("mean", "std", "max", "frac_active")},
+        })
+        if layer is not None:
+            self._check(layer)
+            frame = frame[frame.layer == layer].reset_index(drop=True)
+        return frame
