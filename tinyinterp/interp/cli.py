@@ -22,6 +22,9 @@ from tinyinterp.interp.summary import COMPARE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBD
 
 log = logging.getLogger(__name__)
 
+# Where `tinyinterp train` leaves the tokenized training corpus inside a run directory.
+RUN_CORPUS_SUBDIR = "data/train"
+
 
 def add_subparser(subparsers) -> None:
     p = subparsers.add_parser("analyze", help="neuron index, head classes, model comparison",
@@ -55,7 +58,9 @@ def add_subparser(subparsers) -> None:
 
 def _common(p) -> None:
     p.add_argument("model", help="run directory, checkpoint, local HF model folder or hub name")
-    p.add_argument("--corpus", required=True, help="tokenized corpus folder, or a .txt/.jsonl file/folder of documents")
+    p.add_argument("--corpus", default=None,
+                   help="tokenized corpus folder, or a .txt/.jsonl file/folder of documents "
+                        "(default for a run directory: the training corpus it was trained on, RUN/data/train)")
     p.add_argument("--out", default=None, help="output folder (default: MODEL/analysis/<analysis> for a run dir)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -76,10 +81,17 @@ def _out_dir(args, subdir: str) -> Path:
     raise TinyinterpError(f"{args.model}: not a run directory, so pass --out DIR for the results")
 
 
-def _corpus(spec: str, model, out: Path):
+def _default_corpus(model_spec: str) -> str:
+    run_corpus = Path(model_spec) / RUN_CORPUS_SUBDIR
+    if rundir.is_run_dir(Path(model_spec)) and run_corpus.is_dir():
+        return str(run_corpus)
+    raise TinyinterpError(f"{model_spec}: no training corpus at {run_corpus}; pass --corpus FILE_OR_DIR")
+
+
+def _corpus(spec: str | None, model, out: Path, model_spec: str):
     from tinyinterp.corpus import META_FILE, TokenizedCorpus, iter_documents, tokenize_corpus
 
-    path = Path(spec)
+    path = Path(spec if spec is not None else _default_corpus(model_spec))
     if path.is_dir() and (path / META_FILE).is_file():
         return TokenizedCorpus.open(path)
     if model.tokenizer is None:
@@ -90,13 +102,27 @@ def _corpus(spec: str, model, out: Path):
     return tokenize_corpus(iter_documents(path), model.tokenizer, target, source=str(path))
 
 
+def _retokenized(corpus, model_a, model_b, out: Path, max_docs: int | None):
+    """The same documents for a model with another tokenizer: decode with A's (exact round trip), encode with B's."""
+    from tinyinterp.corpus import META_FILE, TokenizedCorpus, tokenize_corpus
+
+    if model_a.tokenizer is None or model_b.tokenizer is None:
+        raise TinyinterpError("comparing models with different tokenizers needs both models to have a tokenizer")
+    target = out / f"corpus_{model_b.tokenizer.fingerprint()[:12]}"
+    if (target / META_FILE).is_file():
+        return TokenizedCorpus.open(target)
+    n_docs = corpus.n_docs if max_docs is None else min(max_docs, corpus.n_docs)
+    docs = (model_a.tokenizer.decode(corpus.document(i).tolist()) for i in range(n_docs))
+    return tokenize_corpus(docs, model_b.tokenizer, target, source=f"{corpus.source} (re-tokenized)")
+
+
 def run_neurons(args) -> int:
     from tinyinterp.interp.categories import neuron_purity
     from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
 
     model = _load(args.model, args.device)
     out = _out_dir(args, NEURONS_SUBDIR)
-    corpus = _corpus(args.corpus, model, out)
+    corpus = _corpus(args.corpus, model, out, args.model)
     cfg = NeuronIndexConfig(k=args.k, batch_size=args.batch_size, seq_len=args.seq_len, shard_docs=args.shard_docs,
                             max_docs=args.max_docs, device=args.device)
     index = build_neuron_index(model, corpus, out, cfg, progress=not args.no_progress)
@@ -112,7 +138,7 @@ def run_heads(args) -> int:
 
     model = _load(args.model, args.device)
     out = _out_dir(args, HEADS_SUBDIR)
-    corpus = _corpus(args.corpus, model, out)
+    corpus = _corpus(args.corpus, model, out, args.model)
     result = analyze_heads(model, corpus, HeadConfig(n_samples=args.n_samples, seq_len=args.seq_len,
                                                       batch_size=args.batch_size, device=args.device),
                            progress=not args.no_progress)
@@ -132,8 +158,8 @@ def run_compare(args) -> int:
         out = out / f"{Path(args.model).name}__vs__{Path(args.model_b).name}"
     fp_a = model_a.tokenizer.fingerprint() if model_a.tokenizer is not None else None
     fp_b = model_b.tokenizer.fingerprint() if model_b.tokenizer is not None else None
-    corpus_a = _corpus(args.corpus, model_a, out)
-    corpus_b = corpus_a if fp_a == fp_b else _corpus(args.corpus, model_b, out)
+    corpus_a = _corpus(args.corpus, model_a, out, args.model)
+    corpus_b = corpus_a if fp_a == fp_b else _retokenized(corpus_a, model_a, model_b, out, args.max_docs)
     result = compare(model_a, model_b, corpus_a, corpus_b=corpus_b, work_dir=out,
                      index_config=NeuronIndexConfig(max_docs=args.max_docs, batch_size=args.batch_size, device=args.device),
                      head_config=HeadConfig(n_samples=args.n_samples, batch_size=args.batch_size, device=args.device),

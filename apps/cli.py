@@ -1,0 +1,192 @@
+"""``tinyinterp app``: serve the Streamlit app on this machine, or only check that every page renders.
+
+Serving runs ``streamlit run apps/app.py`` headless on ``--host``/``--port`` with usage statistics off
+(so the browser makes no request beyond this machine) and the runs root passed in ``TINYINTERP_RUNS``.
+``--check`` (or ``TINYINTERP_NO_SERVE=1``, or ``CI=true``) renders every page once in-process with
+Streamlit's ``AppTest``, scans what they render for network references, prints the URL the app
+would be served at, and exits: that is how ``make demo`` ends in CI.
+
+    $ tinyinterp app --runs runs                 # http://127.0.0.1:8501, opens a browser tab
+    $ tinyinterp app --runs runs --check         # render all pages once, print the URL, exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from tinyinterp.errors import TinyinterpError
+
+APP_FILE = Path(__file__).resolve().parent / "app.py"
+NO_SERVE_ENV = "TINYINTERP_NO_SERVE"
+DEFAULT_PORT = 8501
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def serving_disabled() -> bool:
+    """True when the environment asks for ``--check`` behaviour (CI, or TINYINTERP_NO_SERVE=1)."""
+    return _truthy(os.environ.get(NO_SERVE_ENV)) or _truthy(os.environ.get("CI"))
+
+
+def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The ``streamlit run`` command line: headless, local only, no usage statistics, no file watcher."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+        "--server.headless", "true", "--server.address", host, "--server.port", str(port),
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--global.developmentMode", "false", "--client.toolbarMode", "viewer",
+    ]
+
+
+def streamlit_env(runs_root: Path) -> dict[str, str]:
+    from apps.state import RUNS_ENV
+
+    return {**os.environ, RUNS_ENV: str(runs_root), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+
+
+def app_url(host: str, port: int, run: str | None = None) -> str:
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    return f"http://{shown}:{port}/" + (f"?run={run}" if run else "")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_healthy(host: str, port: int, timeout: float = 60.0, process: subprocess.Popen | None = None) -> bool:
+    """Poll ``/_stcore/health`` until it answers ``ok`` (False on timeout or if the server exits)."""
+    url = f"http://{host}:{port}/_stcore/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def check_pages(runs_root: Path, run: str | None = None, timeout: float = 120.0) -> list[str]:
+    """Render every page once with ``AppTest``; returns one line per problem (empty = all pages fine)."""
+    from streamlit.testing.v1 import AppTest
+
+    from apps.views import PAGE_NAMES
+    from apps.render import network_references
+    from apps.state import RUNS_ENV
+
+    problems = []
+    old = os.environ.get(RUNS_ENV)
+    os.environ[RUNS_ENV] = str(runs_root)
+    try:
+        at = AppTest.from_file(str(APP_FILE), default_timeout=timeout)
+        if run:
+            at.query_params["run"] = run
+        at.run()
+        for name in PAGE_NAMES:
+            at.switch_page(f"views/{name}.py").run()
+            problems += [f"{name}: {e.message}" for e in at.exception]
+            markup = [e.proto.srcdoc for e in at.get("iframe")] + [e.proto.body for e in at.get("html")]
+            problems += [f"{name}: network reference {ref}" for m in markup for ref in network_references(m)]
+    finally:
+        if old is None:
+            os.environ.pop(RUNS_ENV, None)
+        else:
+            os.environ[RUNS_ENV] = old
+    return problems
+
+
+def _open_browser_when_ready(host: str, port: int, url: str, process: subprocess.Popen) -> None:
+    def opener() -> None:
+        if wait_healthy(host, port, process=process):
+            import webbrowser
+
+            webbrowser.open(url)
+
+    threading.Thread(target=opener, daemon=True).start()
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from apps.state import RunsRoot
+
+    root = RunsRoot.open(args.runs)
+    runs = root.list_runs()
+    if args.run is not None:
+        root.resolve_run(args.run)  # refuses paths outside the root with a one-line error
+    url = app_url(args.host, args.port, args.run)
+    if args.check or serving_disabled():
+        why = "--check" if args.check else f"{NO_SERVE_ENV}/CI set"
+        print(f"app: checking {len(runs)} run(s) under {root.path} without serving ({why})")
+        problems = check_pages(root.path, args.run)
+        for line in problems:
+            print(f"app: {line}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"app: every page rendered; serve it with `tinyinterp app --runs {args.runs}` -> {url}")
+        return 0
+    if not port_free(args.host, args.port):
+        raise TinyinterpError(f"--port {args.port}: already in use on {args.host}; pass another --port")
+    print(f"app: serving {len(runs)} run(s) under {root.path} at {url} (Ctrl-C to stop)", flush=True)
+    process = subprocess.Popen(streamlit_command(args.port, args.host), env=streamlit_env(root.path))
+    if not args.no_browser:
+        _open_browser_when_ready(args.host, args.port, url, process)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=10)
+        return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", default="runs", metavar="DIR",
+                   help="runs root: the folder holding run directories; the app reads nothing outside it (default ./runs)")
+    p.add_argument("--run", default=None, metavar="NAME", help="run to open first, relative to --runs (e.g. demo)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser tab once the server is up")
+    p.add_argument("--check", action="store_true",
+                   help=f"render every page once without serving, print the URL and exit (also {NO_SERVE_ENV}=1 or CI=true)")
+
+
+def add_subparser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "app", help="browse runs, neurons, heads and generations in a local web app",
+        description="Serve the tinyinterp Streamlit app (offline, local only) over the runs in --runs.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run_app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tinyinterp app", description="Serve the tinyinterp Streamlit app.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_app(args)
+    except TinyinterpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

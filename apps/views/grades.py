@@ -1,0 +1,98 @@
+"""Grades page: the evaluation results of the selected run (``analysis/eval/``), whatever exists of them.
+
+``grades_summary.json`` (per checkpoint: mean and 95% CI of grammar, creativity, consistency, plot, and
+age groups) becomes a table and a curve over training; ``grades.jsonl`` and the other JSONL/JSON files
+the evaluation writes (completions, probes, memorisation) can be browsed as tables. Missing files are
+reported, never an error: a run that was not evaluated simply says how to evaluate it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from apps import data, session
+from tinyinterp.rundir import read_json, read_jsonl
+
+SUMMARY_FILE, CURVE_PNG, SCORES = data.GRADES_SUMMARY_FILE, data.GRADE_CURVE_PNG, data.GRADE_SCORES
+MAX_ROWS = 500
+
+
+@st.cache_data(show_spinner=False)
+def _json(path: str, version: float):
+    return read_json(Path(path))
+
+
+@st.cache_data(show_spinner=False)
+def _jsonl(path: str, version: float) -> pd.DataFrame:
+    rows = read_jsonl(Path(path))[:MAX_ROWS]
+    return pd.json_normalize(rows) if rows else pd.DataFrame()
+
+
+def _summary_table(summary: dict) -> pd.DataFrame:
+    rows = []
+    for tag, s in summary.items():
+        row = {"checkpoint": tag, "step": s.get("step"), "tokens seen": s.get("tokens_seen"),
+               "graded": f"{s.get('n_ok', 0)}/{s.get('n', 0)}"}
+        for name in SCORES:
+            score = (s.get("scores") or {}).get(name) or {}
+            mean, lo, hi = score.get("mean"), score.get("ci_low"), score.get("ci_high")
+            row[name] = None if mean is None else round(mean, 2)
+            row[f"{name} 95% CI"] = "" if lo is None else f"{lo:.2f}–{hi:.2f}"
+        row["cost $"] = round(s.get("cost_usd") or 0.0, 4)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["step"], na_position="last", kind="stable") if "step" in frame else frame
+
+
+def _summary(folder: Path) -> None:
+    path = folder / SUMMARY_FILE
+    summary = _json(str(path), data.mtime(path))
+    if not isinstance(summary, dict) or not summary:
+        st.warning(f"{SUMMARY_FILE} is empty")
+        return
+    table = _summary_table(summary)
+    st.subheader("Grades per checkpoint (0–10, mean over prompts)")
+    st.dataframe(table, hide_index=True, width="stretch")
+    curve = table.dropna(subset=["step"]) if "step" in table else pd.DataFrame()
+    if len(curve) > 1:
+        st.line_chart(curve.set_index("step")[list(SCORES)], x_label="step", y_label="grade", height=260)
+    ages = {tag: s.get("age_groups") or {} for tag, s in summary.items()}
+    if any(ages.values()):
+        st.subheader("Age groups the grader assigned")
+        st.dataframe(pd.DataFrame(ages).fillna(0).astype(int), width="stretch")
+
+
+def _browse(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".json", ".jsonl") and p.name != SUMMARY_FILE)
+    if not files:
+        return
+    st.subheader("All evaluation files")
+    names = [p.relative_to(folder).as_posix() for p in files]
+    choice = st.selectbox("File", names, key="eval_file")
+    path = files[names.index(choice)]
+    if path.suffix == ".jsonl":
+        frame = _jsonl(str(path), data.mtime(path))
+        st.caption(f"first {min(len(frame), MAX_ROWS)} records")
+        st.dataframe(frame, hide_index=True, width="stretch")
+    else:
+        st.json(_json(str(path), data.mtime(path)), expanded=1)
+
+
+sel = session.require_selection()
+st.title("Grades")
+folder = data.eval_dir(sel.path)
+if not folder.is_dir() or not any(folder.iterdir()):
+    st.info(f"No evaluation results for `{sel.name}` yet: run `tinyinterp eval complete {sel.path}` and "
+            f"`tinyinterp eval grade {sel.path}` (results go to analysis/eval/).")
+    st.stop()
+st.caption(f"results in `{folder}`")
+if (folder / SUMMARY_FILE).is_file():
+    _summary(folder)
+else:
+    st.caption(f"no {SUMMARY_FILE} yet (grading not finished or not run)")
+if (folder / CURVE_PNG).is_file():
+    st.image(str(folder / CURVE_PNG), caption="grades over training", width=520)
+_browse(folder)

@@ -1,0 +1,82 @@
+"""Heads page: the local / semantic / mixed classification of every attention head, and live patterns.
+
+The table holds every metric of :class:`tinyinterp.interp.HeadResult` (sortable by clicking a column,
+or with the sort picker; filter by class). Below it, the chosen heads' attention patterns on any text
+are drawn with circuitsvis ``attention_heads`` (inlined, offline), and their distance profiles as lines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from apps import data, render, session
+from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, METRICS
+
+DEFAULT_TEXT = 'One day, Lily saw a big red ball in the park. She ran to the ball and said: "I like it!" Tom smiled at Lily.'
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _attention_html(tokens: tuple[str, ...], patterns: np.ndarray, names: tuple[str, ...]) -> str:
+    return render.attention_vis(tokens, patterns, names)  # 1.3 MB of inlined bundle: build it once
+
+
+def _head_name(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def _table(frame: pd.DataFrame, result) -> None:
+    counts = result.counts()
+    cols = st.columns(len(HEAD_CLASSES) + 1)
+    for col, cls in zip(cols, HEAD_CLASSES):
+        col.metric(f"{cls} heads", counts[cls])
+    cols[-1].metric("sample", f"{result.n_samples} × {result.seq_len} tokens")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    classes = c1.multiselect("Classes", list(HEAD_CLASSES), default=list(HEAD_CLASSES), key="head_classes")
+    sort_by = c2.selectbox("Sort by", ["layer", *METRICS], key="head_sort")
+    reverse = c3.toggle("reverse", key="head_reverse", help="layer sorts ascending, metrics descending; this flips it")
+    ascending = (sort_by == "layer") != reverse
+    shown = frame[frame.head_class.isin(classes)].sort_values(sort_by, ascending=ascending, kind="stable")
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={m: st.column_config.NumberColumn(format="%.3f") for m in METRICS})
+    st.caption(f"{len(shown)} of {len(frame)} heads · thresholds: {result.thresholds}")
+
+
+def _default_heads(result, names: list[str]) -> list[str]:
+    """One head of each of the first two classes present, else the first two heads."""
+    by_class = result.by_class()
+    picks = [_head_name(*by_class[c][0]) for c in HEAD_CLASSES if by_class[c]][:2]
+    return picks + [n for n in names if n not in picks][: 2 - len(picks)]
+
+
+def _patterns(sel, result) -> None:
+    st.header("Attention patterns on your text")
+    names = [_head_name(l, h) for l in range(result.head_class.shape[0]) for h in range(result.head_class.shape[1])]
+    chosen = st.multiselect("Heads", names, default=_default_heads(result, names), key="pattern_heads")
+    text = st.text_area("Text", DEFAULT_TEXT, key="pattern_text", height=90)
+    if not chosen or not text.strip():
+        st.caption("choose at least one head and enter some text")
+        return
+    pairs = [(int(n[1:].split("H")[0]), int(n.split("H")[1])) for n in chosen]
+    version = data.model_version(sel.path)
+    tokens, by_layer = data.attention_patterns(str(sel.path), version, text, tuple(sorted({l for l, _ in pairs})))
+    if not tokens:
+        st.caption("the text is empty after tokenization")
+        return
+    patterns = np.stack([by_layer[l][h] for l, h in pairs])  # (heads, T, T)
+    st.iframe(_attention_html(tuple(tokens), patterns, tuple(chosen)), height=620)
+    profile = pd.DataFrame({n: result.kernel[l, h][:24] for n, (l, h) in zip(chosen, pairs)})
+    st.subheader("Distance profile (mean attention by offset, from the analysis sample)")
+    st.line_chart(profile, x_label="query − key distance", y_label="mean attention", height=220)
+
+
+sel = session.require_selection()
+st.title("Heads")
+if not data.has_heads(sel.path):
+    st.info(f"No head analysis for `{sel.name}` yet: run `tinyinterp analyze heads {sel.path}`.")
+    st.stop()
+result = data.heads(sel.path)
+path = data.heads_dir(sel.path)
+_table(data.heads_frame(str(path), data.mtime(path / HEADS_FILE)), result)
+_patterns(sel, result)

@@ -1,0 +1,153 @@
+"""The app's safety promises: no path outside the runs root, every token escaped, nothing from a CDN."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from apps.render import attention_vis, examples_html, network_references, neuron_vis, story_html, tokens_html
+from apps.state import PathOutsideRoot, RunsRoot
+from tests.apps.conftest import SCRIPT_STORY, iframe_sources
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+# ----- runs root ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_with_escape(runs_root, tmp_path):
+    """A root with one real run, a symlink to a folder outside it and a symlink to a run outside it."""
+    outside = tmp_path / "outside"
+    (outside / "secret").mkdir(parents=True)
+    root = tmp_path / "root"
+    shutil.copytree(runs_root / "demo", root / "inner", ignore=shutil.ignore_patterns("analysis"))
+    os.symlink(outside / "secret", root / "escape")
+    os.symlink(runs_root / "demo", root / "sneaky_run")
+    return RunsRoot.open(root)
+
+
+@pytest.mark.parametrize("bad", ["..", "../x", "demo/../../etc", "/etc/passwd", "C:\\Windows", "demo\\..\\..", "", "a\x00b"])
+def test_resolve_refuses_paths_outside_the_root(runs_root, bad):
+    with pytest.raises(PathOutsideRoot):
+        RunsRoot.open(runs_root).resolve(bad)
+
+
+def test_resolve_follows_symlinks_and_refuses_escapes(root_with_escape):
+    root = root_with_escape
+    assert root.resolve_run("inner") == root.path / "inner"
+    with pytest.raises(PathOutsideRoot, match="outside the runs root"):
+        root.resolve("escape")
+    with pytest.raises(PathOutsideRoot, match="outside the runs root"):
+        root.resolve_run("sneaky_run")  # a symlink to a run outside the root, even though it is a run
+
+
+def test_list_runs_only_lists_runs_inside_the_root(runs_root, root_with_escape):
+    assert RunsRoot.open(runs_root).list_runs() == ["baseline", "demo"]
+    assert root_with_escape.list_runs() == ["inner"]  # the symlinked run outside is not listed
+
+
+def test_resolve_run_refuses_folders_that_are_not_runs(runs_root):
+    with pytest.raises(PathOutsideRoot, match="not a run directory"):
+        RunsRoot.open(runs_root).resolve_run("notes")
+
+
+@pytest.mark.parametrize("bad", ["../../../../etc", "/etc", "notes", "demo/../../"])
+def test_query_param_traversal_is_refused_in_the_app(make_app, bad):
+    at = make_app("runs", run=bad)
+    errors = [e.value for e in at.sidebar.get("error")]
+    assert errors and ("refused" in errors[0] or "not a run directory" in errors[0])
+    assert at.sidebar.selectbox(key="run").value == "baseline"  # the first run, not the requested path
+    assert at.query_params["run"] == "baseline"
+    assert at.session_state["_selection"].path == at.session_state["_selection"].root.path / "baseline"
+
+
+def test_app_refuses_a_missing_runs_root(make_app, monkeypatch, tmp_path):
+    from apps.state import RUNS_ENV
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "missing"))
+    at = make_app("runs")
+    assert any("not a directory" in e.value for e in at.error)
+    assert any("No run selected" in i.value for i in at.info)
+
+
+# ----- escaping ------------------------------------------------------------------------------------
+
+
+def test_token_html_escapes_markup():
+    markup = tokens_html(["<script>", "alert(1)", "</script>", '" onmouseover="x', "\n"], [1.0, 0.5, -1.0, 0.0, float("nan")])
+    assert "<script" not in markup and "</script" not in markup
+    assert "&lt;script&gt;" in markup and "&quot; onmouseover=&quot;x" in markup and "↵" in markup
+    assert "<script" not in story_html(SCRIPT, SCRIPT)
+
+
+def test_circuitsvis_props_cannot_close_the_script(runs_root):
+    ex = {"token_strs": ["a", "</script><script>alert(1)</script>"], "activations": [0.5, 1.0], "center": 1,
+          "activation": 1.0, "doc": 0, "pos": 1}
+    for markup in (neuron_vis([ex], 0, 0), attention_vis(ex["token_strs"], np.full((1, 2, 2), 0.5), ["L0H0"])):
+        assert markup.count("</script>") == 1  # only the bundle's own closing tag
+        assert "alert(1)" in markup and "\\u003cscript>alert(1)" in markup
+
+
+def _script_neuron(runs_root):
+    """A (layer, neuron) whose top examples include the story with the <script> tag (the fixture is seeded)."""
+    from tinyinterp.interp import NeuronIndex
+
+    index = NeuronIndex.load(runs_root / "demo" / "analysis" / "neurons")
+    last_doc = index.corpus.n_docs - 1
+    for layer in range(index.n_layers):
+        for neuron in range(index.d_mlp):
+            if any(ex.doc == last_doc and "<" in ex.token_strs for ex in index.top_examples(layer, neuron, context=16)):
+                return layer, neuron
+    raise AssertionError("no neuron has the <script> story among its top examples")
+
+
+def test_a_story_with_a_script_tag_shows_as_text_on_the_neuron_page(make_app, runs_root):
+    layer, neuron = _script_neuron(runs_root)
+    at = make_app("neurons", run="demo", layer=layer, neuron=neuron)
+    at.slider(key="context").set_value(16).run()
+    examples = next(h.proto.body for h in at.get("html") if 'class="example"' in h.proto.body)
+    assert "&lt;" in examples and "<script" not in examples and "</script" not in examples
+    at.toggle(key="use_circuitsvis").set_value(True).run()
+    (src,) = iframe_sources(at)
+    assert src.count("</script>") == 1 and '"\\u003c"' in src
+
+
+def test_script_in_user_text_stays_text(make_app):
+    at = make_app("heads", run="demo")
+    at.text_area(key="pattern_text").input(SCRIPT_STORY).run()
+    (src,) = iframe_sources(at)
+    assert src.count("</script>") == 1
+    at = make_app("generate", run="demo")
+    at.text_area(key="gen_prompt").input(SCRIPT + " Lily")
+    at.button[0].click().run()  # the form's Generate button submits the new prompt
+    stories = [h.proto.body for h in at.get("html") if 'class="story"' in h.proto.body]
+    assert stories and all("&lt;script&gt;alert(1)&lt;/script&gt;" in s and "<script" not in s for s in stories)
+
+
+# ----- no network ----------------------------------------------------------------------------------
+
+
+def test_network_scanner_finds_cdn_sources():
+    from circuitsvis.activations import text_neuron_activations
+
+    cdn = str(text_neuron_activations(tokens=["a"], activations=np.ones((1, 1, 1))))  # str() = the CDN version
+    assert network_references(cdn)
+    assert network_references('<script src="//example.com/x.js"></script>')
+    assert network_references('<link rel="stylesheet" href="https://fonts.googleapis.com/css">')
+    assert not network_references(examples_html([]) + tokens_html(["http://example.com"], [1.0]))
+
+
+@pytest.mark.parametrize("page", ["runs", "neurons", "heads", "generate", "compare", "grades"])
+def test_rendered_pages_reference_nothing_on_the_network(make_app, page):
+    at = make_app(page, run="demo")
+    if page == "neurons":
+        at.toggle(key="use_circuitsvis").set_value(True).run()
+    markup = iframe_sources(at) + [h.proto.body for h in at.get("html")] + [m.value for m in at.markdown]
+    assert markup or page in ("runs", "compare", "grades")
+    assert [ref for m in markup for ref in network_references(m)] == []
+    for src in iframe_sources(at):
+        assert "CircuitsVis.render(" in src and "<script src" not in src  # the bundle is inlined

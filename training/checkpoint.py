@@ -1,0 +1,151 @@
+"""Atomic training checkpoints: ``checkpoints/step_XXXXXXXX/`` appears whole or not at all.
+
+A checkpoint is written into a hidden temp folder ``checkpoints/.tmp-step_XXXXXXXX-<pid>/``
+(``config.json``, ``tokenizer.json``, ``model.safetensors``, ``optimizer.pt``, ``rng.safetensors``
+and, last, ``state.json``), fsynced, and then renamed into place; a rename is atomic on POSIX,
+so a crash (even ``kill -9``) mid-write leaves only a temp folder, which
+:func:`latest_checkpoint` never picks and :func:`remove_stale_temp_dirs` deletes. Weights are
+safetensors; the optimizer state goes through ``torch.save`` and is read back with
+``torch.load(weights_only=True)`` (plain tensors, numbers and lists only, no pickled code).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from tinyinterp import rundir
+from tinyinterp.errors import RunDirError
+
+log = logging.getLogger(__name__)
+
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
+RNG_FILE = "rng.safetensors"
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+_TMP_PREFIX = ".tmp-"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of ``run_dir`` as (step, path), oldest first."""
+    root = Path(run_dir) / rundir.CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _STEP_DIR.match(path.name)
+        if match and path.is_dir() and (path / STATE_FILE).is_file() and (path / rundir.WEIGHTS_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder, or None. Temp folders of interrupted writes never qualify."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def remove_stale_temp_dirs(run_dir: Path) -> None:
+    """Delete temp folders left by checkpoint writes that were interrupted."""
+    root = Path(run_dir) / rundir.CHECKPOINTS_DIR
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith(_TMP_PREFIX):
+                log.info("removing interrupted checkpoint write %s", path)
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    state = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["torch_cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict[str, Any], config: dict[str, Any], tokenizer=None) -> Path:
+    """Write checkpoint ``step`` atomically and return its folder."""
+    root = Path(run_dir) / rundir.CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f"{_TMP_PREFIX}{checkpoint_name(step)}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        if tokenizer is not None:
+            tokenizer.save(tmp / rundir.TOKENIZER_FILE)
+        rundir.save_weights(tmp / rundir.WEIGHTS_FILE, model)
+        with open(tmp / OPTIMIZER_FILE, "wb") as f:
+            torch.save(optimizer.state_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        rundir.atomic_save_tensors(tmp / RNG_FILE, rng_state())
+        rundir.atomic_write_json(tmp / rundir.CONFIG_FILE, config)
+        rundir.atomic_write_json(tmp / STATE_FILE, {**state, "step": step})  # last: marks the folder complete
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step (a resumed run ending where it started): swap, then delete
+            old = root / f"{_TMP_PREFIX}old-{checkpoint_name(step)}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints."""
+    found = list_checkpoints(run_dir)
+    for _, path in found[:-keep_last] if keep_last > 0 else found:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    state: dict[str, Any]
+    optimizer_state: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, device: torch.device | str = "cpu") -> LoadedCheckpoint:
+    """Load weights into ``model`` and return the optimizer state, RNG state and trainer state."""
+    path = Path(path)
+    rundir.load_weights(path / rundir.WEIGHTS_FILE, model)
+    state = rundir.read_json(path / STATE_FILE)
+    try:
+        optimizer_state = torch.load(path / OPTIMIZER_FILE, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise RunDirError(f"{path / OPTIMIZER_FILE}: unreadable optimizer state ({e}); delete this checkpoint to fall back to an older one") from None
+    rng = load_file(str(path / RNG_FILE)) if (path / RNG_FILE).is_file() else {}
+    return LoadedCheckpoint(path=path, state=state, optimizer_state=optimizer_state, rng=rng)

@@ -1,0 +1,20 @@
+"""``tinyinterp train``: registers the sub-command; the options and the work live in :mod:`training.train`."""
+
+from __future__ import annotations
+
+
+def add_subparser(subparsers) -> None:
+    from training.train import add_train_arguments, train_from_args
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a TinyStories model (builds the tokenizer and corpus first)",
+        description=(
+            "Build the restricted BPE tokenizer and the tokenized corpus into OUT/data (once), then train a "
+            "preset from the zoo into the run directory OUT, with checkpoints, metrics.jsonl and exact resume. "
+            "Works under `torchrun --nproc_per_node=N` (DDP). Example: tinyinterp train --out runs/demo "
+            "--preset tinystories-1m --max-minutes 5"
+        ),
+    )
+    add_train_arguments(p)
+    p.set_defaults(func=train_from_args)

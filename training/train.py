@@ -1,0 +1,218 @@
+"""Entry point: ``python -m training.train`` (also ``tinyinterp train``); the same command runs under torchrun.
+
+    python -m training.train --out runs/demo --preset tinystories-1m --max-minutes 5
+    torchrun --nproc_per_node=2 -m training.train --out runs/demo --preset test-tiny --max-steps 20
+
+Steps: (1) join a distributed group when ``RANK``/``WORLD_SIZE`` are set (gloo on CPU, NCCL on
+CUDA); (2) build the tokenizer (restricted GPT-Neo BPE, K = ``--vocab-size``) and the tokenized
+corpus into ``<out>/data/`` unless they are already there (rank 0 builds, the others wait);
+(3) train with :class:`training.trainer.Trainer`, resuming from ``<out>/checkpoints/`` when a
+checkpoint exists. On resume the saved training settings are reused and only the options given
+on the command line override them (e.g. a larger ``--max-steps`` to train longer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinyinterp import rundir
+from tinyinterp.errors import TinyinterpError
+from training.config import DTYPES, TrainConfig
+from training.trainer import DistContext, Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+DATA_SUBDIR = "data"
+_TOKENIZER_IN_DATA = "tokenizer.json"
+
+# (flag, TrainConfig field, type, help). Defaults come from TrainConfig so --help and the code agree.
+_OPTIONS: list[tuple[str, str, Any, str]] = [
+    ("--preset", "preset", str, "model shape from the zoo, e.g. tinystories-1m, tinystories-3m, test-tiny"),
+    ("--val-data", "val_data", str, "held-out validation .txt/.jsonl file (default: a 5%% hash split of --data, or the local validation file with the default data)"),
+    ("--vocab-size", "vocab_size", int, "K: keep the K most frequent GPT-Neo BPE tokens of the corpus, plus <|endoftext|>"),
+    ("--base-tokenizer", "base_tokenizer", str, "base BPE tokenizer.json or hub name (default: local GPT-2 tokenizer.json, else EleutherAI/gpt-neo-125M)"),
+    ("--tokenizer", "tokenizer", str, "use this existing tokenizer.json instead of building one"),
+    ("--batch-size", "batch_size", int, "GLOBAL sequences per optimizer step (summed over --grad-accum and DDP ranks)"),
+    ("--seq-len", "seq_len", int, "tokens per training sequence (at most the preset's context)"),
+    ("--grad-accum", "grad_accum", int, "gradient accumulation micro-steps per optimizer step"),
+    ("--lr", "lr", float, "peak learning rate (AdamW)"),
+    ("--min-lr", "min_lr", float, "final learning rate of the cosine decay (default lr/10)"),
+    ("--warmup-steps", "warmup_steps", int, "linear warm-up steps"),
+    ("--max-steps", "max_steps", int, "optimizer steps to train (also the cosine horizon)"),
+    ("--max-minutes", "max_minutes", float, "time budget; stops at the first eval/checkpoint boundary after it"),
+    ("--calibration-steps", "calibration_steps", int, "with only --max-minutes: steps timed to fix the cosine horizon"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay on Linear weight matrices"),
+    ("--grad-clip", "grad_clip", float, "clip the global gradient norm to this (0 = off)"),
+    ("--eval-every", "eval_every", int, "validation loss every this many steps"),
+    ("--eval-batches", "eval_batches", int, "validation batches (of --batch-size sequences) per evaluation"),
+    ("--log-every", "log_every", int, "metrics.jsonl train record every this many steps"),
+    ("--ckpt-every", "ckpt_every", int, "checkpoint every this many steps (and at the end)"),
+    ("--keep-last", "keep_last", int, "checkpoints to keep on disk"),
+    ("--seed", "seed", int, "seed of the init and of the batch order"),
+    ("--device", "device", str, "cpu, cuda, cuda:1, ... or auto"),
+    ("--dtype", "dtype", str, f"one of {', '.join(DTYPES)}; auto = bf16 autocast on CUDA, float32 on CPU"),
+    ("--threads", "threads", int, "torch CPU threads (default: torch's choice)"),
+]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tinyinterp train`` / ``python -m training.train`` (shared by both)."""
+    defaults = TrainConfig(max_steps=1)
+    parser.add_argument("--out", required=True, type=Path, help="run directory to create or resume (e.g. runs/demo)")
+    parser.add_argument("--data", nargs="+", default=None, metavar="PATH",
+                        help="training text: .txt (<|endoftext|>-separated) / .jsonl files, folders, or a hub dataset "
+                             "(default: $TINYINTERP_DATA/tinystories files, else roneneldan/TinyStories)")
+    for flag, name, kind, text in _OPTIONS:
+        default = getattr(defaults, name) if name != "max_steps" else None
+        suffix = "" if "default" in text else f" (default: {default})"
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=text + suffix)
+    parser.add_argument("--compile", dest="compile", action="store_const", const=True, default=None,
+                        help="torch.compile the model (off by default)")
+    parser.add_argument("--resume", action="store_true",
+                        help="require a checkpoint in --out to resume from (resuming is automatic when one exists)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+
+
+def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> TrainConfig:
+    """Saved settings (when resuming) overridden by the options given on the command line."""
+    values = dict(saved or {})
+    given = {name: getattr(args, name) for _, name, _, _ in _OPTIONS if getattr(args, name) is not None}
+    if args.data is not None:
+        given["data"] = args.data
+    if args.compile is not None:
+        given["compile"] = True
+    if saved and "max_minutes" in given and "max_steps" not in given:
+        values["max_steps"] = None  # a new time budget replaces the old step count
+    values.update(given)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as e:
+        raise TinyinterpError(str(e)) from None
+
+
+def dist_context_from_env() -> DistContext:
+    """torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; a plain ``python`` run is rank 0 of 1."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistContext()
+    return DistContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _saved_train_config(out: Path) -> dict[str, Any] | None:
+    from training.checkpoint import latest_checkpoint
+
+    path = latest_checkpoint(out)
+    if path is None:
+        return None
+    return rundir.read_json(path / "state.json").get("train_config")
+
+
+def prepare_data(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: bool = True):
+    """Tokenizer + (train, val) corpora in ``out/data``; built by rank 0 once, then reused."""
+    import torch.distributed as dist
+
+    from tinyinterp.corpus import TokenizedCorpus, default_sources, iter_documents, prepare_corpus
+    from tinyinterp.paths import data_dir, gpt2_tokenizer_file
+    from tinyinterp.tokenizer import DEFAULT_BASE, Tokenizer
+
+    data_out = out / DATA_SUBDIR
+    tok_path = data_out / _TOKENIZER_IN_DATA
+    if cfg.data:
+        train_src, val_src = cfg.data, cfg.val_data
+    else:
+        sources = default_sources()
+        train_src, val_src = sources.train, cfg.val_data or sources.val
+    if dist_ctx.is_main:
+        if cfg.tokenizer:
+            tokenizer = Tokenizer.load(cfg.tokenizer)
+        elif tok_path.is_file():
+            tokenizer = Tokenizer.load(tok_path)
+        else:
+            base = cfg.base_tokenizer
+            if base is None:
+                base = str(gpt2_tokenizer_file()) if data_dir(required=False) and gpt2_tokenizer_file().is_file() else DEFAULT_BASE
+            log.info("building the restricted BPE (K=%d) from %s", cfg.vocab_size, base)
+            tokenizer = Tokenizer.restricted_bpe(base, iter_documents(train_src), k=cfg.vocab_size, progress=progress)
+        tokenizer.save(tok_path)
+        train, val = prepare_corpus(train_src, tokenizer, data_out, val_source=val_src, progress=progress)
+    if dist_ctx.enabled:
+        dist.barrier()
+    if not dist_ctx.is_main:
+        tokenizer = Tokenizer.load(tok_path)
+        train, val = TokenizedCorpus.open(data_out / "train"), TokenizedCorpus.open(data_out / "val")
+    for corpus in (train, val):
+        corpus.check_tokenizer(tokenizer)
+    return tokenizer, train, val
+
+
+def run_training(cfg: TrainConfig, out: Path, dist_ctx: DistContext | None = None, progress: bool = True) -> TrainResult:
+    """Prepare the data and train into ``out`` (resuming when it holds a checkpoint)."""
+    from tinyinterp.zoo import PRESETS, preset_config
+
+    dist_ctx = dist_ctx or DistContext()
+    if cfg.preset not in PRESETS:
+        raise TinyinterpError(f"--preset {cfg.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
+    out = Path(out)
+    if dist_ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    tokenizer, train, val = prepare_data(cfg, out, dist_ctx, progress)
+    model_cfg = preset_config(cfg.preset, d_vocab=tokenizer.vocab_size)
+    extra = {
+        "tokenizer": tokenizer.describe(),
+        "data": {"train": train.source, "val": val.source, "train_tokens": train.n_tokens, "train_docs": train.n_docs,
+                 "val_tokens": val.n_tokens},
+    }
+    trainer = Trainer(cfg, model_cfg, train, tokenizer.eot_id, out, val_data=val, tokenizer=tokenizer,
+                      extra_config=extra, dist_ctx=dist_ctx, progress=progress)
+    return trainer.fit()
+
+
+def train_from_args(args: argparse.Namespace) -> int:
+    """``tinyinterp train``: run, print a one-paragraph summary, return the exit code."""
+    dist_ctx = dist_context_from_env()
+    if dist_ctx.enabled:
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() and (args.device or "auto") != "cpu" else "gloo"
+        dist.init_process_group(backend=backend)
+        if not dist_ctx.is_main:
+            logging.getLogger().setLevel(logging.WARNING)
+    try:
+        saved = _saved_train_config(args.out)
+        if args.resume and saved is None:
+            raise TinyinterpError(f"--resume: {args.out} has no checkpoint to resume from; drop --resume to start a new run")
+        cfg = config_from_args(args, saved)
+        result = run_training(cfg, args.out, dist_ctx, progress=not args.no_progress)
+    finally:
+        if dist_ctx.enabled:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if dist_ctx.is_main:
+        val = f"{result.final_val_loss:.4f}" if result.final_val_loss is not None else "n/a"
+        print(f"trained {result.steps} steps ({result.tokens:,} tokens, {result.elapsed_s:.0f} s, stopped by {result.stopped_by}); "
+              f"final val loss {val} nats/token; run dir: {result.run_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return train_from_args(args)
+    except TinyinterpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
