@@ -54,7 +54,7 @@ def _run_generate(args) -> int:
     if not prompts:
         from tinyinterp.evaluation.prompts import load_prompts
 
-        prompts = load_prompts()[:3]
+        prompts = [p.text for p in load_prompts()[:3]]
     cfg = SamplingConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, use_kv_cache=not args.no_kv_cache,

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from tinyinterp.corpus_readers import (  # noqa: F401  (re-exported: the corpus 
     iter_documents,
     split_documents,
 )
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import DataError
 from tinyinterp.paths import data_dir
 from tinyinterp.tokenizer import Tokenizer
@@ -172,7 +172,7 @@ class _CorpusWriter:
             "tokenizer_fingerprint": self.tokenizer.fingerprint(),
             "source": source,
         }
-        _atomic_write_json(self.out_dir / META_FILE, meta)
+        atomic_write_json(self.out_dir / META_FILE, meta)
         log.info("tokenized %s: %d documents, %d tokens -> %s", source, n_docs, self._offsets[-1], self.out_dir)
         return TokenizedCorpus.open(self.out_dir)
 
@@ -305,17 +305,3 @@ def default_sources() -> CorpusSources:
         if all(p.is_file() for p in train):
             return CorpusSources(train=list(train), val=val if val.is_file() else None)
     return CorpusSources(train=[DEFAULT_HUB_DATASET], val=DEFAULT_HUB_DATASET)
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

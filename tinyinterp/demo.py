@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from tinyinterp.cli import main as tinyinterp_main
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.zoo import PRESETS
 
 N_DEMO_PROMPTS = 5
 
@@ -34,7 +36,8 @@ def _step(title: str) -> None:
 
 
 def _run(argv: list[str]) -> None:
-    print("$ tinyinterp " + " ".join(argv), flush=True)
+    shown = [a if len(a) <= 40 else a[:37] + "..." for a in argv]  # prompts are long; show their start
+    print("$ tinyinterp " + shlex.join(shown), flush=True)
     code = tinyinterp_main(argv)
     if code:
         raise SystemExit(code)
@@ -45,8 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.environ.get("TINYINTERP_DEMO_RUN", "runs/demo"), help="run directory (default runs/demo)")
     p.add_argument("--preset", default=os.environ.get("TINYINTERP_DEMO_PRESET", "tinystories-1m"), help="model preset (default tinystories-1m)")
-    p.add_argument("--minutes", type=float, default=float(os.environ.get("TINYINTERP_DEMO_MINUTES", "6")),
-                   help="training time budget in minutes (default 6; env TINYINTERP_DEMO_MINUTES)")
+    p.add_argument("--minutes", type=float, default=float(os.environ.get("TINYINTERP_DEMO_MINUTES", "7")),
+                   help="training time budget in minutes (default 7; env TINYINTERP_DEMO_MINUTES)")
     p.add_argument("--no-serve", action="store_true", default=_truthy("TINYINTERP_NO_SERVE") or _truthy("CI"),
                    help="do not start the app at the end (default when CI or TINYINTERP_NO_SERVE is set)")
     p.add_argument("--port", type=int, default=8501, help="port of the app (default 8501)")
@@ -59,16 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     try:
         _step(f"1. train {args.preset} for up to {args.minutes:g} minutes on CPU")
+        seq_len = min(128, PRESETS[args.preset].n_ctx) if args.preset in PRESETS else 128
         # Time-bounded: the trainer times its first steps and fits the cosine schedule to the budget.
         _run(["train", "--out", str(out), "--preset", args.preset, "--max-minutes", str(args.minutes),
-              "--batch-size", "32", "--seq-len", "128", "--lr", "3e-3", "--warmup-steps", "50",
-              "--eval-every", "100", "--ckpt-every", "250"])
+              "--batch-size", "16", "--seq-len", str(seq_len), "--lr", "3e-3", "--warmup-steps", "30",
+              "--eval-every", "50", "--ckpt-every", "100"])
         _run(["info", str(out)])
 
         _step("2. stories from the paper's evaluation prompts")
         from tinyinterp.evaluation.prompts import load_prompts
 
-        prompts = load_prompts()[:N_DEMO_PROMPTS]
+        prompts = [p.text for p in load_prompts()[:N_DEMO_PROMPTS]]
         _run(["generate", str(out), *prompts, "--max-new-tokens", "120", "--temperature", "0.7", "--top-k", "40"])
 
         _step("3. look inside: neuron roles and attention heads")
@@ -86,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndemo finished in {(time.time() - start) / 60:.1f} minutes; run directory: {out}")
 
     _step("5. the app")
+    app_argv = ["app", "--runs", str(out.parent), "--run", out.name, "--port", str(args.port)]
     if args.no_serve:
-        print(f"skipping the app (CI / --no-serve); start it with: tinyinterp app --runs {out.parent}")
-        return 0
-    return tinyinterp_main(["app", "--runs", str(out.parent), "--port", str(args.port)])
+        # CI: render every page once without serving, so a broken app still fails the demo.
+        print(f"not serving (CI / --no-serve); start the app with: tinyinterp {' '.join(app_argv)}")
+        app_argv.append("--check")
+    return tinyinterp_main(app_argv)
 
 
 if __name__ == "__main__":

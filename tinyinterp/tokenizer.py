@@ -30,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from pathlib import Path
@@ -44,6 +42,7 @@ from huggingface_hub.errors import RemoteEntryNotFoundError
 from tokenizers import decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 
+from tinyinterp.atomic import atomic_write_text
 from tinyinterp.errors import DataError, ModelLoadError, TinyinterpError
 
 log = logging.getLogger(__name__)
@@ -68,20 +67,6 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 _BYTE_OF_CHAR = {c: b for b, c in _bytes_to_unicode().items()}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _merge_pair(merge: str | Sequence[str]) -> tuple[str, str]:
@@ -251,7 +236,7 @@ class Tokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / TOKENIZER_FILE
-        _atomic_write_text(path, self._hf.to_str(pretty=True))
+        atomic_write_text(path, self._hf.to_str(pretty=True))
         return path
 
     # ----- use ----------------------------------------------------------------------------------

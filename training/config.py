@@ -7,11 +7,11 @@ accumulation micro-steps and over DDP ranks. Each rank runs ``grad_accum`` micro
 model whether it runs in one process or under ``torchrun --nproc_per_node=N``.
 
 Stopping: ``max_steps`` fixes the length (and the cosine horizon). ``max_minutes`` is a time
-budget; training stops at the first eval/checkpoint boundary after the budget is spent, so the
-number of steps taken is a multiple of ``eval_every`` (or ``ckpt_every``) and is recorded in
-``config.json`` and ``metrics.jsonl``. With only ``max_minutes`` the cosine horizon is estimated
-once from the measured step time after ``calibration_steps`` steps and saved in each checkpoint,
-so a resumed run follows the same schedule.
+budget; training stops at the first eval/checkpoint boundary after the budget is spent, and the
+number of steps taken is recorded in ``config.json`` and ``metrics.jsonl``. With only
+``max_minutes`` the cosine horizon is estimated once from the measured step time after
+``calibration_steps`` steps (rounded down to a multiple of ``log_every``) and saved in each
+checkpoint, so a resumed run follows the same schedule.
 """
 
 from __future__ import annotations

@@ -301,8 +301,9 @@ class Trainer:
         if self.val_batches:  # an eval costs ~1/3 of a training step per batch (forward only)
             per_step *= 1 + len(self.val_batches) / (3 * self.cfg.eval_every)
         estimate = self.step + int(max(0.0, budget_s - elapsed) / max(per_step, 1e-9))
-        boundary = min(self.cfg.eval_every, self.cfg.ckpt_every)
-        # Round down to a stop boundary so the cosine ends within the budget (at least the next boundary).
+        # Round down to a logging boundary so the cosine ends within the budget; the last step is
+        # always evaluated and checkpointed, so it need not fall on an eval/checkpoint boundary.
+        boundary = self.cfg.log_every
         estimate = max((self.step // boundary + 1) * boundary, estimate // boundary * boundary)
         t = torch.tensor([float(estimate)], device=self.device)
         if self.dist.enabled:

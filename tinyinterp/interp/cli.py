@@ -12,7 +12,7 @@ documents that is tokenized with the model's tokenizer first (into ``<out>/corpu
 
 from __future__ import annotations
 
-import argparse
+
 import logging
 from pathlib import Path
 
@@ -49,8 +49,8 @@ def add_subparser(subparsers) -> None:
 
     c = sub.add_parser("compare", help="two models side by side",
                        description="Neuron purity and head classes of two models on the same documents.")
-    c.add_argument("model_b", help="second model (run dir, HF folder or hub name such as gpt2-xl)")
     _common(c)
+    c.add_argument("model_b", help="second model (run dir, HF folder or hub name such as gpt2-xl)")
     c.add_argument("--max-docs", type=int, default=500, help="documents used for each model's index (default 500)")
     c.add_argument("--n-samples", type=int, default=64, help="documents in the head sample (default 64)")
     c.set_defaults(func=run_compare)

@@ -77,3 +77,31 @@ def test_compare_with_local_random_gpt2(story_tokenizer, tmp_path):
                      progress=False)
     assert result.b.n_layers == 2 and result.b.d_mlp == 128
     assert sum(result.b.head_counts.values()) == 8
+
+
+def test_cli_defaults_to_the_runs_training_corpus_and_retokenizes_for_gpt2(run_dir, story_corpus, shared_data, tmp_path, capsys):
+    """No --corpus: the run's own data/train is used; a GPT-2 with another tokenizer gets the same texts."""
+    import shutil
+
+    from tests.support.hf_models import save_tiny_hf_model
+    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.tokenizer import Tokenizer
+
+    with pytest.raises(tinyinterp_error(), match="no training corpus"):
+        from tinyinterp.interp.cli import _default_corpus
+
+        _default_corpus(str(run_dir))
+    shutil.copytree(story_corpus.path, run_dir / "data" / "train")
+    gpt2_dir = save_tiny_hf_model(tmp_path / "gpt2", "gpt2", shared_data / "tokenizers" / "gpt2" / "tokenizer.json")
+    out = tmp_path / "cmp"
+    assert main(["compare", str(run_dir), str(gpt2_dir), "--out", str(out), "--max-docs", "20",
+                 "--n-samples", "4", "--no-progress"]) == 0
+    assert ComparisonResult.load(out).b.n_layers == 2
+    gpt2_tok = Tokenizer.from_hf(gpt2_dir)
+    retok = TokenizedCorpus.open(out / f"corpus_{gpt2_tok.fingerprint()[:12]}")
+    assert retok.n_docs == 20
+    original = TokenizedCorpus.open(run_dir / "data" / "train")
+    from tinyinterp.rundir import load_run
+
+    ours = load_run(run_dir).tokenizer
+    assert gpt2_tok.decode(retok.document(3).tolist()) == ours.decode(original.document(3).tolist())
