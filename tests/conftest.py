@@ -13,6 +13,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny test models run several times faster on one thread than on two contended ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """The shared data folder (../shared/data or $TINYINTERP_DATA); skips the test where absent."""

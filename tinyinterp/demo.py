@@ -8,7 +8,7 @@
 5. start the Streamlit app on the run (skipped with ``--no-serve``, ``TINYINTERP_NO_SERVE=1`` or ``CI``).
 
 Every step is a ``tinyinterp`` sub-command, so the demo shows exactly what a user would type.
-Rerunning resumes: a finished training run and finished analyses are reused.
+A rerun finds the finished training run (its last checkpoint) and does not train again.
 """
 
 from __future__ import annotations

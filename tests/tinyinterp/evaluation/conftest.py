@@ -45,14 +45,3 @@ def fresh_run(eval_run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(eval_run, dst)
     return dst
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run far faster on one thread, and CI's 2 cores are shared with other test workers."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

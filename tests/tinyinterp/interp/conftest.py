@@ -57,12 +57,3 @@ def make_model(tokenizer, seed: int = 0, preset: str = "test-tiny", **overrides)
 @pytest.fixture
 def story_model(story_tokenizer):
     return make_model(story_tokenizer)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models run faster on one thread, and the CI's two cores are shared with other tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
