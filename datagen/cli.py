@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-from tinyinterp.errors import TinyinterpError
 from tinyinterp.llm import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, LLMClient, LLMConfig, Price
 
 
@@ -145,19 +143,13 @@ def add_subparser(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``main(["stories", "--n", "10", "--out", "s.jsonl"])``."""
-    parser = argparse.ArgumentParser(prog="tinyinterp")
-    add_subparser(parser.add_subparsers(dest="command", required=True))
+    """Standalone entry: ``main(["stories", "--n", "10", "--out", "s.jsonl"])`` = ``tinyinterp datagen ...``."""
+    from tinyinterp.cli import main as cli_main
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "datagen":
         argv = ["datagen"] + argv
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except TinyinterpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

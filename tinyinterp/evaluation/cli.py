@@ -178,15 +178,7 @@ def run_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``tinyinterp eval ...`` on its own (tests call this; the ``tinyinterp`` script registers add_subparser)."""
-    import logging
-    import sys
+    from tinyinterp.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="tinyinterp")
-    add_subparser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    argv = list(argv or [])
+    return cli_main(argv if argv[:1] == ["eval"] else ["eval", *argv])
