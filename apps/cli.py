@@ -178,14 +178,10 @@ def add_subparser(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tinyinterp app", description="Serve the tinyinterp Streamlit app.")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_app(args)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """``tinyinterp app ...`` on its own (tests call ``main(["--runs", DIR, "--check"])``)."""
+    from tinyinterp.cli import main as cli_main
+
+    return cli_main(["app", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
