@@ -1,8 +1,9 @@
 """Ours vs. GPT-2 XL: neuron purity per layer and head classes, on the same stories (paper, Sec. on interpretability).
 
-Loads ``--model`` (default ``gpt2-xl``) with ``tinyinterp.load`` (TransformerBridge; needs the hub or a
-local copy: offline it fails with the loader's one-line error) and compares it with a run directory on
-documents from ``--texts`` (each model tokenizes them itself). Records wall time and peak RSS.
+Loads ``--model`` (default ``gpt2-xl``) with ``tinyinterp.load`` — imported natively into our own
+``HookedTransformer`` (``--backend bridge`` for TransformerBridge); it needs the hub or a local copy:
+offline it fails with the loader's one-line error — and compares it with a run directory on documents
+from ``--texts`` (each model tokenizes them itself). Records wall time, peak RSS and tokens processed.
 Writes ``compare_gpt2xl.png`` (mean purity and role share per relative depth; head classes) and
 ``compare_gpt2xl.json`` (the ComparisonResult + time + memory).
 
@@ -64,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-docs", type=int, default=200, help="stories used (default 200)")
     parser.add_argument("--n-samples", type=int, default=32, help="stories in the head sample (default 32)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--backend", choices=("native", "bridge"), default="native",
+                        help="how to load --model: our own model (default) or TransformerBridge")
     parser.add_argument("--out", default="figures", help="output folder (default figures/)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     start = time.perf_counter()
     try:
         ours = tinyinterp.load(args.run_dir, device=args.device).eval()
-        other = tinyinterp.load(args.model, device=args.device).eval()
+        other = tinyinterp.load(args.model, device=args.device, backend=args.backend).eval()
         texts = read_texts(args.texts, max_docs=args.max_docs)
         result = compare(ours, other, texts, work_dir=out / "compare_work",
                          index_config=NeuronIndexConfig(device=args.device, seq_len=128),
@@ -86,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "compare_gpt2xl.json").write_text(json.dumps({
         "comparison": json.loads((out / "compare_work" / "comparison.json").read_text()),
         "seconds": round(seconds, 1), "peak_rss_mib": round(peak_mib, 1), "device": args.device, "max_docs": args.max_docs,
+        "backend": args.backend, "model_class": type(other).__name__,
     }, indent=1))
     print(result.format())
     print(f"time {seconds:.1f} s, peak RSS {peak_mib:.0f} MiB; wrote {out / 'compare_gpt2xl.png'}")

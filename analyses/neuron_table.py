@@ -1,9 +1,11 @@
 """Table of the top tokens of selected neurons (the paper's "neuron roles" table), from a run's neuron index.
 
-Writes ``neuron_table.png`` and ``neuron_table.json`` (per neuron: category, purity, top tokens with counts).
+Writes ``neuron_table.png`` and ``neuron_table.json`` (per neuron: category, purity, type purity, whether it
+is a role neuron, top tokens with counts, and the tokens its output promotes most when the index has logit effects).
 
     python -m analyses.neuron_table runs/demo --neurons 3.17,5.200 --out figures/
-Default neurons: the 10 purest role neurons of ``analysis/neurons/purity.json``.
+Default neurons: the 10 purest role neurons of ``analysis/neurons/purity.json``; when there are fewer, the
+list is filled with the highest type purity non-role neurons, marked ``role: false`` (and without ``*`` in the PNG).
 """
 
 from __future__ import annotations
@@ -26,30 +28,36 @@ def neuron_rows(run_dir: Path, neurons: list[tuple[int, int]] | None, n_tokens: 
     ndir = run_dir / "analysis" / "neurons"
     index = NeuronIndex.load(ndir)
     purity = PurityResult.load(ndir) if (ndir / "purity.json").is_file() else None
+    roles = purity.role_mask() if purity is not None else None
     if neurons is None:
         if purity is None:
             neurons = [(0, n) for n in range(min(10, index.d_mlp))]
         else:
-            top = purity.top(10)
-            neurons = list(zip(top.layer.tolist(), top.neuron.tolist()))
+            # role neurons first; fill with the next purest (marked non-role) so the table is never empty
+            candidates = [purity.top(10, by=by) for by in ("role", "type_purity", "purity")]
+            pairs = [(int(l), int(n)) for top in candidates for l, n in zip(top.layer, top.neuron)]
+            neurons = list(dict.fromkeys(pairs))[:10]
     rows = []
     for layer, neuron in neurons:
         hist = index.token_histogram(layer, neuron)  # validates the range
         row = {"layer": layer, "neuron": neuron, "top_tokens": dict(list(hist.items())[:n_tokens]),
                "max_activation": float(index.tensors["max"][layer, neuron])}
+        if "logit_top_tokens" in index.tensors:
+            row["promotes"] = index.logit_effects(layer, neuron, n=5)["promoted"].token.tolist()
         if purity is not None:
             row |= {"category": CATEGORIES[purity.majority[layer, neuron]], "purity": float(purity.purity[layer, neuron]),
-                    "type_purity": float(purity.type_purity[layer, neuron])}
+                    "type_purity": float(purity.type_purity[layer, neuron]), "role": bool(roles[layer, neuron])}
         rows.append(row)
     return rows
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    cells = [[f"L{r['layer']} N{r['neuron']}", r.get("category", ""), f"{r.get('purity', float('nan')):.2f}",
+    cells = [[f"L{r['layer']} N{r['neuron']}{'*' if r.get('role') else ''}", r.get("category", ""),
+              f"{r.get('type_purity', float('nan')):.2f}",
               ", ".join(f"{t!r}×{c}" for t, c in r["top_tokens"].items())] for r in rows]
     fig, ax = plt.subplots(figsize=(14, 0.45 * len(rows) + 1))
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=["neuron", "category", "purity", "top tokens (count in top-k)"],
+    table = ax.table(cellText=cells, colLabels=["neuron (* role)", "category", "type purity", "top tokens (count in top-k)"],
                      loc="center", cellLoc="left", colWidths=[0.08, 0.1, 0.06, 0.76])
     table.auto_set_font_size(False)
     table.set_fontsize(8)

@@ -13,7 +13,9 @@ would be served at, and exits: that is how ``make demo`` ends in CI.
 from __future__ import annotations
 
 import argparse
+import ctypes  # imported here, not in the forked child, where taking the import lock could deadlock
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,7 +62,10 @@ def app_url(host: str, port: int, run: str | None = None) -> str:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Nothing listens on ``host:port``. SO_REUSEADDR as the server itself uses: connections of a server
+    that just stopped linger in TIME_WAIT for a minute, and must not count as "in use"."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -145,15 +150,51 @@ def run_app(args: argparse.Namespace) -> int:
     if not port_free(args.host, args.port):
         raise TinyinterpError(f"--port {args.port}: already in use on {args.host}; pass another --port")
     print(f"app: serving {len(runs)} run(s) under {root.path} at {url} (Ctrl-C to stop)", flush=True)
-    process = subprocess.Popen(streamlit_command(args.port, args.host), env=streamlit_env(root.path))
+    process = subprocess.Popen(streamlit_command(args.port, args.host), env=streamlit_env(root.path),
+                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     if not args.no_browser:
         _open_browser_when_ready(args.host, args.port, url, process)
+    # SIGTERM/SIGHUP (a service manager, `kill`, a closed terminal) must stop the server too, not
+    # only Ctrl-C: raise in the main thread so the `finally` below stops the child.
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)} if in_main_thread else {}
     try:
         return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=10)
+    except (KeyboardInterrupt, _StopRequested):
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_child(process)
+
+
+class _StopRequested(Exception):
+    """SIGTERM or SIGHUP arrived while serving."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def _stop_child(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate the streamlit child (SIGTERM, then SIGKILL after ``timeout``) and reap it."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when this process dies, even by SIGKILL."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

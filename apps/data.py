@@ -17,10 +17,11 @@ import streamlit as st
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE
 from tinyinterp.interp.compare import COMPARISON_FILE
 from tinyinterp.interp.heads import HEADS_FILE
-from tinyinterp.interp.neuron_index import META_FILE
+from tinyinterp.interp.neuron_index import INDEX_FILE, META_FILE, recorded_corpus_path
 from tinyinterp.interp.summary import COMPARE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
 
 EVAL_SUBDIR = "eval"
@@ -83,7 +84,16 @@ def model_version(run: Path) -> float:
     return mtime(run / rundir.WEIGHTS_FILE) or mtime(run / rundir.CONFIG_FILE)
 
 
+def is_training(run: Path) -> bool:
+    from apps.state import is_training_dir
+
+    return is_training_dir(run)
+
+
 def model_for(run: Path):
+    if is_training(run):
+        raise TinyinterpError(f"{Path(run).name}: still being trained, no {rundir.WEIGHTS_FILE} yet; "
+                              "its live loss curve is on the Runs page")
     return load_model(str(run), model_version(run))
 
 
@@ -102,16 +112,68 @@ def metrics_frame(run: str, version: float) -> pd.DataFrame:
 # ----- neuron index and purity ----------------------------------------------------------------------
 
 
+def _runs_root() -> Path:
+    from apps.state import RunsRoot
+
+    return RunsRoot.from_env().path
+
+
+def _confined_corpus(path: Path, meta: dict):
+    """The corpus ``meta.json`` names, opened only if it lies inside the runs root (None if absent)."""
+    where = recorded_corpus_path(path, meta)
+    if where is None or not where.exists():
+        return None  # NeuronIndex.corpus says "not found" when an example needs it
+    root = _runs_root()
+    if not where.resolve().is_relative_to(root):
+        from apps.state import PathOutsideRoot
+
+        raise PathOutsideRoot(f"{path / META_FILE}: corpus {meta.get('corpus')!r} lies outside the runs root "
+                              f"{root}; the app reads only inside it (rebuild the index on a corpus under the root)")
+    from tinyinterp.corpus import TokenizedCorpus
+
+    return TokenizedCorpus.open(where.resolve())
+
+
+def _check_index_shapes(index) -> None:
+    expected = (index.n_layers, index.d_mlp, index.k)
+    for name in ("top_values", "top_positions", "top_tokens"):
+        got = tuple(index.tensors[name].shape) if name in index.tensors else None
+        if got != expected:
+            raise DataError(f"{index.path / INDEX_FILE}: {name} has shape {got}, meta.json says {expected}; "
+                            "rebuild it with `tinyinterp analyze neurons`")
+
+
 @st.cache_resource(show_spinner="Loading neuron index…", max_entries=8)
 def _neuron_index(path: str, version: float):
     from tinyinterp.interp import NeuronIndex
 
-    return NeuronIndex.load(path)
+    index = NeuronIndex.load(path)
+    _check_index_shapes(index)
+    return index
 
 
 def neuron_index(run: Path):
     path = neurons_dir(run)
-    return _neuron_index(str(path), mtime(path / META_FILE))
+    return _neuron_index(str(path), index_version(run))
+
+
+def index_version(run: Path) -> float:
+    path = neurons_dir(run)
+    return max(mtime(path / META_FILE), mtime(path / INDEX_FILE))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _index_corpus(path: str, version: float):
+    return _confined_corpus(Path(path), _neuron_index(path, version).meta)
+
+
+def check_index_matches_model(index, model) -> None:
+    """Refuse an index built for another shape of model (e.g. the run was retrained since)."""
+    cfg = model.cfg
+    if (index.n_layers, index.d_mlp) != (cfg.n_layers, cfg.d_mlp):
+        raise DataError(f"{index.path / META_FILE}: the index is for {index.n_layers} layers × {index.d_mlp} "
+                        f"neurons, the model has {cfg.n_layers} × {cfg.d_mlp}; rebuild it with "
+                        "`tinyinterp analyze neurons`")
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -149,9 +211,15 @@ def neurons_for_token(path: str, version: float, token: str, top: int = 20) -> p
 @st.cache_data(show_spinner="Finding top examples…")
 def top_examples(run: str, version: float, layer: int, neuron: int, k: int, context: int) -> list[dict]:
     """The neuron's top-k examples as plain dicts, with the activations of their context filled in."""
+    from tinyinterp.interp import NeuronIndex
+
     run_path = Path(run)
     index = neuron_index(run_path)
     model = model_for(run_path)
+    check_index_matches_model(index, model)
+    corpus = _index_corpus(str(neurons_dir(run_path)), index_version(run_path))  # confined to the runs root
+    if corpus is not None:
+        index = NeuronIndex(index.path, index.meta, index.tensors, corpus=corpus, tokenizer=index.tokenizer)
     examples = index.top_examples(layer, neuron, k=k, context=context, model=model)
     return [dict(ex.__dict__) for ex in examples]
 
@@ -170,7 +238,7 @@ def category_counts(run: Path, examples: list[dict]) -> dict[str, int]:
     if not examples:
         return {}
     path = neurons_dir(run)
-    cat = _categorizer(str(path), mtime(path / META_FILE))
+    cat = _categorizer(str(path), index_version(run))
     tokens = np.array([ex["tokens"][ex["center"]] for ex in examples])
     prev = np.array([ex["tokens"][ex["center"] - 1] if ex["center"] > 0 else -1 for ex in examples])
     labels = cat.label(tokens, prev)

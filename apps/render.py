@@ -7,9 +7,17 @@ Two ways to draw activations on text:
   ``<script>`` shows those characters as text.
 - :func:`neuron_vis` / :func:`attention_vis`: circuitsvis components, from ``RenderedHTML.local_src``
   (the React bundle inlined; ``str(vis)`` would load it from a CDN), shown with ``st.iframe``.
-  circuitsvis puts its props into an inline ``<script>`` as JSON, where a token ``</script>`` would end
-  the script early; :func:`_harden_props` rewrites every ``<`` in the props to ``\\u003c`` (the same
-  string to JavaScript), so no token can break out.
+  circuitsvis' token components write token strings into the page as raw HTML
+  (``dangerouslySetInnerHTML``), so every token ``ColoredTokens`` receives is HTML-escaped first
+  (:func:`circuitsvis_tokens`); ``AttentionHeads`` draws tokens on a canvas only, so they go in as text. Its props sit in an inline
+  ``<script>`` as JSON, where a ``</script>`` would end the script early; :func:`_harden_props`
+  rewrites every ``<`` in the props to ``\\u003c`` (the same string to JavaScript). Finally
+  :func:`sandboxed` wraps the whole document in an inner ``<iframe sandbox="allow-scripts">``: Streamlit
+  gives ``st.iframe`` the sandbox ``allow-same-origin allow-scripts``, which would let a script reach
+  ``window.parent.document``; the inner frame has an opaque origin, so even a script that got past the
+  escaping cannot touch the app.
+- Both views use the same colours and the same symmetric scale: blue = positive, red = negative, the
+  strength of a colour is ``|value| / max |value|``, so a tiny negative activation stays pale.
 
 :func:`network_references` lists script/style/image sources that would leave the machine; the tests
 and ``tinyinterp app --check`` use it to prove that nothing the app renders loads from the network.
@@ -24,8 +32,11 @@ from typing import Sequence
 
 import numpy as np
 
-POSITIVE_RGB = (255, 99, 20)
-NEGATIVE_RGB = (40, 110, 255)
+POSITIVE_RGB = (30, 100, 230)
+"""Blue: positive activations, in the HTML view and in circuitsvis (its own convention)."""
+NEGATIVE_RGB = (220, 40, 40)
+"""Red: negative activations."""
+COLOUR_LEGEND = "blue = positive, red = negative"
 
 
 def escape_token(token: str) -> str:
@@ -105,25 +116,66 @@ def _document(body: str) -> str:
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body style="margin:0">{body}</body></html>'
 
 
-def neuron_vis(examples: Sequence[dict], layer: int, neuron: int) -> str:
-    """circuitsvis ``text_neuron_activations`` of the top examples (one sample per example), offline."""
-    from circuitsvis.activations import text_neuron_activations
+def sandboxed(document: str) -> str:
+    """``document`` inside an ``<iframe sandbox="allow-scripts" srcdoc=…>``: its scripts run in an opaque
+    origin and cannot reach the page that embeds it (Streamlit's own iframe is same-origin)."""
+    return _document(
+        '<iframe sandbox="allow-scripts" referrerpolicy="no-referrer" style="border:0;width:100%;height:100vh" '
+        f'srcdoc="{html.escape(document, quote=True)}"></iframe>'
+    )
 
-    tokens = [list(ex["token_strs"]) for ex in examples]
-    acts = [np.nan_to_num(np.asarray(ex["activations"], dtype=np.float32)).reshape(-1, 1, 1) for ex in examples]
-    vis = text_neuron_activations(tokens=tokens, activations=acts, first_dimension_name="Layer",
-                                  second_dimension_name="Neuron", first_dimension_labels=[str(layer)],
-                                  second_dimension_labels=[str(neuron)])
-    return _document(_harden_props(vis.local_src))
+
+def inner_document(markup: str) -> str:
+    """The document inside a :func:`sandboxed` wrapper (for tests and checks)."""
+    match = re.search(r'<iframe sandbox="allow-scripts"[^>]*?srcdoc="([^"]*)"', markup)
+    if match is None:
+        raise ValueError("not a sandboxed document")
+    return html.unescape(match.group(1))
+
+
+def circuitsvis_tokens(tokens: Sequence[str]) -> list[str]:
+    """Token strings as circuitsvis must receive them: it inserts them as HTML, so they arrive escaped."""
+    return [html.escape(str(t), quote=True) for t in tokens]
+
+
+def _rgb(rgb: tuple[int, int, int]) -> str:
+    return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})"
+
+
+def neuron_vis(examples: Sequence[dict], layer: int, neuron: int) -> str:
+    """circuitsvis ``ColoredTokens`` of the top examples (one line each), offline and sandboxed.
+
+    ``ColoredTokens`` takes the colours and the scale (``TextNeuronActivations`` takes neither and
+    scales negatives by their own minimum, so a tiny negative looked as strong as the peak): the scale
+    is symmetric, ``±max |activation|`` over all examples, with the HTML view's colours.
+    """
+    from circuitsvis.tokens import colored_tokens
+
+    tokens: list[str] = []
+    values: list[float] = []
+    for i, ex in enumerate(examples):
+        acts = np.nan_to_num(np.asarray(ex["activations"], dtype=np.float64))
+        tokens += [f"#{i + 1} "] + circuitsvis_tokens(ex["token_strs"]) + ["\n"]
+        values += [0.0] + acts.tolist() + [0.0]
+    max_abs = float(max((abs(v) for v in values), default=0.0)) or 1.0
+    vis = colored_tokens(tokens=tokens, values=values, min_value=-max_abs, max_value=max_abs,
+                         negative_color=_rgb(NEGATIVE_RGB), positive_color=_rgb(POSITIVE_RGB))
+    return sandboxed(_document(f'<div style="font-size:0.8em;color:#666">L{layer} N{neuron}: '
+                               f'{COLOUR_LEGEND}</div>' + _harden_props(vis.local_src)))
 
 
 def attention_vis(tokens: Sequence[str], patterns: np.ndarray, head_names: Sequence[str]) -> str:
-    """circuitsvis ``attention_heads`` of ``patterns`` (heads, T, T), offline."""
+    """circuitsvis ``attention_heads`` of ``patterns`` (heads, T, T), offline and sandboxed.
+
+    Unlike ``ColoredTokens``, ``AttentionHeads`` draws tokens only as chart.js axis labels and tooltips
+    (canvas text) and head names as React text, never as HTML: escaped strings would show as ``&lt;``
+    there, so the tokens go in as they are (the props are still hardened, and the frame sandboxed).
+    """
     from circuitsvis.attention import attention_heads
 
     vis = attention_heads(attention=np.asarray(patterns, dtype=np.float32), tokens=list(tokens),
                           attention_head_names=list(head_names))
-    return _document(_harden_props(vis.local_src))
+    return sandboxed(_document(_harden_props(vis.local_src)))
 
 
 _SOURCE_ATTR = re.compile(r"""<(script|link|img|iframe|source|video|audio)\b[^>]*?\b(src|href)\s*=\s*["']?([^"'\s>]+)""", re.I)
@@ -132,7 +184,13 @@ _CDNS = ("unpkg.com", "cdn.jsdelivr", "cdnjs.", "googleapis.com")
 
 
 def network_references(markup: str) -> list[str]:
-    """Every tag source that would load over the network, plus any CDN host named in the markup."""
+    """Every tag source that would load over the network, plus any CDN host named in the markup
+    (and inside a :func:`sandboxed` document's ``srcdoc``, which is escaped in the outer markup)."""
+    if 'sandbox="allow-scripts"' in markup:
+        try:
+            markup = markup + inner_document(markup)
+        except ValueError:
+            pass
     found = [m.group(3) for m in _SOURCE_ATTR.finditer(markup) if re.match(r"(https?:)?//", m.group(3), re.I)]
     found += [m.group(0) for m in _CSS_IMPORT.finditer(markup)]
     found += [cdn for cdn in _CDNS if cdn in markup]

@@ -39,6 +39,18 @@ def is_model_dir(path: Path) -> bool:
     return rundir.is_run_dir(path) or is_hf_model_dir(path)
 
 
+def is_training_dir(path: Path) -> bool:
+    """A run being trained: ``metrics.jsonl`` or checkpoints, but no ``model.safetensors`` yet."""
+    path = Path(path)
+    has_progress = (path / rundir.METRICS_FILE).is_file() or (path / rundir.CHECKPOINTS_DIR).is_dir()
+    return has_progress and not (path / rundir.WEIGHTS_FILE).is_file() and not is_model_dir(path)
+
+
+def is_listed_run(path: Path) -> bool:
+    """What the picker lists: finished runs, HF model folders, and runs still in training."""
+    return is_model_dir(path) or is_training_dir(path)
+
+
 @dataclass(frozen=True)
 class RunsRoot:
     path: Path
@@ -67,19 +79,23 @@ class RunsRoot:
             raise PathOutsideRoot(f"run {relative!r}: refused, it resolves outside the runs root {self.path}")
         return resolved
 
+    def contains(self, path: Path) -> bool:
+        """Whether ``path`` (symlinks followed) lies inside the root: for paths read from data files."""
+        return Path(path).resolve().is_relative_to(self.path)
+
     def relative(self, path: Path) -> str:
         return Path(path).resolve().relative_to(self.path).as_posix() or "."
 
     def resolve_run(self, relative: str) -> Path:
-        """Like :meth:`resolve`, and the path must be a run (or HF model) directory."""
+        """Like :meth:`resolve`, and the path must be a run (or HF model, or in-training) directory."""
         path = self.resolve(relative)
-        if not path.is_dir() or not is_model_dir(path):
+        if not path.is_dir() or not is_listed_run(path):
             raise PathOutsideRoot(f"run {relative!r}: not a run directory under {self.path}")
         return path
 
     def list_runs(self, max_depth: int = MAX_DEPTH) -> list[str]:
         """Relative paths of the run / model directories under the root (the root itself if it is one)."""
-        if is_model_dir(self.path):
+        if is_listed_run(self.path):
             return ["."]
         found: list[str] = []
 
@@ -93,7 +109,7 @@ class RunsRoot:
                     continue
                 if not child.resolve().is_relative_to(self.path):
                     continue  # a symlink out of the root is never listed
-                if is_model_dir(child):
+                if is_listed_run(child):
                     found.append(child.relative_to(self.path).as_posix())
                 elif depth < max_depth:
                     walk(child, depth + 1)

@@ -1,9 +1,11 @@
 """A bare nanoGPT-style GPT, the speed reference for ``bench/train_throughput.py``.
 
-Exactly the shape and numerics of ``tinyinterp.model.HookedTransformer`` (learned positions,
-pre-LayerNorm with bias, fused qkv Linear, causal ``F.scaled_dot_product_attention``, GELU(tanh)
-MLP of width d_mlp, final LayerNorm, untied unembedding with bias) but no hook points and no
-TransformerLens base class: whatever our model costs beyond this is overhead of the hooks.
+Exactly the shape and numerics of ``tinyinterp.model.HookedTransformer`` for the same config
+(learned positions, pre-LayerNorm with bias, fused qkv Linear with or without bias, causal
+``F.scaled_dot_product_attention`` scaled or not, GELU(tanh) MLP of width d_mlp, final LayerNorm,
+unembedding tied or not, with or without bias) but no hook points and no TransformerLens base class:
+whatever our model costs beyond this is overhead of the hooks. Local (sliding-window) layers are
+plain causal here, which is the same computation for sequences up to the window (256 by default).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head, self.d_model = cfg.n_heads, cfg.d_model
-        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.qkv_bias)
         self.c_proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.scale = None if cfg.use_attn_scale else 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -28,7 +31,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)  # (B, nh, T, hs)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -54,7 +57,9 @@ class BareGPT(nn.Module):
         self.wpe = nn.Embedding(cfg.n_ctx, cfg.d_model)
         self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.d_vocab)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.d_vocab, bias=cfg.unembed_bias)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
         for name, p in self.named_parameters():
             if p.dim() >= 2:
                 nn.init.normal_(p, std=cfg.init_range)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from datagen.prompts import make_prompt_specs
 from datagen.runner import StoryRunConfig, done_ids, errors_path_for, pending_specs, story_record, story_validator
-from datagen.store import AppendLog, atomic_write_json, atomic_write_text, compact, iter_jsonl
+from datagen.store import AppendLog, atomic_write_json, atomic_write_text, compact, iter_jsonl, prune_errors
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.llm import ChatResult, InvalidReply, LLMClient
 
@@ -134,7 +134,7 @@ class BatchRun:
         done = done_ids(sc.out)
         validate = story_validator(sc.min_words)
         seen: set[str] = set()
-        with AppendLog(sc.out) as sink, AppendLog(errors_path_for(sc.out)) as errors:
+        with AppendLog(sc.out) as sink, AppendLog(errors_path_for(sc.out), lazy=True) as errors:
             for key in ("output_file_id", "error_file_id"):
                 path = self.cfg.work_dir / self._download_name(chunk, key)  # type: ignore[operator]
                 for line in iter_jsonl(path) if chunk[key] else ():
@@ -185,6 +185,7 @@ class BatchRun:
         self._load_or_prepare()
         summary = asyncio.run(self._run())
         compact(self.cfg.stories.out)
+        prune_errors(errors_path_for(self.cfg.stories.out), done_ids(self.cfg.stories.out))
         return summary
 
     def summary(self) -> dict:

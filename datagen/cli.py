@@ -127,7 +127,9 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--input", type=Path, required=True, help="Instruct JSONL written by 'datagen instruct'")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for train.jsonl and test.jsonl")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="share of records in the test split (default 0.1)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="share of records in the test split: exactly round(fraction x n), chosen by a seeded "
+                        "hash of the ids (default 0.1)")
     p.set_defaults(func=cmd_ood)
 
     p = sub.add_parser("batch", help="like 'stories' but through the OpenAI Batch API (half price, resumable)",

@@ -3,14 +3,17 @@
 For each generated story an LLM writes a 1–2 sentence summary; a random sentence is taken from the
 story; the story's words and features come from its record. The training text is a random,
 non-empty subset of the lines ``Features:``, ``Words:``, ``Summary:``, ``Random sentence:`` in
-random order, then ``Story: <story>`` — e.g.::
+random order, then ``Story: <story>`` (the format is defined once, in
+:mod:`tinyinterp.instruct_format`, which evaluation prompts use too) — e.g.::
 
     Words: decorate, thunder, ancient
     Features: Dialogue, BadEnding
     Story: Once upon a time, ...
 
 Instruct-OOD (the paper's out-of-distribution test): training records never carry Words and
-Summary together; test records always do. All randomness is seeded per record.
+Summary together; test records always do. The test split is exactly ``round(fraction × n)``
+records (half up), chosen by a seeded hash of each id, so it does not depend on the input order.
+All randomness is seeded per record.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -26,19 +30,17 @@ from typing import Any
 
 from datagen.runner import Job, RunSummary, done_ids, run_jobs
 from datagen.store import atomic_write_text, load_input_records
+from datagen.validation import check_content
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.instruct_format import LINE_KINDS, InstructFields, choose_lines, render_prompt, render_text
+from tinyinterp.instruct_format import seeded_rng as _rng
 from tinyinterp.llm import InvalidReply, LLMClient
 
-LINE_KINDS = ("Features", "Words", "Summary", "Random sentence")
+__all__ = ["LINE_KINDS", "choose_lines", "render_instruct", "instruct_record", "make_ood_split", "write_ood_split"]
 SUMMARY_PROMPT = ("Summarize the following story in one or two short sentences. Use only very simple words "
                   "that a 3 year old child would likely understand. Reply with the summary only.\n\n"
                   "Story:\n{story}")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]+[\"”']?")
-
-
-def _rng(*parts: Any) -> random.Random:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def split_sentences(story: str) -> list[str]:
@@ -51,38 +53,26 @@ def random_sentence(story: str, rng: random.Random) -> str:
     return rng.choice(sentences)
 
 
+def record_fields(record: dict) -> InstructFields:
+    """The Instruct requirements stored in a record."""
+    return InstructFields(features=tuple(record.get("features") or ()), words=tuple(words_list(record)),
+                          summary=record.get("summary") or None, random_sentence=record.get("random_sentence") or None)
+
+
 def available_lines(record: dict) -> list[str]:
     """Line kinds this record can show (no Features line for a story without features)."""
-    return [k for k in LINE_KINDS if k != "Features" or record.get("features")]
+    return record_fields(record).available()
 
 
 def render_instruct(record: dict, lines: list[str]) -> tuple[str, str]:
-    """(prompt, text): the instruction lines then ``Story:``; ``text`` adds the story."""
-    values = {
-        "Features": ", ".join(record.get("features") or []),
-        "Words": ", ".join(words_list(record)),
-        "Summary": record.get("summary", ""),
-        "Random sentence": record.get("random_sentence", ""),
-    }
-    prompt = "".join(f"{kind}: {values[kind]}\n" for kind in lines) + "Story:"
-    return prompt, f"{prompt} {record['story'].strip()}"
+    """(prompt, text): the instruction lines then ``Story:``; ``text`` adds one space and the story."""
+    fields = record_fields(record)
+    return render_prompt(fields, lines), render_text(fields, lines, record["story"])
 
 
 def words_list(record: dict) -> list[str]:
     w = record.get("words") or {}
     return [w[k] for k in ("verb", "noun", "adjective") if k in w] if isinstance(w, dict) else list(w)
-
-
-def choose_lines(rng: random.Random, available: list[str], must: tuple[str, ...] = (),
-                 never_together: tuple[str, ...] = ()) -> list[str]:
-    """A random non-empty subset in random order, containing ``must``, never all of ``never_together``."""
-    optional = [k for k in available if k not in must]
-    k = rng.randint(0 if must else 1, len(optional))
-    chosen = list(must) + rng.sample(optional, k)
-    if never_together and all(k in chosen for k in never_together):
-        chosen.remove(rng.choice(list(never_together)))
-    rng.shuffle(chosen)
-    return chosen
 
 
 def instruct_record(story: dict, summary: str, seed: int, lines: list[str] | None = None) -> dict:
@@ -106,7 +96,7 @@ def summary_validator(content: Any) -> str:
     summary = " ".join(str(content).split())
     if len(summary.split()) < 3:
         raise InvalidReply(f"summary too short: {summary!r}")
-    return summary
+    return check_content(summary, "summary")
 
 
 @dataclass
@@ -151,12 +141,23 @@ def make_ood_split(records: list[dict], seed: int = 0, test_fraction: float = 0.
     """Re-render Instruct records: train never has Words+Summary together, test always has both."""
     if not 0 < test_fraction < 1:
         raise TinyinterpError(f"--test-fraction must be in (0, 1), got {test_fraction}")
-    train, test = [], []
     for rec in records:
         if not rec.get("summary") or not rec.get("story"):
             raise TinyinterpError(f"record {rec.get('id')} lacks summary/story; pass the JSONL of 'datagen instruct'")
+    ids = [rec["id"] for rec in records]
+    if len(set(ids)) != len(ids):
+        raise TinyinterpError("--input has duplicate record ids; pass the JSONL of 'datagen instruct'")
+    n_test = math.floor(test_fraction * len(records) + 0.5)  # exact: round(fraction × n), halves up
+    if not 0 < n_test < len(records):
+        raise TinyinterpError(f"--test-fraction {test_fraction} of {len(records)} records gives {n_test} test "
+                              "records; both splits need at least one (use more records or another fraction)")
+    # Rank by a seeded hash of the id: the split depends on (seed, ids) only, not on the input order.
+    rank = sorted(ids, key=lambda i: hashlib.sha256(f"ood-split:{seed}:{i}".encode()).digest())
+    test_ids = set(rank[:n_test])
+    train, test = [], []
+    for rec in records:
         rng = _rng("ood", seed, rec["id"])
-        is_test = rng.random() < test_fraction
+        is_test = rec["id"] in test_ids
         pair = ("Words", "Summary")
         lines = (choose_lines(rng, available_lines(rec), must=pair) if is_test
                  else choose_lines(rng, available_lines(rec), never_together=pair))

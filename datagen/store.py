@@ -105,17 +105,45 @@ def compact(path: Path, key: str = "id") -> int:
     return removed
 
 
+def prune_errors(errors: Path, done: set[str]) -> int:
+    """Drop error entries of ids that are now done (and older entries of the same id); returns entries left.
+
+    The errors file answers "what is still failing?": after a successful rerun it must not list
+    ids that have since been generated, and when nothing fails it does not exist at all.
+    """
+    errors = Path(errors)
+    if not errors.exists():
+        return 0
+    latest: dict[str, dict] = {}
+    for entry in iter_jsonl(errors):
+        if entry.get("id") not in done:
+            latest.pop(entry.get("id"), None)  # keep the newest entry of an id, in file order
+            latest[entry.get("id")] = entry
+    if not latest:
+        errors.unlink()
+        return 0
+    atomic_write_text(errors, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in latest.values()))
+    return len(latest)
+
+
 class AppendLog:
     """One writer appending JSON lines, each flushed and fsynced before ``append`` returns."""
 
-    def __init__(self, path: Path, fsync: bool = True):
+    def __init__(self, path: Path, fsync: bool = True, lazy: bool = False):
         self.path = Path(path)
+        self.fsync = fsync
+        self._f = None
+        if not lazy:  # lazy: the file is only created by the first append (no empty error logs)
+            self._open()
+
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(self.path)
-        self.fsync = fsync
         self._f = open(self.path, "a", encoding="utf-8")
 
     def append(self, record: dict) -> None:
+        if self._f is None:
+            self._open()
         # One write call per record, so a kill leaves at most one torn line, at the end.
         self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._f.flush()
@@ -123,7 +151,8 @@ class AppendLog:
             os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
     def __enter__(self) -> AppendLog:
         return self

@@ -1,4 +1,5 @@
-"""The ``tinyinterp`` command line: ``train``, ``generate``, ``info``, ``analyze``, ``eval``, ``datagen``, ``app``.
+"""The ``tinyinterp`` command line: ``train``, ``sweep``, ``generate``, ``info``, ``analyze``, ``eval``, ``export``,
+``datagen``, ``explain``, ``app``.
 
 Each feature registers its own sub-command through ``add_subparser(subparsers)``; this
 module only owns ``generate`` and ``info`` and the error handling: a
@@ -19,9 +20,12 @@ from tinyinterp.errors import TinyinterpError
 # Modules that contribute sub-commands, in the order they appear in --help.
 FEATURE_CLIS = (
     "training.cli",
+    "training.scaling_cli",
     "tinyinterp.interp.cli",
     "tinyinterp.evaluation.cli",
+    "tinyinterp.export",
     "datagen.cli",
+    "tinyinterp.explain.cli",
     "apps.cli",
 )
 
@@ -42,6 +46,8 @@ def _add_generate(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole prefix at every step")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    p.add_argument("--backend", choices=("native", "bridge"), default="native",
+                   help="for HF checkpoints: our own model (native, default) or TransformerLens's TransformerBridge")
     p.set_defaults(func=_run_generate)
 
 
@@ -49,7 +55,7 @@ def _run_generate(args) -> int:
     from tinyinterp.generation import SamplingConfig, generate
     from tinyinterp.loading import load
 
-    model = load(args.model)
+    model = load(args.model, backend=args.backend)
     prompts = list(args.prompts)
     if not prompts:
         from tinyinterp.evaluation.prompts import load_prompts

@@ -12,7 +12,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 ACTIVATIONS = ("gelu_new", "gelu", "relu")
+ATTENTION_TYPES = ("global", "local")
+NORMALIZATION_TYPES = ("LN", "LNPre")
 
 
 @dataclass
@@ -32,8 +36,51 @@ class ModelConfig:
     init_range: float = 0.02
     """Std of the normal init, as GPT-2/GPT-Neo."""
     tie_embeddings: bool = False
+    """Unembedding shares the embedding matrix (GPT-Neo/GPT-2). Old runs: False."""
+    attn_types: list[str] | None = None
+    """Per layer ``"global"`` or ``"local"`` (sliding window); ``None`` means all global."""
+    window_size: int = 256
+    """Keys a local layer sees, the current token included (GPT-Neo: query i sees keys i-255 … i)."""
+    use_attn_scale: bool = True
+    """Divide attention scores by sqrt(d_head) (GPT-2). GPT-Neo does not: False."""
+    qkv_bias: bool = True
+    """q/k/v projections have biases (GPT-2). GPT-Neo's are bias-free: False."""
+    unembed_bias: bool = True
+    """The unembedding has a bias. GPT-Neo/GPT-2 have none: False."""
+    normalization_type: str = "LN"
+    """``"LN"``: LayerNorm with weight and bias; ``"LNPre"``: normalisation only, after
+    :meth:`HookedTransformer.process_weights` folded the weights into the next layer."""
     preset: str | None = None
     """Name of the zoo preset this config came from, for display only."""
+
+    # Not dataclass fields (no annotation): runtime switches and the fixed facts TransformerLens's
+    # model-agnostic utilities read from ``model.cfg``. They are never saved with a run.
+    use_attn_result = False
+    """Compute ``blocks.{l}.attn.hook_result`` (batch, pos, head, d_model) — costs memory."""
+    use_split_qkv_input = False
+    """Give each head its own pre-``ln1`` copy of the residual for q, k and v
+    (``blocks.{l}.attn.hook_q_input|hook_k_input|hook_v_input`` (batch, pos, head, d_model)), as
+    TL's path patching needs. Slower; exclusive with ``use_attn_in``."""
+    use_attn_in = False
+    """One per-head pre-``ln1`` copy shared by q, k and v (``blocks.{l}.attn.hook_attn_in``)."""
+    use_hook_mlp_in = False
+    """Fire ``blocks.{l}.hook_mlp_in`` (batch, pos, d_model) on the MLP branch's input (pre-``ln2``)."""
+    default_prepend_bos = True
+    """``to_tokens`` prepends ``<|endoftext|>``: our corpora join stories with it, so a story start
+    follows it in training, exactly like the official checkpoints (their BOS is their EOS)."""
+    tokenizer_prepends_bos = False
+    positional_embedding_type = "standard"
+    n_key_value_heads = None
+    attn_only = False
+    gated_mlp = False
+    uses_rms_norm = False
+    final_rms = False
+    num_experts = None
+    experts_per_token = None
+    n_devices = 1
+    layers_block_type = None
+    device = "cpu"
+    dtype = torch.float32
 
     def __post_init__(self) -> None:
         if self.d_mlp is None:
@@ -48,6 +95,35 @@ class ModelConfig:
             )
         if self.act_fn not in ACTIVATIONS:
             raise ValueError(f"ModelConfig.act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}")
+        if self.attn_types is not None:
+            self.attn_types = list(self.attn_types)
+            if len(self.attn_types) != self.n_layers or not set(self.attn_types) <= set(ATTENTION_TYPES):
+                raise ValueError(
+                    f"ModelConfig.attn_types must list 'global'/'local' for each of the {self.n_layers} layers, "
+                    f"got {self.attn_types!r}"
+                )
+        if not isinstance(self.window_size, int) or self.window_size <= 0:
+            raise ValueError(f"ModelConfig.window_size must be a positive integer, got {self.window_size!r}")
+        if self.normalization_type not in NORMALIZATION_TYPES:
+            raise ValueError(
+                f"ModelConfig.normalization_type must be one of {NORMALIZATION_TYPES}, got {self.normalization_type!r}"
+            )
+
+    def attn_type(self, layer: int) -> str:
+        """``"global"`` or ``"local"`` for ``layer``."""
+        return "global" if self.attn_types is None else self.attn_types[layer]
+
+    @property
+    def eps(self) -> float:
+        """TransformerLens's name for ``layer_norm_eps``."""
+        return self.layer_norm_eps
+
+    @property
+    def original_architecture(self) -> str:
+        """The Hugging Face architecture this config can be expressed as (see :mod:`tinyinterp.hf_convert`)."""
+        if not self.qkv_bias and not self.use_attn_scale:
+            return "GPTNeoForCausalLM"
+        return "GPT2LMHeadModel"
 
     @property
     def d_head(self) -> int:
@@ -56,13 +132,14 @@ class ModelConfig:
     def n_params(self, include_embeddings: bool = True) -> int:
         """Parameter count of the model this config builds (matches ``sum(p.numel())``)."""
         d, m = self.d_model, self.d_mlp
-        per_block = (4 * d * d + 4 * d) + (2 * d * m + m + d) + 4 * d  # attn + mlp + 2 LayerNorms
+        attn = 4 * d * d + d + (3 * d if self.qkv_bias else 0)
+        per_block = attn + (2 * d * m + m + d) + 4 * d  # attn + mlp + 2 LayerNorms
         total = self.n_layers * per_block + 2 * d  # final LayerNorm
         if include_embeddings:
             total += self.d_vocab * d + self.n_ctx * d
             if not self.tie_embeddings:
-                total += d * self.d_vocab + self.d_vocab
-            else:
+                total += d * self.d_vocab
+            if self.unembed_bias:
                 total += self.d_vocab
         return total
 

@@ -133,6 +133,8 @@ class _CorpusWriter:
 
     def __init__(self, out_dir: Path, tokenizer: Tokenizer):
         self.out_dir, self.tokenizer = Path(out_dir), tokenizer
+        self._created = [p for p in (self.out_dir, *self.out_dir.parents) if not p.exists()]  # deepest first
+        self._finished = False
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / META_FILE).unlink(missing_ok=True)  # from now on the folder is "unfinished"
         self.dtype = token_dtype(tokenizer.vocab_size)
@@ -173,12 +175,23 @@ class _CorpusWriter:
             "source": source,
         }
         atomic_write_json(self.out_dir / META_FILE, meta)
+        self._finished = True
         log.info("tokenized %s: %d documents, %d tokens -> %s", source, n_docs, self._offsets[-1], self.out_dir)
         return TokenizedCorpus.open(self.out_dir)
 
     def abort(self) -> None:
+        """Close the file; after a failed build, remove what it wrote (and the folders it created)."""
         if not self._file.closed:
             self._file.close()
+        if self._finished:
+            return
+        for name in (TOKENS_FILE, OFFSETS_FILE):
+            (self.out_dir / name).unlink(missing_ok=True)
+        for folder in self._created:
+            try:
+                folder.rmdir()  # only when empty: never deletes anything this writer did not make
+            except OSError:
+                break
 
 
 def tokenize_corpus(
@@ -268,9 +281,9 @@ def _split_by_hash(
         if val_w.n_docs == 0:
             raise DataError(f"{train_desc}: too few documents to hold out {val_fraction:.0%}; pass a validation file or more data")
         return train_w.finish(train_desc), val_w.finish(val_desc)
-    finally:
-        train_w.abort()
+    finally:  # newest writer first, so the folders the first one made are empty when it removes them
         val_w.abort()
+        train_w.abort()
 
 
 def _reuse(out_dir: Path, tokenizer: Tokenizer, train_desc: str, val_desc: str) -> tuple[TokenizedCorpus, TokenizedCorpus] | None:

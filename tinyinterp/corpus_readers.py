@@ -156,6 +156,15 @@ def _iter_jsonl(reader: _LineReader) -> Iterator[str]:
 
 
 def _iter_hub(name: str, split: str) -> Iterator[str]:
+    from tinyinterp.hub import hub_reachable, offline_mode
+
+    # Offline, datasets would retry for ~25 s before failing; with HF_HUB_OFFLINE / HF_DATASETS_OFFLINE
+    # set it answers from its cache at once, so only that case goes on to load_dataset.
+    if not offline_mode() and not hub_reachable():
+        raise DataError(
+            f"dataset '{name}': the Hugging Face Hub cannot be reached from this machine; pass --data a local "
+            f".txt/.jsonl file or set TINYINTERP_DATA (or HF_DATASETS_OFFLINE=1 to use a cached copy)"
+        )
     try:
         import datasets
 

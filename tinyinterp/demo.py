@@ -3,7 +3,9 @@
 1. prepare the corpus (``$TINYINTERP_DATA`` / ``../shared/data``, else the hub dataset) and the
    paper's tokenizer, then train ``tinystories-1m`` for a bounded few minutes;
 2. print completions of a handful of the paper's evaluation prompts;
-3. build the neuron index and head classes and print their summary;
+3. build the neuron index and head classes and print their summary, then the same analyses at every
+   log-spaced snapshot of training (``analyze emergence``: how roles and head classes appeared), and
+   explain every neuron with the offline baseline explainer, scored by simulation (``explain``);
 4. write completions, ROUGE histograms and probe scores into the run directory;
 5. start the Streamlit app on the run (skipped with ``--no-serve``, ``TINYINTERP_NO_SERVE=1`` or ``CI``).
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         # Time-bounded: the trainer times its first steps and fits the cosine schedule to the budget.
         _run(["train", "--out", str(out), "--preset", args.preset, "--max-minutes", str(args.minutes),
               "--batch-size", "16", "--seq-len", str(seq_len), "--lr", "3e-3", "--warmup-steps", "30",
-              "--eval-every", "50", "--ckpt-every", "100"])
+              "--eval-every", "50", "--ckpt-every", "100", "--snapshots-per-octave", "2"])
         _run(["info", str(out)])
 
         _step("2. stories from the paper's evaluation prompts")
@@ -81,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         from tinyinterp.interp.summary import summarize
 
         print(summarize(out))
+        # Every neuron gets an explanation and a simulation score offline (the baseline explainer; an
+        # LLM explainer is `tinyinterp explain RUN --explainer llm --model ...`).
+        _run(["explain", str(out)])
+        # How those roles appeared: the same analyses at every log-spaced snapshot of the run.
+        _run(["analyze", "emergence", str(out), "--max-docs", "100", "--n-samples", "24", "--no-progress"])
 
         _step("4. evaluation: completions, ROUGE memorisation, probes")
         _run(["eval", "demo", "--run", str(out)])

@@ -12,14 +12,12 @@ a local copy instead of hanging in the hub client's retries.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
 from tinyinterp.errors import ModelLoadError
+from tinyinterp.hub import hub_reachable
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +98,6 @@ def is_hf_model_dir(path: Path) -> bool:
         return False
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = urlparse(endpoint).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _cached_snapshot(name: str) -> Path | None:
     """The local hub-cache folder of ``name`` if it was downloaded before, else None."""
     try:
@@ -133,7 +119,7 @@ def resolve_external(name_or_path: str) -> Path | str:
                 "(expected config.json with model.safetensors, or a save_pretrained folder)"
             )
         return path
-    if _hub_reachable():
+    if hub_reachable():
         return name_or_path
     cached = _cached_snapshot(name_or_path)
     if cached is not None:
@@ -143,6 +129,21 @@ def resolve_external(name_or_path: str) -> Path | str:
         f"with internet run `huggingface-cli download {name_or_path} --local-dir DIR`, copy DIR here "
         "and pass its path instead"
     )
+
+
+def resolve_local(name_or_path: str) -> Path:
+    """Like :func:`resolve_external`, but always a local folder: a reachable hub name is downloaded
+    (config, tokenizer and weight files only) for :func:`tinyinterp.native_import.load_native`."""
+    source = resolve_external(name_or_path)
+    if isinstance(source, Path):
+        return source
+    from tinyinterp.native_import import hf_download
+
+    log.info("downloading %s from the Hugging Face Hub", source)
+    try:
+        return hf_download(source)
+    except Exception as e:  # noqa: BLE001 - hub client errors come in many types; one line for all
+        raise ModelLoadError(f"could not download {name_or_path!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def load_external(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ExternalModel:

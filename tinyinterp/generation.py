@@ -11,11 +11,15 @@ prefix each step. Sequences stop at ``<|endoftext|>`` (or ``max_new_tokens``).
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 
 from tinyinterp.errors import TinyinterpError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,11 +36,11 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
             raise TinyinterpError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise TinyinterpError(f"temperature must be >= 0, got {self.temperature}")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):
+            raise TinyinterpError(f"--temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise TinyinterpError(f"top_k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
+        if self.top_p is not None and not 0 < self.top_p <= 1:  # also refuses nan
             raise TinyinterpError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def to_dict(self) -> dict:
@@ -81,6 +85,11 @@ def generate_tokens(model, prompts: list[list[int]], cfg: SamplingConfig, eot_id
     if longest > n_ctx:
         raise TinyinterpError(f"prompt of {longest} tokens is longer than the model's context of {n_ctx} tokens")
     max_new = min(cfg.max_new_tokens, n_ctx - longest)
+    if max_new < cfg.max_new_tokens:
+        log.warning(
+            "max_new_tokens capped from %d to %d: the longest prompt has %d tokens of the model's %d-token context",
+            cfg.max_new_tokens, max_new, longest, n_ctx,
+        )
     device = _model_device(model)
     generator = None
     if cfg.seed is not None:

@@ -50,7 +50,12 @@ def describe_run(path: Path) -> str:
     if train:
         keys = ("batch_size", "seq_len", "lr", "max_steps", "max_minutes", "seed")
         lines.append("  training: " + ", ".join(f"{k}={train[k]}" for k in keys if k in train))
-    metrics = rundir.read_jsonl(path / rundir.METRICS_FILE)
+    weights = path / rundir.WEIGHTS_FILE
+    if weights.is_file():  # recomputes the checksum recorded at write time: a flipped byte shows here
+        lines.append(f"  weights: {rundir.verify_tensors_file(weights)}")
+    else:
+        lines.append(f"  weights: {rundir.WEIGHTS_FILE} not written yet (training in progress or interrupted)")
+    metrics = rundir.read_jsonl(path / rundir.METRICS_FILE, skip_bad=True)
     if metrics:
         last = metrics[-1]
         vals = [m for m in metrics if m.get("val_loss") is not None]

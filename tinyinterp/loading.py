@@ -5,19 +5,31 @@
     >>> model = tinyinterp.load("runs/demo/checkpoints/step_00000200")  # one of its checkpoints
     >>> model = tinyinterp.load("roneneldan/TinyStories-33M")     # official checkpoint (hub)
     >>> model = tinyinterp.load("/models/gpt2-xl")                 # a local save_pretrained folder
+    >>> model = tinyinterp.load("gpt2", backend="bridge")          # through TransformerLens's bridge
 
 Whatever it loads has the same TransformerLens hook names, ``.cfg`` and ``.tokenizer``.
+
+**Backends for Hugging Face checkpoints.** ``"native"`` (default) converts GPT-Neo (the official
+TinyStories checkpoints) and GPT-2 checkpoints into our own :class:`~tinyinterp.model.HookedTransformer`
+(:mod:`tinyinterp.native_import`): same outputs, several times faster to cache and train, KV cache.
+Architectures it cannot convert go through the bridge, with a log line saying so. ``"bridge"`` boots
+``TransformerBridge`` in compatibility mode (:mod:`tinyinterp.external`), whose weights are processed
+as TL's ``from_pretrained`` does — call ``model.process_weights()`` on a native model to compare them.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 from tinyinterp import rundir
 from tinyinterp.errors import ModelLoadError
-from tinyinterp.external import is_hf_model_dir, load_external
+from tinyinterp.external import is_hf_model_dir, load_external, resolve_local
+
+BACKENDS = ("native", "bridge")
+log = logging.getLogger(__name__)
 
 
 def _is_our_run(path: Path) -> bool:
@@ -28,13 +40,45 @@ def _is_our_run(path: Path) -> bool:
     return isinstance(data, dict) and "model" in data and "model_type" not in data
 
 
-def load(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """Load a run directory, a checkpoint, a local HF model folder, or a hub model name."""
+def _load_hf(name_or_path: str, device, dtype, backend: str):
+    if backend == "bridge":
+        return load_external(name_or_path, device=device, dtype=dtype)
+    from tinyinterp.hf_convert import NotExpressibleError
+    from tinyinterp.native_import import load_native
+
+    folder = resolve_local(name_or_path)
+    try:
+        model = load_native(folder, device=device, dtype=dtype)
+        model.name = name_or_path  # the hub name, not the cache folder, for display (see interp.inputs.model_name)
+        return model
+    except NotExpressibleError as e:
+        log.info("%s: loading through TransformerBridge (%s)", name_or_path, e)
+        return load_external(str(folder), device=device, dtype=dtype)
+
+
+def load(
+    name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    backend: str = "native",
+):
+    """Load a run directory, a checkpoint, a local HF model folder, or a hub model name.
+
+    ``backend`` (HF checkpoints only): ``"native"`` — our own model — or ``"bridge"`` (TransformerBridge).
+    """
+    from tinyinterp.devices import resolve_device
+
+    device = resolve_device(device) if isinstance(device, str) else device  # one line, not a CUDA traceback
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     path = Path(name_or_path).expanduser()
     if path.is_dir() and _is_our_run(path):
+        if backend == "bridge":
+            raise ModelLoadError(
+                f"{path}: backend 'bridge' is for Hugging Face checkpoints; run `tinyinterp export {path} --out DIR` "
+                "and load DIR with it"
+            )
         return rundir.load_run(path, device=device)
     if path.is_dir() and is_hf_model_dir(path):
-        return load_external(str(path), device=device, dtype=dtype)
+        return _load_hf(str(path), device, dtype, backend)
     if path.exists():
         raise ModelLoadError(
             f"{path}: not a tinyinterp run directory (config.json + model.safetensors + tokenizer.json) "
@@ -46,4 +90,4 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: to
         raise ModelLoadError(
             f"{name}: no such directory, and not a hub model name (e.g. roneneldan/TinyStories-33M, gpt2-xl)"
         )
-    return load_external(name, device=device, dtype=dtype)
+    return _load_hf(name, device, dtype, backend)

@@ -27,6 +27,8 @@ from transformer_lens.HookedRootModule import HookedRootModule
 
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.tl_tokens import TokenMethods
+from tinyinterp.tl_weights import AttentionWeights, MLPWeights, ModelWeights
 
 
 class KVCache:
@@ -59,24 +61,56 @@ class KVCache:
                 self.values[i] = self.values[i][batch_index]
 
 
+def _is_hooked(*hook_points: HookPoint) -> bool:
+    # run_with_cache / run_with_hooks register plain torch forward/backward hooks on HookPoints.
+    return any(hp._forward_hooks or hp._backward_hooks for hp in hook_points)
+
+
 class LayerNorm(nn.Module):
-    def __init__(self, d_model: int, eps: float):
+    """LayerNorm as TransformerLens writes it: ``hook_scale`` (batch, pos, 1) = sqrt(var + eps), then
+    ``hook_normalized`` = (x - mean) / scale * w + b. ``affine=False`` is TL's ``LNPre`` (the weights
+    were folded into the next layer by ``process_weights``): no ``w``/``b`` parameters.
+
+    The fused ``F.layer_norm`` kernel runs unless ``hook_scale`` is hooked (same numbers to ~1e-7)."""
+
+    def __init__(self, d_model: int, eps: float, affine: bool = True):
         super().__init__()
         self.eps = eps
-        self.w = nn.Parameter(torch.ones(d_model))
-        self.b = nn.Parameter(torch.zeros(d_model))
+        self.w = nn.Parameter(torch.ones(d_model)) if affine else None
+        self.b = nn.Parameter(torch.zeros(d_model)) if affine else None
+        self.hook_scale = HookPoint()  # (batch, pos, 1)
         self.hook_normalized = HookPoint()  # (batch, pos, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps))
+        if not _is_hooked(self.hook_scale):
+            return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps))
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        x = x / scale
+        if self.w is not None:
+            x = x * self.w + self.b
+        return self.hook_normalized(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The same normalisation without firing this module's hooks (TL's bridge normalises the
+        per-head residual copies of ``use_split_qkv_input`` / ``use_attn_in`` this way)."""
+        return F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps)
 
 
-class Attention(nn.Module):
+class Attention(AttentionWeights, nn.Module):
+    """Multi-head causal self-attention; ``local`` layers see only the last ``window_size`` keys.
+
+    Parameters are stored fused (``qkv``: rows q | k | v, head-major) so runs from tinyinterp 0.1
+    load unchanged; :class:`~tinyinterp.tl_weights.AttentionWeights` exposes them in TL's shapes.
+    """
+
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         self.cfg, self.layer = cfg, layer
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.qkv_bias)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.window = cfg.window_size if cfg.attn_type(layer) == "local" else None
+        self.scale = 1 / math.sqrt(cfg.d_head) if cfg.use_attn_scale else 1.0
         self.use_fast_attention = True
         self.hook_q = HookPoint()  # (batch, pos, head, d_head)
         self.hook_k = HookPoint()
@@ -84,47 +118,70 @@ class Attention(nn.Module):
         self.hook_attn_scores = HookPoint()  # (batch, head, query_pos, key_pos), masked with -inf
         self.hook_pattern = HookPoint()  # (batch, head, query_pos, key_pos)
         self.hook_z = HookPoint()  # (batch, pos, head, d_head)
+        self.hook_result = HookPoint()  # (batch, pos, head, d_model), only with cfg.use_attn_result
+        # (batch, pos, head, d_model) per-head copies of the pre-ln1 residual; only with
+        # cfg.use_split_qkv_input (q/k/v input) or cfg.use_attn_in (attn_in), fed by the block.
+        self.hook_q_input = HookPoint()
+        self.hook_k_input = HookPoint()
+        self.hook_v_input = HookPoint()
+        self.hook_attn_in = HookPoint()
 
-    def _pattern_is_hooked(self) -> bool:
-        # run_with_cache / run_with_hooks register plain torch forward/backward hooks on HookPoints.
-        return any(
-            hp._forward_hooks or hp._backward_hooks for hp in (self.hook_pattern, self.hook_attn_scores)
-        )
-
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
-        B, T, _ = x.shape
+    def forward(
+        self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor], kv_cache: KVCache | None = None
+    ) -> torch.Tensor:
+        """``x``: the normalised residual (batch, pos, d_model), or — with the per-head forks — the
+        normalised per-head inputs of q, k and v, each (batch, pos, head, d_model)."""
         H, dh = self.cfg.n_heads, self.cfg.d_head
-        q, k, v = self.qkv(x).split(self.cfg.d_model, dim=-1)
-        q = self.hook_q(q.view(B, T, H, dh))
-        k = self.hook_k(k.view(B, T, H, dh))
-        v = self.hook_v(v.view(B, T, H, dh))
+        if isinstance(x, tuple):  # per-head inputs: project each head with its own slice only
+            B, T = x[0].shape[:2]
+            q, k, v = (
+                torch.einsum("bphm,hmd->bphd", inp, w) + b
+                for inp, w, b in zip(x, (self.W_Q, self.W_K, self.W_V), (self.b_Q, self.b_K, self.b_V))
+            )
+            x = x[0]
+        else:
+            B, T, _ = x.shape
+            q, k, v = (t.view(B, T, H, dh) for t in self.qkv(x).split(self.cfg.d_model, dim=-1))
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         past = 0
         if kv_cache is not None:
             past = kv_cache.length(self.layer)
             k, v = kv_cache.extend(self.layer, k, v)
         qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, pos, dh)
+        # Within the window a local layer is exactly causal, so the fast causal kernel still applies.
+        windowed = self.window is not None and past + T > self.window
 
-        if self.use_fast_attention and not self._pattern_is_hooked():
-            if past == 0 or T == 1:
-                z = F.scaled_dot_product_attention(qh, kh, vh, is_causal=past == 0 and T > 1)
+        if self.use_fast_attention and not _is_hooked(self.hook_pattern, self.hook_attn_scores):
+            if windowed or (past and T > 1):
+                mask = _attention_mask(T, past, self.window, x.device)
+                z = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=self.scale)
             else:
-                z = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=_causal_mask(T, past, x.device))
+                z = F.scaled_dot_product_attention(qh, kh, vh, is_causal=past == 0 and T > 1, scale=self.scale)
         else:
-            scores = qh @ kh.transpose(-1, -2) / math.sqrt(dh)  # (B, H, T, past + T)
-            scores = scores.masked_fill(~_causal_mask(T, past, x.device), float("-inf"))
+            scores = qh @ kh.transpose(-1, -2)  # (B, H, T, past + T)
+            if self.scale != 1.0:  # GPT-Neo does not scale: skip a full pass over the scores
+                scores = scores * self.scale
+            scores.masked_fill_(~_attention_mask(T, past, self.window, x.device), float("-inf"))
             scores = self.hook_attn_scores(scores)
             pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
             z = pattern @ vh
         z = self.hook_z(z.transpose(1, 2))  # (B, T, H, dh)
-        return self.out(z.reshape(B, T, H * dh))
+        if not self.cfg.use_attn_result:
+            return self.out(z.reshape(B, T, H * dh))
+        result = self.hook_result(torch.einsum("bphd,hdm->bphm", z, self.W_O))  # (B, T, H, d_model)
+        return result.sum(dim=2) + self.out.bias
 
 
-def _causal_mask(T: int, past: int, device: torch.device) -> torch.Tensor:
-    """Boolean (T, past + T) mask: query i may see keys 0..past + i."""
-    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+def _attention_mask(T: int, past: int, window: int | None, device: torch.device) -> torch.Tensor:
+    """Boolean (T, past + T) mask: query i (absolute position past + i) sees keys j with
+    j <= past + i, and with a window also past + i - j < window (GPT-Neo's local attention)."""
+    mask = torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+    if window is not None:
+        mask &= ~torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past - window)
+    return mask
 
 
-class MLP(nn.Module):
+class MLP(MLPWeights, nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.fc_in = nn.Linear(cfg.d_model, cfg.d_mlp)
@@ -145,25 +202,74 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    # TL's logit lens / jacobian lens check this: hook_resid_post is the one stream ln_final reads.
+    hook_out_is_single_residual_stream = True
+
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        self.ln1 = LayerNorm(cfg.d_model, cfg.layer_norm_eps)
+        affine = cfg.normalization_type == "LN"
+        self.ln1 = LayerNorm(cfg.d_model, cfg.layer_norm_eps, affine)
         self.attn = Attention(cfg, layer)
-        self.ln2 = LayerNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.ln2 = LayerNorm(cfg.d_model, cfg.layer_norm_eps, affine)
         self.mlp = MLP(cfg)
-        for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
-            setattr(self, f"hook_{name}", HookPoint())  # (batch, pos, d_model)
+        self.cfg = cfg
+        for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_in"):
+            setattr(self, f"hook_{name}", HookPoint())  # (batch, pos, d_model); mlp_in with cfg.use_hook_mlp_in
+        # Legacy HookedTransformer names of the attention's forks (TL's bridge keeps both too):
+        # blocks.{l}.hook_q_input fires, then blocks.{l}.attn.hook_q_input, on the same tensor.
+        for name in ("q_input", "k_input", "v_input", "attn_in"):
+            setattr(self, f"hook_{name}", HookPoint())  # (batch, pos, head, d_model)
 
     def forward(self, resid: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         resid = self.hook_resid_pre(resid)
-        attn_out = self.hook_attn_out(self.attn(self.ln1(resid), kv_cache))
+        cfg = self.cfg
+        if cfg.use_split_qkv_input or cfg.use_attn_in:
+            attn_out = self.hook_attn_out(self.attn(self._forked_attn_inputs(resid), kv_cache))
+        else:  # the fast path: one shared normalised input
+            attn_out = self.hook_attn_out(self.attn(self.ln1(resid), kv_cache))
         resid = self.hook_resid_mid(resid + attn_out)
-        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(resid)))
+        mlp_in = self.hook_mlp_in(resid.clone()) if cfg.use_hook_mlp_in else resid
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(mlp_in)))
         return self.hook_resid_post(resid + mlp_out)
 
+    def _forked_attn_inputs(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-head copies of the PRE-ln1 residual, hooked, then normalised per head — the semantics of
+        TL 4.3's bridge in compatibility mode (and of the legacy HookedTransformer), so that a path
+        patch adds a residual-stream write before the LayerNorm that reads it.
 
-class HookedTransformer(HookedRootModule):
-    """GPT-style decoder (learned positions, pre-LayerNorm) exposing TransformerLens hook names."""
+        ``ln1`` still runs once on the shared residual so that its hooks fire as on the bridge; its
+        output is not what q/k/v read here (patching ``ln1.hook_normalized`` has no effect)."""
+        self.ln1(resid)
+        H = self.cfg.n_heads
+
+        def fork(*hooks: HookPoint) -> torch.Tensor:
+            x = resid.unsqueeze(2).expand(-1, -1, H, -1).clone()  # (batch, pos, head, d_model)
+            for hook in hooks:
+                x = hook(x)
+            return self.ln1.normalize(x)
+
+        if self.cfg.use_split_qkv_input:
+            return (
+                fork(self.hook_q_input, self.attn.hook_q_input),
+                fork(self.hook_k_input, self.attn.hook_k_input),
+                fork(self.hook_v_input, self.attn.hook_v_input),
+            )
+        shared = fork(self.hook_attn_in, self.attn.hook_attn_in)
+        return shared, shared, shared
+
+
+class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
+    """GPT-style decoder (learned positions, pre-LayerNorm) that is a TransformerLens model.
+
+    Architecture options (:class:`ModelConfig`): GPT-Neo's alternating global/local attention,
+    unscaled scores, bias-free q/k/v and tied unembedding, or GPT-2's. Beyond the hook names it
+    satisfies ``transformer_lens.model_protocol.TransformerLensModelWithWeights``:
+    ``run_with_cache`` returns an ``ActivationCache``; weights in TL's names and shapes
+    (:class:`~tinyinterp.tl_weights.ModelWeights`); ``to_tokens``/``to_str_tokens``/``generate``
+    (:class:`~tinyinterp.tl_tokens.TokenMethods`); ``process_weights`` folds LayerNorm as TL does.
+    TL's opt-in hooks (``set_use_attn_result``, ``set_use_split_qkv_input``, ``set_use_attn_in``,
+    ``set_use_hook_mlp_in``) cost one flag check per block while off; the fast path is unchanged.
+    """
 
     def __init__(self, cfg: ModelConfig, tokenizer=None):
         super().__init__()
@@ -174,12 +280,66 @@ class HookedTransformer(HookedRootModule):
         self.hook_embed = HookPoint()  # (batch, pos, d_model)
         self.hook_pos_embed = HookPoint()
         self.blocks = nn.ModuleList(TransformerBlock(cfg, layer) for layer in range(cfg.n_layers))
-        self.ln_final = LayerNorm(cfg.d_model, cfg.layer_norm_eps)
-        self.unembed = nn.Linear(cfg.d_model, cfg.d_vocab)
+        self.ln_final = LayerNorm(cfg.d_model, cfg.layer_norm_eps, cfg.normalization_type == "LN")
+        self.unembed = nn.Linear(cfg.d_model, cfg.d_vocab, bias=cfg.unembed_bias)
         if cfg.tie_embeddings:
             self.unembed.weight = self.embed.weight
         self.reset_parameters()
         self.setup()  # HookedRootModule: index every HookPoint by name
+
+    def run_with_cache(self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
+        """Run and cache activations: ``(output, ActivationCache)`` (a plain dict with
+        ``return_cache_object=False``). Accepts ``names_filter``, ``device``, ``remove_batch_dim``,
+        ``incl_bwd`` as ``HookedRootModule.run_with_cache``; the input may be text."""
+        from transformer_lens.ActivationCache import ActivationCache
+
+        if model_args and isinstance(model_args[0], (str, list)):
+            model_args = (self.to_tokens(model_args[0]), *model_args[1:])
+        out, cache_dict = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
+        if not return_cache_object:
+            return out, cache_dict
+        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+    def to(self, *args, **kwargs):
+        module = super().to(*args, **kwargs)
+        param = next(self.parameters(), None)
+        if param is not None:  # TL utilities read cfg.device / cfg.dtype
+            self.cfg.device, self.cfg.dtype = str(param.device), param.dtype
+        return module
+
+    def loss_fn(self, logits: torch.Tensor, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                per_token: bool = False) -> torch.Tensor:
+        """TL's ``loss_fn``: next-token cross-entropy of ``logits`` on ``tokens`` (mean, or per token)."""
+        from transformer_lens.utilities import lm_cross_entropy_loss
+
+        return lm_cross_entropy_loss(logits, tokens, attention_mask=attention_mask, per_token=per_token)
+
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """Compute ``blocks.{l}.attn.hook_result`` (per-head writes to the residual stream)."""
+        self.cfg.use_attn_result = use_attn_result
+
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """Give q, k and v of every head their own pre-``ln1`` residual copy:
+        ``blocks.{l}.attn.hook_q_input|hook_k_input|hook_v_input`` (and the legacy
+        ``blocks.{l}.hook_q_input`` …), (batch, pos, head, d_model). Exclusive with ``use_attn_in``."""
+        if use_split_qkv_input and self.cfg.use_attn_in:
+            raise TinyinterpError(
+                "set_use_split_qkv_input: use_attn_in is on and the two are exclusive; call set_use_attn_in(False) first"
+            )
+        self.cfg.use_split_qkv_input = use_split_qkv_input
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        """One per-head pre-``ln1`` residual copy shared by q, k and v: ``blocks.{l}.attn.hook_attn_in``
+        (and ``blocks.{l}.hook_attn_in``), (batch, pos, head, d_model). Exclusive with split q/k/v input."""
+        if use_attn_in and self.cfg.use_split_qkv_input:
+            raise TinyinterpError(
+                "set_use_attn_in: use_split_qkv_input is on and the two are exclusive; call set_use_split_qkv_input(False) first"
+            )
+        self.cfg.use_attn_in = use_attn_in
+
+    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
+        """Fire ``blocks.{l}.hook_mlp_in`` (batch, pos, d_model): the MLP branch's input, before ``ln2``."""
+        self.cfg.use_hook_mlp_in = use_hook_mlp_in
 
     def reset_parameters(self) -> None:
         std = self.cfg.init_range
@@ -208,35 +368,63 @@ class HookedTransformer(HookedRootModule):
         return_type: str | None = "logits",
         targets: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
+        loss_per_token: bool = False,
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
     ):
-        """Run the model on ``tokens`` (batch, pos).
+        """Run the model on ``tokens`` (batch, pos) — or text, tokenized with ``to_tokens``.
+
+        As TL's ``HookedTransformer``: ``stop_at_layer=k`` returns the residual stream entering block
+        ``k`` (``resid_pre`` of ``k``; ``0`` = the embeddings only; negative counts from the end);
+        ``start_at_layer=k`` takes that residual (batch, pos, d_model) as ``tokens`` and runs blocks
+        ``k`` on (a loss then needs ``targets``). Blocks outside the range do not run or fire hooks.
 
         ``return_type``: ``"logits"`` (batch, pos, d_vocab), ``"loss"`` (mean next-token
-        cross-entropy in nats; against ``targets`` when given, else tokens shifted by one),
+        cross-entropy in nats; against ``targets`` when given, else tokens shifted by one;
+        per token with ``loss_per_token``),
         ``"both"`` (logits, loss), or ``None``.
         """
-        if tokens.dim() == 1:
-            tokens = tokens.unsqueeze(0)
-        past = len(kv_cache) if kv_cache is not None else 0
-        T = tokens.shape[1]
-        if past + T > self.cfg.n_ctx:
-            raise TinyinterpError(
-                f"sequence of {past + T} tokens exceeds the model's context of {self.cfg.n_ctx}; "
-                "shorten the prompt or generate fewer tokens"
-            )
-        positions = torch.arange(past, past + T, device=tokens.device)
-        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(positions))
-        for block in self.blocks:
+        if start_at_layer is not None:
+            if kv_cache is not None or tokens.dim() != 3 or (return_type in ("loss", "both") and targets is None):
+                raise TinyinterpError(
+                    "forward(start_at_layer=...): pass the residual stream (batch, pos, d_model) as input, "
+                    "no kv_cache, and targets= for a loss"
+                )
+            resid, tokens = tokens, None
+        else:
+            if isinstance(tokens, (str, list)):
+                tokens = self.to_tokens(tokens)
+            if tokens.dim() == 1:
+                tokens = tokens.unsqueeze(0)
+            past = len(kv_cache) if kv_cache is not None else 0
+            T = tokens.shape[1]
+            if past + T > self.cfg.n_ctx:
+                raise TinyinterpError(
+                    f"sequence of {past + T} tokens exceeds the model's context of {self.cfg.n_ctx}; "
+                    "shorten the prompt or generate fewer tokens"
+                )
+            positions = torch.arange(past, past + T, device=tokens.device)
+            pos_embed = self.pos_embed(positions).expand(tokens.shape[0], T, self.cfg.d_model)  # (batch, pos, d_model) as TL
+            resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(pos_embed)
+        for block in self.blocks[start_at_layer:stop_at_layer]:
             resid = block(resid, kv_cache)
-        logits = self.unembed(self.ln_final(resid))
+        if stop_at_layer is not None:
+            return resid
+        resid = self.ln_final(resid)
+        if return_type is None:  # nothing reads the logits: skip the unembedding (most of the work at d_vocab 50,257)
+            return None
+        logits = self.unembed(resid)
         if return_type == "logits":
             return logits
-        if return_type is None:
-            return None
         if targets is None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+            logits_for, targets = logits[:, :-1], tokens[:, 1:]
         else:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            logits_for = logits
+        loss = F.cross_entropy(
+            logits_for.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none" if loss_per_token else "mean"
+        )
+        if loss_per_token:
+            loss = loss.view(targets.shape)  # (batch, pos - 1) without targets, as TL
         if return_type == "loss":
             return loss
         if return_type == "both":

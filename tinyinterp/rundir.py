@@ -4,24 +4,49 @@ A run directory holds ``config.json`` (the dataclass configs), ``tokenizer.json`
 ``model.safetensors``, an append-only ``metrics.jsonl``, ``checkpoints/step_XXXXXXXX/``
 and ``analysis/``. Weights are safetensors only (never pickle). Every write goes through
 a temp file + ``os.replace`` so an interrupted write never leaves a corrupt file behind.
+
+Integrity checks, each one line when it fails:
+
+* **Weights checksum.** Every safetensors file written here records the sha256 of its tensors
+  (names, dtypes, shapes and bytes) in its header metadata; :func:`load_tensors` recomputes it, so a
+  flipped byte in the data region (which the safetensors header cannot notice) is refused. Files
+  without the key (older runs) load unchecked. Cost, measured on the tinystories-33m preset
+  (181 MB of float32 weights at a 10,001-token vocabulary): sha256 runs at ~450 MB/s on one core,
+  so about 0.4 s on load and the same on save, next to 1.2-2.6 s for building and filling the model.
+* **Tokenizer fingerprint.** ``config.json`` keeps ``tokenizer.fingerprint``; :func:`load_run`
+  refuses a ``tokenizer.json`` with another fingerprint even when its vocabulary size matches.
+* **One writer.** :func:`tinyinterp.runlock.lock_run_dir` takes an exclusive ``flock`` on ``RUN/.lock`` for the life of a
+  training process. The kernel drops it when the process dies (even ``kill -9``), so a lock left by a
+  killed process is never stale: the next trainer takes it over. A second live writer gets one line
+  naming the holder.
+* **Metrics log.** ``metrics.jsonl`` is appended one fsynced line at a time. Readers skip a torn last
+  line; the lock holder cuts it off (:func:`repair_torn_tail`) before appending, so the next record
+  never lands on a half-written line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
-from tinyinterp.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
+from tinyinterp.atomic import (  # noqa: F401 (re-exported)
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    make_temp_file,
+    mode_for_new_file,
+)
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import RunDirError
+from tinyinterp.runlock import LOCK_FILE, RunDirLockedError, lock_run_dir  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +56,39 @@ WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 ANALYSIS_DIR = "analysis"
+CHECKSUM_KEY = "tinyinterp.sha256"
+"""safetensors metadata key holding :func:`tensors_digest` of the file's tensors."""
+
+
+class CorruptWeightsError(RunDirError):
+    """A safetensors file does not match the checksum recorded when it was written."""
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over (name, dtype, shape, raw bytes) of every tensor, in name order.
+
+    Hashes the tensors rather than the file so the same function serves writing (before the file
+    exists) and reading (after safetensors has parsed it). Works for every dtype (bf16 included):
+    the bytes are viewed as uint8 without a copy when the tensor is contiguous on the CPU.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` as safetensors atomically, recording their checksum in the metadata."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = make_temp_file(path)
     os.close(fd)
     try:
         # safetensors refuses shared storage (tied weights); clone so every tensor owns its memory.
-        save_file({k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        owned = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
+        save_file(owned, tmp, metadata={**(metadata or {}), CHECKSUM_KEY: tensors_digest(owned)})
+        os.chmod(tmp, mode_for_new_file(path))  # safetensors recreates the file 0600; give it ordinary permissions
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -67,39 +115,98 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read an append-only log, skipping a torn final line left by a crash."""
+def read_jsonl(path: Path, skip_bad: bool = False) -> list[dict[str, Any]]:
+    """Read an append-only log, skipping a torn final line left by a crash.
+
+    A bad line elsewhere raises :class:`RunDirError`, or with ``skip_bad`` is dropped with a warning
+    (the trainer uses that to heal a log damaged by an older version before it rewrites it).
+    """
     path = Path(path)
     if not path.is_file():
         return []
     records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    torn_tail = not text.endswith("\n")  # the last piece was never finished by its writer
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+            records.append(record)
+        except ValueError:
+            if i == len(lines) - 1 and torn_tail:
                 log.warning("%s: ignoring torn last line", path)
+            elif skip_bad:
+                log.warning("%s:%d: dropping an unreadable line", path, i + 1)
             else:
-                raise RunDirError(f"{path}:{i + 1}: not valid JSON") from None
+                raise RunDirError(f"{path}:{i + 1}: not valid JSON; rerun `tinyinterp train` on this run to repair it") from None
     return records
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut ``path`` back to its last newline; returns the bytes removed (0 when intact).
+
+    Only a process holding the run's lock may call this: a reader doing it could cut the line a
+    live writer is in the middle of appending.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, "rb+") as f:
+        data = f.read()
+        keep = data.rfind(b"\n") + 1  # 0 when there is no newline at all
+        if keep < len(data):
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+            log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run", path, len(data) - keep)
+        return len(data) - keep
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
     atomic_save_tensors(path, dict(model.state_dict()))
 
 
-def load_weights(path: Path, model: torch.nn.Module) -> None:
-    """Load safetensors weights into ``model``, with one-line errors for every way this goes wrong."""
+def load_tensors(path: Path, verify: bool = True) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; with ``verify``, refuse it when its recorded checksum does not match."""
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"{path}: weights file not found")
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise RunDirError(f"{path}: corrupt safetensors file ({e})") from None
+    recorded = metadata.get(CHECKSUM_KEY)
+    if verify and recorded is not None and tensors_digest(tensors) != recorded:
+        raise CorruptWeightsError(
+            f"{path}: corrupt file: its tensors do not match the sha256 recorded when it was written "
+            "(damaged on disk or in transfer); restore it or use a checkpoint from checkpoints/"
+        )
+    return tensors
+
+
+def verify_tensors_file(path: Path) -> str:
+    """``"ok"``, ``"no checksum recorded"`` or the one-line problem of a safetensors file (for ``tinyinterp info``)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            recorded = (f.metadata() or {}).get(CHECKSUM_KEY)
+        load_tensors(path)
+    except RunDirError as e:
+        return str(e)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        return f"{path}: corrupt safetensors file ({e})"
+    return "ok (sha256 verified)" if recorded is not None else "no checksum recorded (written by an older tinyinterp)"
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load safetensors weights into ``model``, with one-line errors for every way this goes wrong."""
+    path = Path(path)
+    state = load_tensors(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -119,7 +226,8 @@ def save_run(run_dir: Path, model, tokenizer, extra_config: dict[str, Any] | Non
     """Write config.json, tokenizer.json and model.safetensors of ``model`` into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"model": model.cfg.to_dict(), **(extra_config or {})}
+    # The tokenizer's fingerprint goes into config.json so load_run can refuse a swapped tokenizer.json.
+    config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer.describe(), **(extra_config or {})}
     tokenizer.save(run_dir / TOKENIZER_FILE)
     save_weights(run_dir / WEIGHTS_FILE, model)
     atomic_write_json(run_dir / CONFIG_FILE, config)  # last: a run dir with config.json is complete
@@ -135,6 +243,20 @@ def read_model_config(run_dir: Path) -> ModelConfig:
         return ModelConfig.from_dict(config["model"])
     except (TypeError, ValueError) as e:
         raise RunDirError(f"{path}: invalid model config ({e})") from None
+
+
+def check_tokenizer_fingerprint(run_dir: Path, tokenizer) -> None:
+    """Refuse a tokenizer whose fingerprint differs from the one ``config.json`` recorded at training time."""
+    config = read_json(Path(run_dir) / CONFIG_FILE)
+    section = config.get("tokenizer") if isinstance(config, dict) else None
+    recorded = section.get("fingerprint") if isinstance(section, dict) else None
+    if recorded is None:  # runs saved without a tokenizer section: nothing to compare against
+        return
+    if tokenizer.fingerprint() != recorded:
+        raise RunDirError(
+            f"{Path(run_dir) / TOKENIZER_FILE}: tokenizer {tokenizer.fingerprint()[:12]} is not the one this model was "
+            f"trained with ({str(recorded)[:12]} in {CONFIG_FILE}); put back the run's own tokenizer.json"
+        )
 
 
 def is_run_dir(path: Path) -> bool:
@@ -162,6 +284,7 @@ def load_run(run_dir: Path, weights: Path | None = None, device: str | torch.dev
         raise RunDirError(
             f"{tok_path}: tokenizer has {tokenizer.vocab_size} tokens but config.json says d_vocab={cfg.d_vocab}"
         )
+    check_tokenizer_fingerprint(run_dir, tokenizer)
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     load_weights(weights or run_dir / WEIGHTS_FILE, model)
     return model.to(device).eval()

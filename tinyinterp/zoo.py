@@ -1,9 +1,24 @@
-"""Model zoo: named presets with the shapes of the paper's released checkpoints.
+"""Model zoo: named presets with the configurations of the paper's released checkpoints.
 
-``tinystories-1m`` … ``tinystories-2l-33m`` mirror ``roneneldan/TinyStories-*``
-(GPT-Neo shapes: 16 heads, d_mlp = 4·d_model, gelu_new, LayerNorm, context 512).
-The ``test-*`` presets are tiny models for unit tests and CPU smoke runs.
-Vocabulary size is not part of a preset: it comes from the tokenizer.
+``tinystories-1m`` … ``tinystories-2l-33m`` reproduce ``roneneldan/TinyStories-*`` (GPTNeoForCausalLM):
+16 heads, d_mlp = 4·d_model (``intermediate_size: null``), gelu_new, LayerNorm eps 1e-5,
+2,048 positions (``max_position_embeddings``; the paper trained on 512-token windows), attention
+layers alternating global / local with a 256-token window starting with global, no division of
+attention scores by sqrt(d_head), bias-free q/k/v (the output projection has a bias), and an
+unembedding tied to the embedding without a bias. Sources: the checkpoints' ``config.json`` as quoted
+in public code (TinyStories-33M: hidden 768, 4 layers, ``attention_types [[["global","local"],2]]``);
+the paper's table for the other shapes. Uncertain: ``TinyStories-1Layer-21M`` has one layer, which
+GPT-Neo requires to be listed alone, so we take it as ``["global"]`` (an alternating pattern cannot
+start otherwise); its window never matters for windows up to 256 tokens.
+Vocabulary size is not part of a preset: it comes from the tokenizer (official: the 50,257-token
+GPT-Neo BPE; ours: its 10,000 most frequent tokens + ``<|endoftext|>``, as the paper describes).
+
+Architectures (``arch``): ``"gpt-neo"`` as above; ``"gpt2"`` (scaled attention, q/k/v biases, tied
+unembedding without bias, all layers global); ``"legacy"`` — tinyinterp 0.1's GPT-2-like model with
+an untied unembedding that has a bias (the ``ModelConfig`` defaults, so runs written before the
+architecture options existed keep loading as they were). The ``test-*`` presets are tiny models for
+unit tests and CPU smoke runs; ``test-neo`` is a GPT-Neo one with an 8-token window, so its local
+layer differs from a global one even on short test inputs.
 
     >>> from tinyinterp.zoo import preset_config
     >>> preset_config("tinystories-1m", d_vocab=10_001).d_model
@@ -17,13 +32,32 @@ from dataclasses import dataclass
 from tinyinterp.config import ModelConfig
 
 
+ARCHITECTURES = ("gpt-neo", "gpt2", "legacy")
+
+
 @dataclass(frozen=True)
 class Preset:
     d_model: int
     n_layers: int
     n_heads: int = 16
-    n_ctx: int = 512
+    n_ctx: int = 2048
+    arch: str = "gpt-neo"
+    window_size: int = 256
     description: str = ""
+
+
+def arch_fields(arch: str, n_layers: int, window_size: int = 256) -> dict:
+    """The :class:`ModelConfig` fields that make a config one of :data:`ARCHITECTURES`."""
+    if arch == "gpt-neo":
+        return dict(
+            attn_types=[("global", "local")[layer % 2] for layer in range(n_layers)], window_size=window_size,
+            use_attn_scale=False, qkv_bias=False, tie_embeddings=True, unembed_bias=False,
+        )
+    if arch == "gpt2":
+        return dict(attn_types=None, use_attn_scale=True, qkv_bias=True, tie_embeddings=True, unembed_bias=False)
+    if arch == "legacy":
+        return dict(attn_types=None, use_attn_scale=True, qkv_bias=True, tie_embeddings=False, unembed_bias=True)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
 
 
 PRESETS: dict[str, Preset] = {
@@ -35,8 +69,9 @@ PRESETS: dict[str, Preset] = {
     "tinystories-1l-21m": Preset(1024, 1, description="shape of roneneldan/TinyStories-1Layer-21M"),
     "tinystories-2l-33m": Preset(1024, 2, description="shape of roneneldan/TinyStories-2Layers-33M"),
     # Tiny presets for tests and CPU smoke runs (not from the paper).
-    "test-tiny": Preset(32, 2, n_heads=4, n_ctx=64, description="unit tests"),
-    "test-small": Preset(64, 2, n_heads=4, n_ctx=128, description="fast CPU smoke runs"),
+    "test-tiny": Preset(32, 2, n_heads=4, n_ctx=64, arch="legacy", description="unit tests"),
+    "test-neo": Preset(32, 2, n_heads=4, n_ctx=64, window_size=8, description="unit tests, GPT-Neo with an 8-token window"),
+    "test-small": Preset(64, 2, n_heads=4, n_ctx=128, arch="legacy", description="fast CPU smoke runs"),
 }
 
 # The official checkpoints these presets mirror, for `tinyinterp info`.
@@ -51,14 +86,18 @@ OFFICIAL_CHECKPOINTS = {
 }
 
 
-def preset_config(name: str, d_vocab: int, **overrides) -> ModelConfig:
-    """Build the :class:`ModelConfig` of preset ``name`` for a tokenizer of ``d_vocab`` tokens."""
+def preset_config(name: str, d_vocab: int, arch: str | None = None, **overrides) -> ModelConfig:
+    """Build the :class:`ModelConfig` of preset ``name`` for a tokenizer of ``d_vocab`` tokens.
+
+    ``arch`` overrides the preset's architecture (``"gpt-neo"``, ``"gpt2"``, ``"legacy"``).
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     p = PRESETS[name]
+    n_layers = overrides.get("n_layers", p.n_layers)
     fields = dict(
-        d_model=p.d_model, n_layers=p.n_layers, n_heads=p.n_heads, n_ctx=p.n_ctx,
-        d_vocab=d_vocab, preset=name,
+        d_model=p.d_model, n_layers=n_layers, n_heads=p.n_heads, n_ctx=p.n_ctx,
+        d_vocab=d_vocab, preset=name, **arch_fields(arch or p.arch, n_layers, p.window_size),
     )
     fields.update(overrides)
     return ModelConfig(**fields)

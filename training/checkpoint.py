@@ -6,13 +6,18 @@ and, last, ``state.json``), fsynced, and then renamed into place; a rename is at
 so a crash (even ``kill -9``) mid-write leaves only a temp folder, which
 :func:`latest_checkpoint` never picks and :func:`remove_stale_temp_dirs` deletes. Weights are
 safetensors; the optimizer state goes through ``torch.save`` and is read back with
-``torch.load(weights_only=True)`` (plain tensors, numbers and lists only, no pickled code).
+``torch.load(weights_only=True)`` (plain tensors, numbers and lists only, no pickled code); a file
+holding anything else is refused with one line that says to delete the checkpoint, never with
+torch's own advice to disable the check. Re-saving an existing step swaps folders through a
+``.tmp-old-`` name; if a kill lands between the two renames, :func:`remove_stale_temp_dirs` puts
+the old folder back instead of deleting it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import shutil
 from dataclasses import dataclass
@@ -20,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from tinyinterp import rundir
 from tinyinterp.errors import RunDirError
@@ -57,11 +61,19 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+_OLD_SWAP = re.compile(rf"^{re.escape(_TMP_PREFIX)}old-(step_\d{{8}})-\d+$")
+
+
 def remove_stale_temp_dirs(run_dir: Path) -> None:
-    """Delete temp folders left by checkpoint writes that were interrupted."""
+    """Delete temp folders left by checkpoint writes that were interrupted (restoring a half-swapped one)."""
     root = Path(run_dir) / rundir.CHECKPOINTS_DIR
     if root.is_dir():
-        for path in root.iterdir():
+        for path in sorted(root.iterdir()):
+            swapped = _OLD_SWAP.match(path.name)
+            if swapped and not (root / swapped.group(1)).exists() and (path / STATE_FILE).is_file():
+                log.info("restoring %s: its replacement was interrupted", swapped.group(1))
+                os.replace(path, root / swapped.group(1))
+                continue
             if path.name.startswith(_TMP_PREFIX):
                 log.info("removing interrupted checkpoint write %s", path)
                 shutil.rmtree(path, ignore_errors=True)
@@ -138,14 +150,31 @@ class LoadedCheckpoint:
     rng: dict[str, torch.Tensor]
 
 
+def _load_optimizer_state(path: Path, device: torch.device | str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; every failure becomes one line of our own.
+
+    torch's messages for a refused file recommend ``weights_only=False``, i.e. running whatever code
+    the file carries; an optimizer state never needs that, so the text is never passed on.
+    """
+    delete = f"delete {path.parent} to resume from an older checkpoint"
+    if not path.is_file():
+        raise RunDirError(f"{path}: optimizer state not found; {delete}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise RunDirError(f"{path}: refused: it holds objects other than tensors and numbers (possibly code); {delete}") from None
+    except Exception as e:  # noqa: BLE001 - zip, EOF and pickle errors come in many types; none is worth a traceback
+        raise RunDirError(f"{path}: unreadable optimizer state ({type(e).__name__}); {delete}") from None
+    if not isinstance(state, dict) or "state" not in state or "param_groups" not in state:
+        raise RunDirError(f"{path}: not an optimizer state (no 'state'/'param_groups'); {delete}")
+    return state
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, device: torch.device | str = "cpu") -> LoadedCheckpoint:
     """Load weights into ``model`` and return the optimizer state, RNG state and trainer state."""
     path = Path(path)
     rundir.load_weights(path / rundir.WEIGHTS_FILE, model)
     state = rundir.read_json(path / STATE_FILE)
-    try:
-        optimizer_state = torch.load(path / OPTIMIZER_FILE, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise RunDirError(f"{path / OPTIMIZER_FILE}: unreadable optimizer state ({e}); delete this checkpoint to fall back to an older one") from None
-    rng = load_file(str(path / RNG_FILE)) if (path / RNG_FILE).is_file() else {}
+    optimizer_state = _load_optimizer_state(path / OPTIMIZER_FILE, device)
+    rng = rundir.load_tensors(path / RNG_FILE) if (path / RNG_FILE).is_file() else {}
     return LoadedCheckpoint(path=path, state=state, optimizer_state=optimizer_state, rng=rng)

@@ -29,6 +29,9 @@ class TrainConfig:
 
     preset: str = "tinystories-1m"
     """Zoo preset (see ``tinyinterp.zoo.PRESETS``); d_vocab comes from the tokenizer."""
+    arch: str | None = None
+    """Architecture override: ``gpt-neo`` (the tinystories-* presets' own, as the official checkpoints),
+    ``gpt2`` or ``legacy`` (tinyinterp 0.1); None = the preset's."""
     data: list[str] = field(default_factory=list)
     """Training text sources (.txt / .jsonl files, folders, or a hub dataset); empty = corpus default."""
     val_data: str | None = None
@@ -43,7 +46,7 @@ class TrainConfig:
     batch_size: int = 16
     """Global sequences per optimizer step (over accumulation micro-steps and DDP ranks)."""
     seq_len: int = 256
-    """Tokens per training sequence; at most the preset's context (512)."""
+    """Tokens per training sequence; at most the preset's context (n_ctx)."""
     grad_accum: int = 1
     lr: float = 2e-3
     """Peak learning rate; tiny models tolerate (and need) larger rates than GPT-2's 6e-4."""
@@ -65,6 +68,8 @@ class TrainConfig:
     log_every: int = 10
     """metrics.jsonl gets a train record every this many steps (and at every eval)."""
     ckpt_every: int = 200
+    snapshots_per_octave: int = 0
+    """Weights-only snapshots at steps round(2^(i/n)), kept for good for ``analyze emergence`` (0 = off)."""
     keep_last: int = 2
     """Checkpoints kept on disk (oldest deleted first); the final one is always kept."""
 

@@ -7,6 +7,10 @@ run is ``<out>/<preset>-lr<lr>/``, an ordinary run directory (resumable like any
 already finished is skipped, so re-running the same command continues an interrupted sweep.
 ``<out>/sweep_summary.json`` is rewritten (atomically) after every run with one entry per run
 and the ``best`` one by final validation loss.
+
+Scaling sweeps (width x depth x heads x lr x seed, a token or FLOPs budget per run, ``--shard i/n``,
+``list``, ``summarize``) are the sub-commands ``run | list | summarize`` of the same module; see
+:mod:`training.scaling_sweep`, e.g. ``python -m training.sweep run training/scaling_tiny.yaml --out runs/scaling-tiny``.
 """
 
 from __future__ import annotations
@@ -82,7 +86,16 @@ def _write_summary(out: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+SCALING_COMMANDS = ("run", "list", "summarize")
+"""First arguments that select the scaling sweep (:mod:`training.scaling_sweep`) instead of the preset x lr grid."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SCALING_COMMANDS:
+        from training.scaling_sweep import main as scaling_main
+
+        return scaling_main(argv)
     parser = argparse.ArgumentParser(prog="python -m training.sweep", description=__doc__.split("\n\n")[0])
     add_train_arguments(parser)
     parser.add_argument("--presets", nargs="+", default=None, help="presets of the grid (default: --preset)")

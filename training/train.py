@@ -14,6 +14,7 @@ on the command line override them (e.g. a larger ``--max-steps`` to train longer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -24,8 +25,9 @@ import torch
 
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.runlock import lock_run_dir
 from training.config import DTYPES, TrainConfig
-from training.trainer import DistContext, Trainer, TrainResult
+from training.trainer import DistContext, Trainer, TrainResult, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ _TOKENIZER_IN_DATA = "tokenizer.json"
 # (flag, TrainConfig field, type, help). Defaults come from TrainConfig so --help and the code agree.
 _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--preset", "preset", str, "model shape from the zoo, e.g. tinystories-1m, tinystories-3m, test-tiny"),
+    ("--arch", "arch", str, "architecture: gpt-neo (the tinystories-* presets, as the official checkpoints), gpt2, or legacy (default: the preset's)"),
     ("--val-data", "val_data", str, "held-out validation .txt/.jsonl file (default: a 5%% hash split of --data, or the local validation file with the default data)"),
     ("--vocab-size", "vocab_size", int, "K: keep the K most frequent GPT-Neo BPE tokens of the corpus, plus <|endoftext|>"),
     ("--base-tokenizer", "base_tokenizer", str, "base BPE tokenizer.json or hub name (default: local GPT-2 tokenizer.json, else EleutherAI/gpt-neo-125M)"),
@@ -55,6 +58,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--log-every", "log_every", int, "metrics.jsonl train record every this many steps"),
     ("--ckpt-every", "ckpt_every", int, "checkpoint every this many steps (and at the end)"),
     ("--keep-last", "keep_last", int, "checkpoints to keep on disk"),
+    ("--snapshots-per-octave", "snapshots_per_octave", int, "weights-only snapshots at log-spaced steps round(2^(i/N)), kept for `tinyinterp analyze emergence` (0 = off)"),
     ("--seed", "seed", int, "seed of the init and of the batch order"),
     ("--device", "device", str, "cpu, cuda, cuda:1, ... or auto"),
     ("--dtype", "dtype", str, f"one of {', '.join(DTYPES)}; auto = bf16 autocast on CUDA, float32 on CPU"),
@@ -153,16 +157,33 @@ def prepare_data(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: b
 
 def run_training(cfg: TrainConfig, out: Path, dist_ctx: DistContext | None = None, progress: bool = True) -> TrainResult:
     """Prepare the data and train into ``out`` (resuming when it holds a checkpoint)."""
-    from tinyinterp.zoo import PRESETS, preset_config
+    from tinyinterp.zoo import ARCHITECTURES, PRESETS
 
     dist_ctx = dist_ctx or DistContext()
     if cfg.preset not in PRESETS:
         raise TinyinterpError(f"--preset {cfg.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
+    if cfg.arch is not None and cfg.arch not in ARCHITECTURES:
+        raise TinyinterpError(f"--arch {cfg.arch!r} is unknown; choose one of: {', '.join(ARCHITECTURES)}")
+    resolve_device(cfg.device)  # refuse an unusable --device before spending time on the data
     out = Path(out)
-    if dist_ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    # One writer per run dir: rank 0 holds the lock from data preparation to the last file written.
+    with lock_run_dir(out) if dist_ctx.is_main else contextlib.nullcontext():
+        return _prepare_and_train(cfg, out, dist_ctx, progress)
+
+
+def _prepare_and_train(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: bool) -> TrainResult:
+    from tinyinterp.zoo import preset_config
+
+    from training.checkpoint import latest_checkpoint
+
     tokenizer, train, val = prepare_data(cfg, out, dist_ctx, progress)
-    model_cfg = preset_config(cfg.preset, d_vocab=tokenizer.vocab_size)
+    last = latest_checkpoint(out)
+    if last is not None and (last / rundir.CONFIG_FILE).is_file():
+        # Resume the architecture the run was started with (presets may have changed since, e.g. the
+        # tinystories-* presets became GPT-Neo in 0.2): the checkpoint's config is the truth.
+        model_cfg = rundir.read_model_config(last)
+    else:
+        model_cfg = preset_config(cfg.preset, d_vocab=tokenizer.vocab_size, arch=cfg.arch)
     extra = {
         "tokenizer": tokenizer.describe(),
         "data": {"train": train.source, "val": val.source, "train_tokens": train.n_tokens, "train_docs": train.n_docs,

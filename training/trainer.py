@@ -9,8 +9,15 @@ Read top to bottom in :meth:`Trainer.fit`. Design choices:
 * **Exact resume**: batches are a pure function of ``(seed, step)`` (:mod:`training.data`) and the
   learning rate a pure function of ``step``; a checkpoint stores weights, AdamW state, RNG state,
   the step and the cosine horizon, so ``N`` steps + ``kill -9`` + resume gives bit-identical
-  weights to ``2N`` straight steps. ``metrics.jsonl`` records after the resumed step are dropped
-  on resume so no step appears twice.
+  weights to ``2N`` straight steps.
+* **Metrics exactly once**: a record is appended (fsynced) before its step's checkpoint, so after
+  any kill the log may run ahead of the newest checkpoint, or end in a torn line. At start, holding
+  the run-dir lock, :meth:`Trainer.reconcile_metrics` cuts the torn tail and keeps only records up to
+  the step training continues from (0 for a fresh start), one per step; steps after it are logged
+  again as they are re-run. Two trainers never share a run dir (:func:`tinyinterp.runlock.lock_run_dir`).
+* **Disk errors** (ENOSPC…) while writing a checkpoint, the final weights or a metrics record end
+  the run with one line; checkpoints are written into a temp folder and renamed, so the previous
+  checkpoint stays intact and a rerun resumes from it.
 * **DDP**: the model is wrapped in ``DistributedDataParallel``; each rank takes its shard of the
   global batch, the logged loss is all-reduced, and only rank 0 writes files.
 * **NaN/inf** loss or gradient norm stops training with :class:`TrainingDivergedError` before
@@ -37,9 +44,13 @@ from tinyinterp import rundir
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.model import HookedTransformer
+from tinyinterp.runlock import lock_run_dir
+from tinyinterp.devices import resolve_device  # noqa: F401 (re-exported: training.trainer.resolve_device)
 from training import checkpoint as ckpt
+from training import snapshots
 from training.config import TrainConfig
 from training.data import BatchSampler, DocumentSource, JoinedStream, validation_batches
+from training.scaling_flops import flops_per_token
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +92,14 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+@contextlib.contextmanager
+def disk_errors(what: str):
+    """Turn an OSError (disk full, permissions…) while writing ``what`` into one line that says what to do."""
+    try:
+        yield
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise TinyinterpError(f"{what}: write failed ({reason}); free space or fix the folder, then rerun to resume") from None
 
 
 def lr_at(step: int, cfg: TrainConfig, horizon: int | None) -> float:
@@ -139,6 +154,7 @@ class Trainer:
             self.val_batches = validation_batches(JoinedStream(val_data, eot_id, "validation corpus"), cfg.eval_batches,
                                                   cfg.batch_size, cfg.seq_len, cfg.seed, self.dist.rank, self.dist.world_size)
         self.config_record = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), **(extra_config or {})}
+        self.flops_per_token = flops_per_token(model_cfg, cfg.seq_len)  # metrics carry (tokens, flops, loss) for scaling fits
 
         torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's weights)
         self.model = HookedTransformer(model_cfg, tokenizer=tokenizer).to(self.device)
@@ -149,6 +165,26 @@ class Trainer:
         self.resumed_from: int | None = None
 
     # ----- resume -------------------------------------------------------------------------------
+
+    def reconcile_metrics(self) -> None:
+        """Make ``metrics.jsonl`` hold each step up to ``self.step`` at most once, and nothing after it.
+
+        Records after the step training continues from will be produced again; a torn last line is
+        cut off so the next append starts on a fresh line. Needs the run-dir lock (rank 0 only).
+        """
+        path = self.run_dir / rundir.METRICS_FILE
+        if not path.exists():
+            return
+        rundir.repair_torn_tail(path)
+        records = rundir.read_jsonl(path, skip_bad=True)
+        by_step: dict[int, dict[str, Any]] = {}
+        for r in records:  # the last record of a step wins: it belongs to the run the checkpoint came from
+            if isinstance(r.get("step"), int) and 0 < r["step"] <= self.step:
+                by_step[r["step"]] = r
+        kept = [by_step[s] for s in sorted(by_step)]
+        if kept != records:
+            log.info("%s: keeping %d of %d records (training continues from step %d)", path, len(kept), len(records), self.step)
+            rundir.atomic_write_text(path, "".join(_json_line(r) for r in kept))
 
     def maybe_resume(self) -> int | None:
         """Continue from the newest checkpoint of the run dir, if there is one; returns its step."""
@@ -172,12 +208,6 @@ class Trainer:
         changed = {k: (saved_train[k], v) for k, v in self.cfg.to_dict().items() if k in saved_train and saved_train[k] != v}
         if changed:
             log.warning("resuming with changed settings (old, new): %s", changed)
-        if self.dist.is_main:  # drop records from after the checkpoint: they will be produced again
-            metrics = self.run_dir / rundir.METRICS_FILE
-            records = rundir.read_jsonl(metrics)
-            kept = [r for r in records if r.get("step", 0) <= self.step]
-            if len(kept) != len(records):
-                rundir.atomic_write_text(metrics, "".join(_json_line(r) for r in kept))
         self.resumed_from = self.step
         log.info("resumed from %s (step %d, %d tokens)", path, self.step, self.tokens_seen)
         return self.step
@@ -185,9 +215,17 @@ class Trainer:
     # ----- the loop -----------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        cfg = self.cfg
+        """Train (resuming when the run dir holds a checkpoint) while holding the run dir's lock."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with lock_run_dir(self.run_dir) if self.dist.is_main else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
+        cfg = self.cfg
         self.maybe_resume()
+        if self.dist.is_main:
+            with disk_errors(str(self.run_dir / rundir.METRICS_FILE)):
+                self.reconcile_metrics()
         model = self.model
         if cfg.compile:
             model = torch.compile(model)
@@ -258,15 +296,20 @@ class Trainer:
                 now = time.perf_counter()
                 speed = (self.step - last_record[0]) * tokens_per_step / max(now - last_record[1], 1e-9)
                 record = {"step": self.step, "tokens": self.tokens_seen, "train_loss": train_loss, "lr": lr,
-                          "tokens_per_s": round(speed, 1), "elapsed_s": round(elapsed, 3)}
+                          "tokens_per_s": round(speed, 1), "elapsed_s": round(elapsed, 3),
+                          "flops": self.tokens_seen * self.flops_per_token}
                 last_record = (self.step, now)
             if (at_eval or done) and self.val_batches:
                 val_loss = self.evaluate(model)
                 record["val_loss"] = val_loss
             if record is not None and self.dist.is_main:
-                rundir.append_jsonl(self.run_dir / rundir.METRICS_FILE, record)
+                with disk_errors(str(self.run_dir / rundir.METRICS_FILE)):
+                    rundir.append_jsonl(self.run_dir / rundir.METRICS_FILE, record)
             if at_ckpt or done:
                 self.save_checkpoint(elapsed)
+            if self.dist.is_main and snapshots.is_snapshot_step(self.step, cfg.snapshots_per_octave):
+                with disk_errors(str(snapshots.snapshot_dir(self.run_dir, self.step))):
+                    snapshots.save_snapshot(self.run_dir, self.step, self.model)
             if done:
                 break
         bar.close()
@@ -335,8 +378,11 @@ class Trainer:
 
     def save_checkpoint(self, elapsed: float) -> None:
         if self.dist.is_main:
-            path = ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self._state(elapsed),
-                                        self.config_record, self.tokenizer)
+            last = ckpt.latest_checkpoint(self.run_dir)
+            where = f"checkpoint of step {self.step} in {self.run_dir / rundir.CHECKPOINTS_DIR}"
+            with disk_errors(where + (f" (the previous one, {last.name}, is intact)" if last else "")):
+                path = ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self._state(elapsed),
+                                            self.config_record, self.tokenizer)
             ckpt.prune_checkpoints(self.run_dir, self.cfg.keep_last)
             log.info("saved %s", path)
             pause = os.environ.get(PAUSE_AFTER_CKPT_ENV)
@@ -353,6 +399,10 @@ class Trainer:
                    "stopped_by": result.stopped_by}
         extra = {k: v for k, v in self.config_record.items() if k != "model"}
         extra["result"] = summary
+        with disk_errors(f"final weights in {self.run_dir} (checkpoint of step {result.steps} is intact)"):
+            self._write_final(extra)
+
+    def _write_final(self, extra: dict[str, Any]) -> None:
         if self.tokenizer is not None:
             rundir.save_run(self.run_dir, self.model, self.tokenizer, extra_config=extra)
         else:  # bare token-id training (tests): same files minus tokenizer.json

@@ -8,10 +8,13 @@ script as a legacy multipage app and then runs ``/neurons`` without ``app.py`` (
 PAGES = (
     ("runs", "Runs"),
     ("neurons", "Neurons"),
+    ("neuron_table", "Neuron table"),
     ("heads", "Heads"),
+    ("emergence", "Emergence"),
     ("generate", "Generate"),
     ("compare", "Compare"),
     ("grades", "Grades"),
+    ("scaling", "Scaling"),
 )
 PAGE_NAMES = tuple(name for name, _ in PAGES)
 # No page icons: Streamlit turns a page's icon into the tab's favicon, fetched from fonts.gstatic.com.

@@ -3,6 +3,9 @@
 Either a comparison saved by ``tinyinterp analyze compare`` (``analysis/compare/<a>__vs__<b>/``) or any
 two runs under the root that both have neuron purity and head results (their profiles are built with
 :meth:`tinyinterp.interp.compare.ModelProfile.from_results`, the same summary a saved comparison keeps).
+Each side is labelled by its own name (a saved result whose two names are equal, e.g. both
+``tinystories-1m``, is labelled from its folder ``<a>__vs__<b>``); two runs whose neuron indexes saw
+different numbers of tokens get a warning, since top-k purity depends on the corpus size.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps import data, session
-from tinyinterp.interp.compare import COMPARISON_FILE, ComparisonResult, ModelProfile
+from apps import data, guard, session
+from tinyinterp.interp.compare import COMPARISON_FILE, ComparisonResult, ModelProfile, profile_names
 from tinyinterp.interp.heads import HEAD_CLASSES
 
 
@@ -21,7 +24,7 @@ def _profile(run: str, versions: tuple[float, ...]) -> ModelProfile:
     from pathlib import Path
 
     path = Path(run)
-    return ModelProfile.from_results(data.model_for(path), data.purity(path), data.heads(path))
+    return ModelProfile.from_results(data.model_for(path), data.purity(path), data.heads(path), name=path.name)
 
 
 def _run_profile(sel, name: str) -> ModelProfile | None:
@@ -29,7 +32,32 @@ def _run_profile(sel, name: str) -> ModelProfile | None:
     if not (data.has_purity(path) and data.has_heads(path)):
         st.warning(f"`{name}` has no purity or head results; run `tinyinterp analyze neurons` and `heads` on it")
         return None
-    return _profile(str(path), (data.mtime(data.neurons_dir(path)), data.mtime(data.heads_dir(path)), data.model_version(path)))
+    return guard.attempt(f"`{name}`", _profile, str(path),
+                         (data.mtime(data.neurons_dir(path)), data.mtime(data.heads_dir(path)), data.model_version(path)))
+
+
+def saved_labels(folder, result: ComparisonResult) -> tuple[str, str]:
+    """The two sides' labels: their saved names, or (when equal) the folder's ``<a>__vs__<b>`` parts."""
+    a, b = result.a.name, result.b.name
+    if a == b and "__vs__" in folder.name:
+        a, b = folder.name.split("__vs__", 1)
+    return profile_names(a, b)
+
+
+def index_tokens(run) -> int | None:
+    """How many tokens a run's neuron index saw (None without a readable index)."""
+    try:
+        return int(data.neuron_index(run).meta.get("n_tokens", 0))
+    except Exception:  # the profile above already reported a broken index in one line
+        return None
+
+
+def corpus_size_warning(sel, name_a: str, name_b: str) -> None:
+    sizes = {n: index_tokens(sel.root.resolve_run(n)) for n in (name_a, name_b)}
+    if None not in sizes.values() and sizes[name_a] != sizes[name_b]:
+        st.warning(f"The neuron indexes were built on different corpus sizes ({name_a}: {sizes[name_a]:,} tokens, "
+                   f"{name_b}: {sizes[name_b]:,} tokens): top-k purity depends on it, so the numbers are not "
+                   "directly comparable. Rebuild both on the same corpus (`tinyinterp analyze neurons --corpus`).")
 
 
 def _side_by_side(a: ModelProfile, b: ModelProfile, label_a: str, label_b: str) -> None:
@@ -85,12 +113,16 @@ if mode == "saved comparison":
     names = [p.name for p in saved]
     choice = st.selectbox("Comparison", names, key="compare_saved")
     folder = saved[names.index(choice)]
-    result: ComparisonResult = data.comparison(str(folder), data.mtime(folder / COMPARISON_FILE))
-    _side_by_side(result.a, result.b, f"A: {result.a.name}", f"B: {result.b.name}")
-    with st.expander("Text summary"):
-        st.code(result.format(), language=None)
-    if result.corpus:
-        st.caption(f"corpus: {result.corpus}")
+    result = guard.attempt(f"{choice}/{COMPARISON_FILE}", data.comparison, str(folder), data.mtime(folder / COMPARISON_FILE))
+    if result is not None:
+        with guard.panel(f"{choice}/{COMPARISON_FILE}"):
+            label_a, label_b = saved_labels(folder, result)
+            _side_by_side(result.a, result.b, f"A: {label_a}", f"B: {label_b}")
+            with st.expander("Text summary"):
+                st.code(result.format(), language=None)
+            if result.corpus:
+                st.caption(f"corpus: {result.corpus}")
+        st.caption("choose “two runs” above to compare any two runs instead")
 else:
     c1, c2 = st.columns(2)
     name_a = c1.selectbox("Model A", runs, index=runs.index(sel.name), key="compare_a")
@@ -98,4 +130,6 @@ else:
     name_b = c2.selectbox("Model B", runs, index=runs.index(others[0]), key="compare_b")
     profile_a, profile_b = _run_profile(sel, name_a), _run_profile(sel, name_b)
     if profile_a is not None and profile_b is not None:
-        _side_by_side(profile_a, profile_b, f"A: {name_a}", f"B: {name_b}")
+        corpus_size_warning(sel, name_a, name_b)
+        with guard.panel("comparison"):
+            _side_by_side(profile_a, profile_b, f"A: {name_a}", f"B: {name_b}")

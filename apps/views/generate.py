@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from apps import data, render, session
+from apps import data, guard, render, session
 from tinyinterp.errors import TinyinterpError
 
 DEFAULT_PROMPT = "Once upon a time, there was a little girl named Lily. One day,"
@@ -39,7 +39,9 @@ def _neuron_choice(cfg) -> tuple[int, int] | None:
 
 sel = session.require_selection()
 st.title("Generate")
-model = data.model_for(sel.path)
+model = guard.attempt("model", data.model_for, sel.path)
+if model is None:
+    st.stop()
 cfg = model.cfg
 settings = _settings(cfg)
 colour_by = _neuron_choice(cfg)
@@ -60,4 +62,4 @@ for i, story in enumerate(stories, 1):
         layer, neuron = colour_by
         tokens, acts = data.neuron_activations(str(sel.path), version, settings["prompt"] + story, layer, neuron)
         st.html(render.tokens_html(tokens, acts))
-        st.caption(f"coloured by L{layer} N{neuron}: orange = positive, blue = negative (hover a token for its value)")
+        st.caption(f"coloured by L{layer} N{neuron}: {render.COLOUR_LEGEND} (hover a token for its value)")

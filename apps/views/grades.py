@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from apps import data, session
+from apps import data, guard, session
 from tinyinterp.rundir import read_json, read_jsonl
 
 SUMMARY_FILE, CURVE_PNG, SCORES = data.GRADES_SUMMARY_FILE, data.GRADE_CURVE_PNG, data.GRADE_SCORES
@@ -73,6 +73,11 @@ def _browse(folder: Path) -> None:
     names = [p.relative_to(folder).as_posix() for p in files]
     choice = st.selectbox("File", names, key="eval_file")
     path = files[names.index(choice)]
+    with guard.panel(path.name):
+        _show_file(path)
+
+
+def _show_file(path: Path) -> None:
     if path.suffix == ".jsonl":
         frame = _jsonl(str(path), data.mtime(path))
         st.caption(f"first {min(len(frame), MAX_ROWS)} records")
@@ -90,9 +95,11 @@ if not folder.is_dir() or not any(folder.iterdir()):
     st.stop()
 st.caption(f"results in `{folder}`")
 if (folder / SUMMARY_FILE).is_file():
-    _summary(folder)
+    with guard.panel(SUMMARY_FILE):
+        _summary(folder)
 else:
     st.caption(f"no {SUMMARY_FILE} yet (grading not finished or not run)")
 if (folder / CURVE_PNG).is_file():
-    st.image(str(folder / CURVE_PNG), caption="grades over training", width=520)
+    with guard.panel(CURVE_PNG):
+        st.image(str(folder / CURVE_PNG), caption="grades over training", width=520)
 _browse(folder)

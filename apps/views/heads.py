@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps import data, render, session
+from apps import data, guard, head_panels, render, session
 from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, METRICS
 
 DEFAULT_TEXT = 'One day, Lily saw a big red ball in the park. She ran to the ball and said: "I like it!" Tom smiled at Lily.'
@@ -38,9 +38,12 @@ def _table(frame: pd.DataFrame, result) -> None:
     reverse = c3.toggle("reverse", key="head_reverse", help="layer sorts ascending, metrics descending; this flips it")
     ascending = (sort_by == "layer") != reverse
     shown = frame[frame.head_class.isin(classes)].sort_values(sort_by, ascending=ascending, kind="stable")
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config={m: st.column_config.NumberColumn(format="%.3f") for m in METRICS})
-    st.caption(f"{len(shown)} of {len(frame)} heads · thresholds: {result.thresholds}")
+    shown = shown.reset_index(drop=True)
+    picked = st.dataframe(shown, hide_index=True, width="stretch", key="heads_table", on_select="rerun",
+                          selection_mode="single-row",
+                          column_config={m: st.column_config.NumberColumn(format="%.3f") for m in METRICS})
+    head_panels.apply_table_selection(picked, shown)  # a selected row opens that head below
+    st.caption(f"{len(shown)} of {len(frame)} heads · select a row to open its circuits · thresholds: {result.thresholds}")
 
 
 def _default_heads(result, names: list[str]) -> list[str]:
@@ -51,9 +54,14 @@ def _default_heads(result, names: list[str]) -> list[str]:
 
 
 def _patterns(sel, result) -> None:
+    """Live patterns need only the model; the distance profiles also need the analysis (``result``)."""
     st.header("Attention patterns on your text")
-    names = [_head_name(l, h) for l in range(result.head_class.shape[0]) for h in range(result.head_class.shape[1])]
-    chosen = st.multiselect("Heads", names, default=_default_heads(result, names), key="pattern_heads")
+    model = guard.attempt("model", data.model_for, sel.path)
+    if model is None:
+        return
+    names = [_head_name(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+    defaults = _default_heads(result, names) if result is not None else names[:2]
+    chosen = st.multiselect("Heads", names, default=[n for n in defaults if n in names], key="pattern_heads")
     text = st.text_area("Text", DEFAULT_TEXT, key="pattern_text", height=90)
     if not chosen or not text.strip():
         st.caption("choose at least one head and enter some text")
@@ -66,17 +74,25 @@ def _patterns(sel, result) -> None:
         return
     patterns = np.stack([by_layer[l][h] for l, h in pairs])  # (heads, T, T)
     st.iframe(_attention_html(tuple(tokens), patterns, tuple(chosen)), height=620)
-    profile = pd.DataFrame({n: result.kernel[l, h][:24] for n, (l, h) in zip(chosen, pairs)})
     st.subheader("Distance profile (mean attention by offset, from the analysis sample)")
-    st.line_chart(profile, x_label="query − key distance", y_label="mean attention", height=220)
+    if result is None:
+        st.caption(f"needs {HEADS_FILE}: run `tinyinterp analyze heads {sel.path}`")
+        return
+    with guard.panel(HEADS_FILE):
+        profile = pd.DataFrame({n: result.kernel[l, h][:24] for n, (l, h) in zip(chosen, pairs)})
+        st.line_chart(profile, x_label="query − key distance", y_label="mean attention", height=220)
 
 
 sel = session.require_selection()
 st.title("Heads")
+result = None
 if not data.has_heads(sel.path):
     st.info(f"No head analysis for `{sel.name}` yet: run `tinyinterp analyze heads {sel.path}`.")
-    st.stop()
-result = data.heads(sel.path)
-path = data.heads_dir(sel.path)
-_table(data.heads_frame(str(path), data.mtime(path / HEADS_FILE)), result)
+else:
+    path = data.heads_dir(sel.path)
+    with guard.panel(HEADS_FILE):
+        frame = data.heads_frame(str(path), data.mtime(path / HEADS_FILE))
+        result = data.heads(sel.path)
+        _table(frame, result)
+head_panels.head_panel(sel, result, st.session_state.get("pattern_text", DEFAULT_TEXT))
 _patterns(sel, result)

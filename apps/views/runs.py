@@ -2,6 +2,12 @@
 
 An official checkpoint (``roneneldan/TinyStories-*``) can be loaded from a fixed list too; that needs the
 Hugging Face hub (or its cache) and says so when it is unreachable.
+
+A run still being trained (``metrics.jsonl``, no ``model.safetensors`` yet) is listed with status
+"training" and its loss curve, which follows the file as it grows. A run whose ``config.json`` or
+``metrics.jsonl`` cannot be read gets its one-line message in the table's ``problem`` column; the other
+runs are listed as usual. The curves are drawn from long-form data (one row per logged value), so the
+validation loss, logged on one row in five, is a line through its points rather than isolated dots.
 """
 
 from __future__ import annotations
@@ -9,17 +15,34 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from apps import data, session
+from apps import data, guard, session
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.zoo import OFFICIAL_CHECKPOINTS
 
 
+LOSS_COLUMNS = ("train_loss", "val_loss")
+LIVE_REFRESH_S = 10
+"""How often the Runs page re-reads the metrics of a run being trained."""
+
+
+def _or_problem(problems: list[str], default, fn, *args):
+    """``fn(*args)``, or ``default`` with the error's one line added to ``problems`` (one run's bad file
+    must not take the table down)."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        problems.append(guard.one_line(e))
+        return default
+
+
 def _run_row(sel_root, name: str) -> dict:
     path = sel_root.resolve(name)
-    config = data.run_config(str(path), data.mtime(path / rundir.CONFIG_FILE))
+    problems: list[str] = []
+    config = _or_problem(problems, {}, data.run_config, str(path), data.mtime(path / rundir.CONFIG_FILE))
+    config = config if isinstance(config, dict) else {}
+    metrics = _or_problem(problems, pd.DataFrame(), data.metrics_frame, str(path), data.mtime(path / rundir.METRICS_FILE))
     model_cfg = config.get("model") or {}
-    metrics = data.metrics_frame(str(path), data.mtime(path / rundir.METRICS_FILE))
     val = metrics["val_loss"].dropna() if "val_loss" in metrics else pd.Series(dtype=float)
     params = None
     if model_cfg:
@@ -29,6 +52,7 @@ def _run_row(sel_root, name: str) -> dict:
             pass
     return {
         "run": name,
+        "status": "training" if data.is_training(path) else "done",
         "preset": model_cfg.get("preset") or config.get("model_type", ""),
         "params": params,
         "steps": int(metrics["step"].max()) if "step" in metrics else None,
@@ -37,15 +61,25 @@ def _run_row(sel_root, name: str) -> dict:
         "neurons": data.has_neuron_index(path),
         "heads": data.has_heads(path),
         "comparisons": len(data.comparisons(path)),
+        "problem": "; ".join(problems),
     }
+
+
+def loss_curves(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Long-form ``(tokens, curve, loss)``: one row per logged value, NaN rows dropped per curve."""
+    present = [c for c in LOSS_COLUMNS if c in metrics]
+    if not present or "tokens" not in metrics:
+        return pd.DataFrame(columns=["tokens", "curve", "loss"])
+    long = metrics[["tokens", *present]].melt(id_vars="tokens", var_name="curve", value_name="loss")
+    return long.dropna(subset=["tokens", "loss"]).reset_index(drop=True)
 
 
 def _training_curves(metrics: pd.DataFrame) -> None:
     if metrics.empty or "tokens" not in metrics:
         st.info("No metrics.jsonl in this run (it was not trained by `tinyinterp train`, or not yet).")
         return
-    curves = metrics.set_index("tokens")[[c for c in ("train_loss", "val_loss") if c in metrics]]
-    st.line_chart(curves, x_label="tokens seen", y_label="loss (nats/token)")
+    st.line_chart(loss_curves(metrics), x="tokens", y="loss", color="curve",
+                  x_label="tokens seen", y_label="loss (nats/token)")
     last = metrics.iloc[-1]
     cols = st.columns(3)
     cols[0].metric("steps", f"{int(last['step']):,}")
@@ -72,23 +106,43 @@ sel = session.require_selection()
 st.title("Runs")
 st.caption(f"Runs under `{sel.root.path}`. Pick one in the sidebar; every page shows the selected run.")
 rows = [_run_row(sel.root, name) for name in session.list_runs(str(sel.root.path))]
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+table = pd.DataFrame(rows)
+if "problem" in table and not table["problem"].any():
+    table = table.drop(columns="problem")
+st.dataframe(table, hide_index=True, width="stretch")
 
 st.header(f"Run `{sel.name}`")
-config = data.run_config(str(sel.path), data.mtime(sel.path / rundir.CONFIG_FILE))
+training = data.is_training(sel.path)
+if training:
+    st.info(f"`{sel.name}` is being trained (no {rundir.WEIGHTS_FILE} yet): the curve below follows "
+            f"{rundir.METRICS_FILE}; the other pages open the run once training has saved the model.")
 left, right = st.columns([1, 2])
 with left:
-    try:
-        cfg = rundir.read_model_config(sel.path)
-        st.metric("parameters", f"{cfg.n_params():,}")
-        st.caption(f"{cfg.n_params(include_embeddings=False):,} without embeddings")
-    except TinyinterpError:
-        st.caption("(a Hugging Face model folder: parameter count shown once loaded)")
-    st.json(config, expanded=1)
-with right:
+    with guard.panel(rundir.CONFIG_FILE):
+        if (sel.path / rundir.CONFIG_FILE).is_file():
+            config = data.run_config(str(sel.path), data.mtime(sel.path / rundir.CONFIG_FILE))
+            try:
+                cfg = rundir.read_model_config(sel.path)
+                st.metric("parameters", f"{cfg.n_params():,}")
+                st.caption(f"{cfg.n_params(include_embeddings=False):,} without embeddings")
+            except TinyinterpError:
+                st.caption("(a Hugging Face model folder: parameter count shown once loaded)")
+            st.json(config, expanded=1)
+        else:
+            st.caption(f"no {rundir.CONFIG_FILE} yet")
+
+
+@st.fragment(run_every=LIVE_REFRESH_S if training else None)
+def _live_curves(path) -> None:
+    """The curves of the selected run; re-read every few seconds while it is being trained."""
     st.subheader("Training curves")
-    _training_curves(data.metrics_frame(str(sel.path), data.mtime(sel.path / rundir.METRICS_FILE)))
-    ckpts = sorted(p.name for p in (sel.path / rundir.CHECKPOINTS_DIR).glob("step_*") if p.is_dir())
+    with guard.panel(rundir.METRICS_FILE):
+        _training_curves(data.metrics_frame(str(path), data.mtime(path / rundir.METRICS_FILE)))
+    ckpts = sorted(p.name for p in (path / rundir.CHECKPOINTS_DIR).glob("step_*") if p.is_dir())
     if ckpts:
         st.caption(f"{len(ckpts)} checkpoints, latest `{ckpts[-1]}`")
+
+
+with right:
+    _live_curves(sel.path)
 _external_model()

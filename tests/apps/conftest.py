@@ -158,9 +158,39 @@ def make_app(app_env):
     return make
 
 
+@pytest.fixture
+def broken(runs_root, tmp_path, monkeypatch):
+    """A private copy of the runs root (runs + corpus) that a test may damage; the app points at it."""
+    import shutil
+
+    from apps.state import RUNS_ENV
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root, symlinks=True)
+    monkeypatch.setenv(RUNS_ENV, str(root))
+    return root
+
+
+def open_page(page: str, **query):
+    """An AppTest of ``page`` over the runs root in the environment (``make_app`` without its fixture)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP_FILE), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = str(value)
+    at.run()
+    if page != "runs":
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def iframe_sources(at) -> list[str]:
-    """The ``srcdoc`` of every ``st.iframe`` on the current page."""
-    return [e.proto.srcdoc for e in at.get("iframe")]
+    """The circuitsvis document of every ``st.iframe`` on the current page (each one must be wrapped in
+    an inner ``sandbox="allow-scripts"`` frame, see :func:`apps.render.sandboxed`)."""
+    from apps.render import inner_document
+
+    return [inner_document(e.proto.srcdoc) for e in at.get("iframe")]
 
 
 def page_text(at) -> str:

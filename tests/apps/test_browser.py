@@ -4,10 +4,16 @@ Visits every page of the app over the test runs root, asserts text that only a f
 (inside the circuitsvis iframe too, which proves the inlined bundle runs offline), saves a screenshot of
 each under ``test-output/screenshots/``, times a second (cached) visit of each page, checks that a
 ``<script>`` typed into a prompt stays text, and that the browser never requested anything off this machine.
+
+The root also holds ``hostile``: a run whose tokenizer has tokens such as ``<img/src="x"/onerror=alert(4)>``
+(a tokenizer from a downloaded model folder is untrusted input). Every view that shows tokens (neurons,
+both the HTML and the circuitsvis view; heads; generate) is opened on it, and the test checks that no such
+token became an element, no script ran, and that the circuitsvis frame cannot reach its parent page.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -32,14 +38,87 @@ RELOAD_LIMIT_S = 8.0
 # page -> text that appears only once the page has run to its end
 EXPECTED = {  # every page of apps.views.PAGES, in menu order
     "runs": "Training curves",
-    "neurons": "Top tokens",
+    "neurons": "Run the neuron on your own text",
+    "neuron_table": "frequency: share of tokens where the neuron is active",
     "heads": "Distance profile",
+    "emergence": "Saved states: log-spaced snapshots",
     "generate": "Story 2",
     "compare": "Mean purity per layer",
     "grades": "Age groups the grader assigned",
+    "scaling": "No scaling sweep",  # the test root has no sweep; the scaling page's owner may put one in
 }
 DEFAULT_PAGE = PAGE_NAMES[0]
 LOCAL_PREFIXES = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
+HOSTILE_TOKENS = ('<img/src="x"/onerror=alert(4)>', "</script>", """"'><svg/onload=alert(5)>""", "<b>bold</b>")
+HOSTILE_TEXT = "Lily saw " + " a ".join(HOSTILE_TOKENS) + " ball."
+# After escaping, none of these may exist as elements in any frame.
+HOSTILE_SELECTORS = ('img[src="x"]', "svg[onload]", "b:text-is('bold')")
+PARENT_PROBE = "() => { try { return 'reached:' + window.parent.document.title } catch (e) { return 'blocked' } }"
+
+
+def _hostile_run(root: Path) -> tuple[int, int]:
+    """``root/hostile``: a random test-tiny model whose tokenizer has HOSTILE_TOKENS as single tokens,
+    analysed on stories full of them; returns a (layer, neuron) whose top examples show them."""
+    import tokenizers
+    import torch
+
+    from tests.apps.conftest import make_stories
+    from tinyinterp import rundir
+    from tinyinterp.corpus import tokenize_corpus
+    from tinyinterp.interp import HeadConfig, NeuronIndexConfig, analyze_heads, build_neuron_index, neuron_purity
+    from tinyinterp.model import HookedTransformer
+    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.zoo import preset_config
+
+    stories = [f"{s} {HOSTILE_TOKENS[i % len(HOSTILE_TOKENS)]} {s}" for i, s in enumerate(make_stories(40, seed=3))]
+    hf = tokenizers.Tokenizer.from_str(Tokenizer.train_bpe(stories, vocab_size=300, progress=False).hf.to_str())
+    hf.add_tokens([tokenizers.AddedToken(t, normalized=False) for t in HOSTILE_TOKENS])
+    tokenizer = Tokenizer(hf)
+    assert all(len(tokenizer.encode(t)) == 1 for t in HOSTILE_TOKENS)
+    corpus = tokenize_corpus(stories, tokenizer, root / "hostile_corpus", progress=False)
+    torch.manual_seed(0)
+    model = HookedTransformer(preset_config("test-tiny", d_vocab=tokenizer.vocab_size), tokenizer=tokenizer).eval()
+    run = rundir.save_run(root / "hostile", model, tokenizer, {"train": None})
+    out = run / rundir.ANALYSIS_DIR
+    index = build_neuron_index(model, corpus, out / "neurons", NeuronIndexConfig(k=8, seq_len=64), progress=False)
+    neuron_purity(index, tokenizer, corpus).save(out / "neurons")
+    analyze_heads(model, corpus, HeadConfig(n_samples=16, seq_len=32), progress=False).save(out / "heads")
+    for layer in range(index.n_layers):
+        for neuron in range(index.d_mlp):
+            shown = {t for ex in index.top_examples(layer, neuron, k=8, context=8) for t in ex.token_strs}
+            if HOSTILE_TOKENS[0] in shown:
+                return layer, neuron
+    raise AssertionError("no neuron shows the hostile token among its top examples")
+
+
+def _longest_category_neuron(root: Path) -> tuple[int, int]:
+    """A demo neuron whose majority category has the longest name (the one most likely to be cut off)."""
+    from tinyinterp.interp import PurityResult
+
+    frame = PurityResult.load(root / "demo" / "analysis" / "neurons").to_frame()
+    row = frame.loc[frame.category.str.len().idxmax()]
+    return int(row.layer), int(row.neuron)
+
+
+@pytest.fixture(scope="module")
+def browser_root(runs_root, tmp_path_factory):
+    """The session's runs root plus the hostile run (a copy: the other app tests list exactly two runs)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("browser") / "runs"
+    shutil.copytree(runs_root, root, symlinks=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        hostile = _hostile_run(root)
+        from tests.apps.depth_fixtures import add_emergence, add_explanations
+        from tinyinterp.corpus import TokenizedCorpus
+
+        add_explanations(root / "demo")  # the neuron table's scores, the neuron page's explanation
+        add_emergence(root / "demo", TokenizedCorpus.open(root / "corpus"))  # the Emergence page's curves
+    finally:
+        torch.set_num_threads(threads)
+    return root, hostile, _longest_category_neuron(root)
 
 
 def _free_port() -> int:
@@ -49,10 +128,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(runs_root, tmp_path_factory):
+def server(browser_root, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = streamlit_env(runs_root) | {"OMP_NUM_THREADS": "1"}
+    env = streamlit_env(browser_root[0]) | {"OMP_NUM_THREADS": "1"}
     with open(log, "w") as out:
         proc = subprocess.Popen(streamlit_command(port), env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -74,8 +153,86 @@ def _wait_rendered(page, name: str, timeout_ms: int = 90_000) -> None:
 
 def _wait_circuitsvis(page, timeout_ms: int = 90_000) -> None:
     """Wait until the circuitsvis bundle has run inside its iframe (from the inlined source) and drawn."""
-    frame = page.frame_locator("iframe").first
+    frame = page.frame_locator("iframe").first.frame_locator("iframe").first  # st.iframe > sandboxed frame
     frame.get_by_text("Head Selector", exact=False).first.wait_for(state="visible", timeout=timeout_ms)
+
+
+def _inner_frames(page) -> list:
+    """The sandboxed circuitsvis frames (a frame inside Streamlit's st.iframe)."""
+    return [f for f in page.frames if f.parent_frame is not None and f.parent_frame.parent_frame is not None]
+
+
+def _assert_tokens_stay_text(page, where: str) -> None:
+    """No hostile token became an element in any frame, and no circuitsvis frame reaches its parent."""
+    for frame in page.frames:
+        for selector in HOSTILE_SELECTORS:
+            assert frame.locator(selector).count() == 0, f"{where}: {selector} became an element in {frame.url}"
+    for frame in _inner_frames(page):
+        assert frame.evaluate(PARENT_PROBE) == "blocked", f"{where}: the circuitsvis frame reached its parent"
+        assert frame.evaluate("() => window.origin") == "null"  # opaque origin: sandbox without allow-same-origin
+
+
+def _truncated_metric_values(page) -> list[str]:
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMetricValue"], [data-testid="stMetricValue"] *')]
+        .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+
+
+def _hostile_views(page, server: str, hostile: tuple[int, int]) -> None:
+    """Neurons (HTML + circuitsvis), heads and generate on the run with the hostile tokenizer."""
+    layer, neuron = hostile
+    page.goto(f"{server}/neurons?run=hostile&layer={layer}&neuron={neuron}")
+    _wait_rendered(page, "neurons")
+    page.locator(".example").get_by_text(HOSTILE_TOKENS[0], exact=True).first.wait_for(state="visible")
+    _assert_tokens_stay_text(page, "neurons, HTML view")
+    page.get_by_text("interactive view (circuitsvis)").click()
+    inner = page.frame_locator("iframe").first.frame_locator("iframe").first
+    inner.get_by_text(HOSTILE_TOKENS[0], exact=True).first.wait_for(state="visible", timeout=60_000)
+    _assert_tokens_stay_text(page, "neurons, circuitsvis view")
+    page.screenshot(path=str(SHOTS / "hostile_neurons.png"), full_page=True)
+    page.goto(f"{server}/neuron_table?run=hostile")
+    _wait_rendered(page, "neuron_table")
+    _assert_tokens_stay_text(page, "neuron table")
+    page.goto(f"{server}/heads?run=hostile")
+    _wait_rendered(page, "heads")
+    page.get_by_label("Text", exact=True).fill(HOSTILE_TEXT)
+    page.get_by_label("Text", exact=True).press("Control+Enter")
+    _wait_circuitsvis(page)
+    # AttentionHeads draws tokens on a canvas: wait until its props hold the hostile text.
+    page.wait_for_function("""() => [...document.querySelectorAll('iframe')].some(f => {
+        try { return f.contentDocument.body.innerHTML.includes('onerror=alert(4)') } catch (e) { return false } })""",
+                           timeout=60_000)
+    _assert_tokens_stay_text(page, "heads")
+    page.screenshot(path=str(SHOTS / "hostile_heads.png"), full_page=True)
+    page.goto(f"{server}/generate?run=hostile")
+    _wait_rendered(page, "generate")
+    page.get_by_text("colour the stories by a neuron's activation").click()  # reruns the page: before the form
+    page.get_by_text("coloured by L0 N0", exact=False).first.wait_for(state="visible", timeout=60_000)
+    page.get_by_label("Prompt").fill(HOSTILE_TEXT)
+    page.get_by_role("button", name="Generate").click()
+    page.locator(".tokens").get_by_text(HOSTILE_TOKENS[0], exact=True).first.wait_for(state="visible", timeout=60_000)
+    _assert_tokens_stay_text(page, "generate")
+    page.screenshot(path=str(SHOTS / "hostile_generate.png"), full_page=True)
+
+
+def _click_row(page, row: int) -> None:
+    """Click the selection marker of a data grid's row (the grid is a canvas: by position)."""
+    box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 * (row + 1) + 17)  # 35 px rows, the header first
+
+
+def _row_clicks_open_items(page, server: str) -> None:
+    """A row clicked in the neuron table opens that neuron's page (same run); one in the heads table, that head."""
+    page.goto(f"{server}/neuron_table?run=demo")
+    _wait_rendered(page, "neuron_table")
+    _click_row(page, 0)
+    page.wait_for_url("**/neurons?**", timeout=30_000)
+    _wait_rendered(page, "neurons")
+    assert "run=demo" in page.url and "layer=" in page.url and "neuron=" in page.url, page.url
+    page.goto(f"{server}/heads?run=demo")
+    _wait_rendered(page, "heads")
+    _click_row(page, 2)  # sorted by layer: L0H2
+    page.wait_for_url("**head=2**", timeout=30_000)
+    page.locator('[data-testid="stMetricValue"]').get_by_text("L0H2", exact=True).wait_for(timeout=30_000)
 
 
 def _visit(page, url: str, name: str) -> float:
@@ -85,7 +242,7 @@ def _visit(page, url: str, name: str) -> float:
     return time.perf_counter() - start
 
 
-def test_every_page_in_chromium(server):
+def test_every_page_in_chromium(server, browser_root):
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not installed; `make browser` (apt-get install chromium) enables this test")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -113,7 +270,7 @@ def test_every_page_in_chromium(server):
             nav = page.get_by_test_id("stSidebarNav")
             switches: dict[str, list[float]] = {}
             for _ in range(3):  # cached in-app switches, best of three (CI machines are shared and noisy)
-                for name, title in PAGES[::-1]:
+                for name, title in [(n, t) for n, t in PAGES[::-1] if n in EXPECTED]:
                     page.wait_for_timeout(300)  # start each timing from an idle browser
                     start = time.perf_counter()
                     nav.get_by_role("link", name=title, exact=True).click()
@@ -132,11 +289,21 @@ def test_every_page_in_chromium(server):
             page.get_by_role("button", name="Generate").click()
             page.locator(".story b", has_text=prompt).first.wait_for(state="visible", timeout=60_000)
             page.screenshot(path=str(SHOTS / "generate_script_prompt.png"), full_page=True)
+            _hostile_views(page, server, browser_root[1])
+            _row_clicks_open_items(page, server)
+            layer, neuron = browser_root[2]  # the longest category name fits its metric
+            page.goto(f"{server}/neurons?run=demo&layer={layer}&neuron={neuron}")
+            _wait_rendered(page, "neurons")
+            page.get_by_text("majority").first.wait_for(state="visible")
+            truncated = _truncated_metric_values(page)
+            pwned = page.evaluate("() => [document.title, window.__pwned === undefined]")
         finally:
             browser.close()
     print("\npage load times in s (first visit / cached reload of the URL / cached switch in the app): "
           + ", ".join(f"{n} {a:.2f}/{b:.2f}/{c:.2f}" for n, (a, b, c) in timings.items()))
     assert not dialogs, f"a script ran in the page: {dialogs}"
+    assert pwned[1], "a hostile token wrote into the app's window"
+    assert not truncated, f"metric values cut off on the neurons page: {truncated}"
     off_machine = sorted({u for u in requests if not u.startswith(LOCAL_PREFIXES)})
     assert not off_machine, f"the browser requested resources off this machine: {off_machine[:5]}"
     slow = {n: round(c, 2) for n, (_, _, c) in timings.items() if n in EXPECTED and c > CACHED_LOAD_LIMIT_S}

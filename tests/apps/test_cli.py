@@ -65,10 +65,13 @@ def test_serve_runs_streamlit_headless_on_localhost(runs_root, monkeypatch, caps
     started = {}
 
     class FakeProcess:
-        def __init__(self, cmd, env):
+        def __init__(self, cmd, env, **kwargs):
             started.update(cmd=cmd, env=env)
 
         def wait(self):
+            return 0
+
+        def poll(self):  # run_app checks the child has exited before it returns
             return 0
 
     monkeypatch.setattr(cli.subprocess, "Popen", FakeProcess)

@@ -84,7 +84,13 @@ def test_search_by_token_lists_the_index_answer(make_app, demo_index):
 
 def test_deep_link_and_out_of_range_query(make_app):
     assert make_app("neurons", run="demo", layer=1, neuron=7).header[0].value == "Layer 1 · neuron 7"
-    assert make_app("neurons", run="demo", layer=1, neuron=99999).header[0].value == "Layer 1 · neuron 0"
+    for query in ({"layer": 99, "neuron": -4}, {"layer": 1, "neuron": 99999}, {"layer": "x"}):
+        at = make_app("neurons", run="demo", **query)
+        assert not at.header, "an out-of-range link must not silently show another neuron"
+        (message,) = [e.value for e in at.error]
+        assert f"layer {query['layer']}" in message and "does not have" in message and "layers 0–1" in message
+    at.number_input(key="neuron_id").set_value(3).run()  # picking a neuron clears the message
+    assert not at.error and at.header[0].value == "Layer 0 · neuron 3"
 
 
 def test_circuitsvis_view_of_the_examples(make_app, demo_index):
@@ -92,7 +98,7 @@ def test_circuitsvis_view_of_the_examples(make_app, demo_index):
     assert not iframe_sources(at)
     at.toggle(key="use_circuitsvis").set_value(True).run()
     (src,) = iframe_sources(at)
-    assert "CircuitsVis.render(" in src and "TextNeuronActivations" in src
+    assert "CircuitsVis.render(" in src and "ColoredTokens" in src
     top = demo_index.top_examples(0, 0, k=1)[0]
     assert all(f'"{t}"' in src for t in top.token_strs if t.isalnum())
 
@@ -116,7 +122,7 @@ def test_heads_table_filters_and_patterns_follow_the_text(make_app, runs_root):
     at.text_area(key="pattern_text").input(text).run()
     (after,) = iframe_sources(at)
     tokenizer = Tokenizer.load(runs_root / "demo")
-    tokens = json.dumps([tokenizer.token_str(i) for i in tokenizer.encode(text)])
+    tokens = json.dumps([tokenizer.token_str(i) for i in tokenizer.encode(text)])  # canvas labels: plain text
     assert after != before and f'"tokens": {tokens}' in after and "AttentionHeads" in after
     at.multiselect(key="pattern_heads").set_value(["L1H2", "L0H3", "L1H0"]).run()
     assert re.search(r'"attentionHeadNames": \["L1H2", "L0H3", "L1H0"\]', iframe_sources(at)[0])

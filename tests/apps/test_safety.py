@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
-from apps.render import attention_vis, examples_html, network_references, neuron_vis, story_html, tokens_html
+from apps.render import (attention_vis, examples_html, inner_document, network_references, neuron_vis, story_html,
+                         tokens_html)
 from apps.state import PathOutsideRoot, RunsRoot
 from tests.apps.conftest import SCRIPT_STORY, iframe_sources
 
 SCRIPT = "<script>alert(1)</script>"
+HOSTILE = ['<img/src="x"/onerror=alert(4)>', "</script><script>alert(5)</script>", "\"'><b>q</b>"]
 
 
 # ----- runs root ------------------------------------------------------------------------------------
@@ -87,9 +91,43 @@ def test_token_html_escapes_markup():
 def test_circuitsvis_props_cannot_close_the_script(runs_root):
     ex = {"token_strs": ["a", "</script><script>alert(1)</script>"], "activations": [0.5, 1.0], "center": 1,
           "activation": 1.0, "doc": 0, "pos": 1}
-    for markup in (neuron_vis([ex], 0, 0), attention_vis(ex["token_strs"], np.full((1, 2, 2), 0.5), ["L0H0"])):
+    for outer in (neuron_vis([ex], 0, 0), attention_vis(ex["token_strs"], np.full((1, 2, 2), 0.5), ["L0H0"])):
+        markup = inner_document(outer)
         assert markup.count("</script>") == 1  # only the bundle's own closing tag
-        assert "alert(1)" in markup and "\\u003cscript>alert(1)" in markup
+        assert "alert(1)" in markup and ("&lt;script&gt;alert(1)" in markup or "\\u003cscript>alert(1)" in markup)
+
+
+def _circuitsvis_tokens(document: str) -> list[str]:
+    import json
+
+    call = document[document.rindex("CircuitsVis.render("):]
+    props = json.loads(call[call.index("{"):call.rindex("}") + 1].replace("\\u003c", "<"))
+    return props["tokens"]
+
+
+def test_circuitsvis_receives_escaped_tokens():
+    """ColoredTokens sets token strings as innerHTML: what it receives must be HTML text, not markup."""
+    import html
+
+    ex = {"token_strs": HOSTILE, "activations": [0.5, 1.0, -0.5], "center": 1, "activation": 1.0, "doc": 0, "pos": 1}
+    tokens = _circuitsvis_tokens(inner_document(neuron_vis([ex], 0, 0)))
+    assert all("<" not in t and ">" not in t and '"' not in t for t in tokens)
+    assert all(html.escape(t) in tokens for t in HOSTILE)  # unescaped by the browser: the original text
+    # AttentionHeads draws tokens on a canvas (chart.js labels), so it gets the text itself; the props
+    # still cannot close their script, and the frame is sandboxed (next test).
+    markup = inner_document(attention_vis(HOSTILE, np.full((1, 3, 3), 0.3), ["L0H0"]))
+    assert _circuitsvis_tokens(markup) == HOSTILE and markup.count("</script>") == 1
+
+
+def test_circuitsvis_runs_in_an_opaque_origin_frame():
+    """Streamlit's st.iframe is same-origin with the app; the scripts run one frame further down,
+    sandboxed without allow-same-origin, so window.parent.document is out of their reach."""
+    ex = {"token_strs": ["a"], "activations": [1.0], "center": 0, "activation": 1.0, "doc": 0, "pos": 0}
+    for outer in (neuron_vis([ex], 0, 0), attention_vis(["a"], np.ones((1, 1, 1)), ["L0H0"])):
+        frames = re.findall(r"<iframe\b[^>]*>", outer)  # srcdoc is escaped: no '<' or '>' inside it
+        assert len(frames) == 1 and 'sandbox="allow-scripts"' in frames[0] and "allow-same-origin" not in frames[0]
+        assert "<script" not in outer  # the wrapper itself runs nothing; the bundle sits escaped in srcdoc
+        assert "CircuitsVis.render(" in inner_document(outer)
 
 
 def _script_neuron(runs_root):
@@ -113,7 +151,7 @@ def test_a_story_with_a_script_tag_shows_as_text_on_the_neuron_page(make_app, ru
     assert "&lt;" in examples and "<script" not in examples and "</script" not in examples
     at.toggle(key="use_circuitsvis").set_value(True).run()
     (src,) = iframe_sources(at)
-    assert src.count("</script>") == 1 and '"\\u003c"' in src
+    assert src.count("</script>") == 1 and '"&lt;"' in src
 
 
 def test_script_in_user_text_stays_text(make_app):
@@ -151,3 +189,36 @@ def test_rendered_pages_reference_nothing_on_the_network(make_app, page):
     assert [ref for m in markup for ref in network_references(m)] == []
     for src in iframe_sources(at):
         assert "CircuitsVis.render(" in src and "<script src" not in src  # the bundle is inlined
+
+
+# ----- paths read from data files ------------------------------------------------------------------
+
+
+def test_corpus_path_in_meta_is_confined_to_the_runs_root(runs_root, tmp_path, monkeypatch):
+    """meta.json names the corpus; the app opens it only inside the runs root."""
+    from apps.state import RUNS_ENV
+    from tests.apps.conftest import open_page
+
+    root = tmp_path / "root"
+    shutil.copytree(runs_root / "demo", root / "demo")
+    shutil.copytree(runs_root / "corpus", tmp_path / "outside_corpus")  # a real corpus, outside the root
+    meta_path = root / "demo" / "analysis" / "neurons" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["corpus"] = "../../outside_corpus"  # relative to the run directory, as the index writes it
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setenv(RUNS_ENV, str(root))
+    at = open_page("neurons", run="demo")
+    (message,) = [e.value for e in at.error]
+    assert "outside the runs root" in message and "meta.json" in message
+    assert not [h for h in at.get("html") if 'class="example"' in h.proto.body]  # nothing read from there
+    assert at.header[0].value == "Layer 0 · neuron 0" and "Top tokens" in [s.value for s in at.subheader]
+    meta["corpus"] = str(tmp_path / "outside_corpus")  # an absolute path is refused the same way
+    meta_path.write_text(json.dumps(meta))
+    at = open_page("neurons", run="demo")
+    assert any("outside the runs root" in e.value for e in at.error)
+
+
+def test_neuron_page_works_when_served_from_another_cwd(runs_root, tmp_path, monkeypatch, make_app):
+    monkeypatch.chdir(tmp_path)
+    at = make_app("neurons", run="demo")
+    assert not at.error and [h for h in at.get("html") if 'class="example"' in h.proto.body]

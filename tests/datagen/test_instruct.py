@@ -7,12 +7,17 @@ import random
 import re
 from collections import Counter
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from datagen.instruct import (
     LINE_KINDS, InstructRunConfig, choose_lines, generate_instruct, instruct_record, make_ood_split, render_instruct,
     split_sentences, write_ood_split,
 )
 from datagen.runner import StoryRunConfig, generate_stories
 from tests.support.openai_server import openai_server
+from tinyinterp.errors import TinyinterpError
 from tinyinterp.llm import LLMClient, LLMConfig
 
 STORY = {"id": "s1", "story": "Tom had a red ball. He threw it up high! \"Look,\" said Mom. The ball fell in the pond.",
@@ -87,3 +92,32 @@ def test_instruct_and_ood_end_to_end(tmp_path):
     assert counts["train"] + counts["test"] == 8
     test_recs = [json.loads(line) for line in (tmp_path / "ood" / "test.jsonl").read_text().splitlines()]
     assert len(test_recs) == counts["test"] and all("Words: " in r["text"] for r in test_recs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 60), fraction=st.floats(0.01, 0.99), seed=st.integers(0, 5), shuffle_seed=st.integers(0, 99))
+def test_ood_split_is_exact_and_deterministic(n, fraction, seed, shuffle_seed):
+    """Issue 10: --test-fraction 0.3 gave 5 of 10 records and 0.5 gave 7 of 10."""
+    import math
+
+    records = [dict(STORY, id=f"r{i}", summary="Tom lost his ball.", random_sentence="He threw it up high!")
+               for i in range(n)]
+    n_test = math.floor(fraction * n + 0.5)
+    if not 0 < n_test < n:
+        with pytest.raises(TinyinterpError, match="both splits need at least one"):
+            make_ood_split(records, seed=seed, test_fraction=fraction)
+        return
+    train, test = make_ood_split(records, seed=seed, test_fraction=fraction)
+    assert len(test) == n_test and len(train) == n - n_test
+    shuffled = records[:]
+    random.Random(shuffle_seed).shuffle(shuffled)
+    train2, test2 = make_ood_split(shuffled, seed=seed, test_fraction=fraction)
+    assert {r["id"] for r in test2} == {r["id"] for r in test}  # the input order does not matter
+    assert sorted(test2, key=lambda r: r["id"]) == sorted(test, key=lambda r: r["id"])
+
+
+@pytest.mark.parametrize("fraction, n_test", [(0.3, 3), (0.5, 5), (0.1, 1), (0.25, 3), (0.9, 9)])
+def test_ood_split_counts_of_the_issue(fraction, n_test):
+    records = [dict(STORY, id=f"r{i}", summary="Tom lost his ball.", random_sentence="He threw it up high!")
+               for i in range(10)]
+    assert len(make_ood_split(records, seed=0, test_fraction=fraction)[1]) == n_test

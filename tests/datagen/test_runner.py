@@ -78,6 +78,28 @@ def test_failed_records_are_logged_and_retried_on_rerun(tmp_path):
         assert (summary.already_done, summary.written, summary.failed) == (5, 1, 0)
         assert len(server.chat_requests()) == 1  # only the failed one was asked again
     assert sorted(r["id"] for r in lines_of(out)) == sorted(expected_ids(6))
+    # Issue 10: the rerun succeeded, so the errors file must not keep the stale failure.
+    assert not errors_path_for(out).exists()
+
+
+def test_clean_run_creates_no_errors_file_and_a_partial_rerun_keeps_only_live_failures(tmp_path):
+    out = tmp_path / "stories.jsonl"
+    with openai_server() as server:
+        generate_stories(StoryRunConfig(out=out, n=3, progress=False), fast_client(server))
+    assert out.exists() and not errors_path_for(out).exists()  # issue 10: was created empty
+
+    out2 = tmp_path / "more.jsonl"
+    a, b = make_prompt_specs(4)[1], make_prompt_specs(4)[3]
+    victims = {a.prompt, b.prompt}
+    with openai_server() as server:
+        server.inject("500", times=1000, match=lambda req: req["messages"][0]["content"] in victims)
+        generate_stories(StoryRunConfig(out=out2, n=4, progress=False), fast_client(server, max_retries=0))
+    assert sorted(e["id"] for e in lines_of(errors_path_for(out2))) == sorted([a.id, b.id])
+    victims.discard(a.prompt)  # a is fixed, b still fails
+    with openai_server() as server:
+        server.inject("500", times=1000, match=lambda req: req["messages"][0]["content"] in victims)
+        generate_stories(StoryRunConfig(out=out2, n=4, progress=False), fast_client(server, max_retries=0))
+    assert [e["id"] for e in lines_of(errors_path_for(out2))] == [b.id]  # one entry, the live failure
 
 
 def test_torn_line_and_duplicates_are_repaired(tmp_path):

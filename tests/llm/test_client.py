@@ -185,3 +185,14 @@ def test_config_from_env_and_missing_key(monkeypatch):
     monkeypatch.setenv("TINYINTERP_LLM_MODEL", "my-model")
     client = LLMClient()
     assert (client.config.base_url, client.model) == ("http://127.0.0.1:9/v1", "my-model")
+
+
+def test_no_info_line_per_http_request(caplog):
+    """Issue 10: every request logged "HTTP Request: POST ..." at INFO on stderr (even with --no-progress)."""
+    caplog.set_level(logging.INFO)
+    with openai_server() as server:
+        client = make_client(server)
+        for _ in range(3):
+            client.chat_sync(MSG)
+    chatter = [r for r in caplog.records if r.levelno < logging.WARNING and r.name.split(".")[0].startswith(("httpx", "httpcore"))]
+    assert chatter == [] and len(server.chat_requests()) == 3

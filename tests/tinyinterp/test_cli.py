@@ -51,3 +51,20 @@ def test_errors_are_one_line_with_exit_code_2(capsys, tmp_path):
     assert main(["generate", str(tmp_path / "missing-run"), "hi"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "missing-run" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_generate_refuses_a_non_finite_temperature_in_one_line(capsys, tiny_run, value):
+    assert main(["generate", str(tiny_run), "hi", f"--temperature={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --temperature must be a finite number") and "\n" not in err
+
+
+def test_analyze_with_an_empty_corpus_leaves_nothing_in_the_run_dir(capsys, tiny_run, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    before = sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*"))
+    assert main(["analyze", "heads", str(tiny_run), "--corpus", str(empty), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the tokenizing bar
+    assert err.startswith("error: ") and "empty" in err
+    assert sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*")) == before  # no empty tokens.bin, no folders

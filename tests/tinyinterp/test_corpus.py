@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -92,10 +94,38 @@ def test_bad_bytes_refused_by_default_or_replaced_with_warning(tmp_path, caplog)
         list(iter_documents(f, bad_bytes="ignore"))
 
 
-def test_hub_dataset_offline_is_one_clear_line():
-    with pytest.raises(DataError, match="could not be downloaded") as e:
-        list(iter_documents("roneneldan/TinyStories"))
-    assert "TINYINTERP_DATA" in str(e.value) and "\n" not in str(e.value)
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens here once the socket closes
+
+
+@pytest.mark.parametrize("name", ["roneneldan/TinyStories", "nobody-xyz/no-such-dataset"])
+def test_hub_dataset_offline_fails_fast_with_one_clear_line(name, monkeypatch):
+    # An unreachable hub (here: an endpoint nobody listens on) must not cost datasets' ~25 s of retries.
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.monotonic()
+    with pytest.raises(DataError, match="Hugging Face Hub cannot be reached") as e:
+        list(iter_documents(name))
+    assert time.monotonic() - start < 5
+    assert name in str(e.value) and "TINYINTERP_DATA" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_failed_build_leaves_no_files_behind(tmp_path, tok):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n<|endoftext|>\n  \n", encoding="utf-8")
+    out = tmp_path / "run" / "analysis" / "heads" / "corpus_abc"
+    (tmp_path / "run").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        tokenize_corpus(iter_documents(empty), tok, out, progress=False)
+    assert list((tmp_path / "run").iterdir()) == []  # no empty tokens.bin, no folders it made
+    one = tmp_path / "one.txt"
+    one.write_text("Just one story here.", encoding="utf-8")
+    with pytest.raises(DataError, match="too few documents"):  # the train/val split of a single story fails
+        prepare_corpus(one, tok, tmp_path / "data", val_fraction=0.01, progress=False)
+    assert not (tmp_path / "data").exists()
 
 
 def test_tokenize_corpus_memmap_round_trip(tmp_path, tok, monkeypatch):

@@ -33,4 +33,6 @@ def test_demo_runs_every_step_and_leaves_a_complete_run(small_data_dir, tmp_path
     assert "Once upon a time" in printed or "One day" in printed  # the paper's prompts were continued
     analysis = out / rundir.ANALYSIS_DIR
     assert (analysis / "neurons" / "purity.json").is_file() and (analysis / "heads" / "heads.json").is_file()
+    assert any((out / "snapshots").glob("step_*/model.safetensors")), "the demo keeps log-spaced snapshots"
+    assert (analysis / "emergence" / "emergence.png").is_file()
     assert any((analysis / "eval").rglob("*.json")), "evaluation results must land in the run directory"

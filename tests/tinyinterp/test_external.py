@@ -1,4 +1,6 @@
-"""External HF models (GPT-2, GPT-Neo) load through tinyinterp.load with the same hook names."""
+"""External HF models (GPT-2, GPT-Neo) load through tinyinterp.load(..., backend="bridge") with the same hook names.
+
+The default (native) backend is tested in test_hf_import.py."""
 
 import pytest
 import torch
@@ -18,7 +20,7 @@ def hf_model_dir(request, tmp_path_factory, shared_data):
 
 @pytest.fixture(scope="module")
 def hf_model(hf_model_dir):
-    return tinyinterp.load(hf_model_dir)
+    return tinyinterp.load(hf_model_dir, backend="bridge")
 
 
 def test_local_hf_folder_loads_with_legacy_hook_names(hf_model):
@@ -58,10 +60,11 @@ def test_hook_edit_changes_external_output(hf_model):
     assert (clean - edited).abs().max() > 1e-4
 
 
-def test_offline_hub_name_fails_with_one_clear_line(monkeypatch):
+@pytest.mark.parametrize("backend", ["native", "bridge"])
+def test_offline_hub_name_fails_with_one_clear_line(monkeypatch, backend):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError) as err:
-        tinyinterp.load("roneneldan/TinyStories-1M-not-cached")
+        tinyinterp.load("roneneldan/TinyStories-1M-not-cached", backend=backend)
     message = str(err.value)
     assert "could not download" in message and "--local-dir" in message and "\n" not in message
 

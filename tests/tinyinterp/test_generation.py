@@ -1,5 +1,7 @@
 """Sampling: greedy/temperature/top-k/top-p, EOT stop, KV cache equivalence, context errors."""
 
+import logging
+
 import pytest
 import torch
 
@@ -63,3 +65,21 @@ def test_bad_sampling_settings_are_rejected():
         SamplingConfig(top_p=1.5)
     with pytest.raises(TinyinterpError, match="temperature"):
         SamplingConfig(temperature=-1)
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), float("-inf"), -0.5])
+def test_non_finite_or_negative_temperature_is_one_line_error(temperature):
+    with pytest.raises(TinyinterpError, match="--temperature must be a finite number >= 0"):
+        SamplingConfig(temperature=temperature)
+
+
+def test_prompt_filling_the_context_warns_that_max_new_tokens_is_capped(tiny_model, caplog):
+    n_ctx = tiny_model.cfg.n_ctx
+    with caplog.at_level(logging.WARNING, logger="tinyinterp.generation"):
+        out = generate_tokens(tiny_model, [[1] * n_ctx], SamplingConfig(max_new_tokens=5, temperature=0))
+    assert out == [[]]
+    assert f"max_new_tokens capped from 5 to 0: the longest prompt has {n_ctx} tokens" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tinyinterp.generation"):
+        generate_tokens(tiny_model, [[1] * (n_ctx - 5)], SamplingConfig(max_new_tokens=5, temperature=0))
+    assert "capped" not in caplog.text  # room enough: no warning

@@ -101,18 +101,23 @@ def test_context_overflow_is_a_clear_error(tiny_model):
 
 
 def test_param_count_formula_matches_module():
-    for name in ("test-tiny", "tinystories-1m"):
+    for name in ("test-tiny", "test-neo", "tinystories-1m", "tinystories-33m"):
         cfg = preset_config(name, d_vocab=1234)
         assert cfg.n_params() == sum(p.numel() for p in HookedTransformer(cfg).parameters())
 
 
 def test_presets_have_the_paper_shapes():
     shapes = {n: (p.d_model, p.n_layers, p.n_heads, p.n_ctx) for n, p in PRESETS.items()}
-    assert shapes["tinystories-1m"] == (64, 8, 16, 512)
-    assert shapes["tinystories-33m"] == (768, 4, 16, 512)
-    assert shapes["tinystories-2l-33m"] == (1024, 2, 16, 512)
+    assert shapes["tinystories-1m"] == (64, 8, 16, 2048)
+    assert shapes["tinystories-33m"] == (768, 4, 16, 2048)
+    assert shapes["tinystories-2l-33m"] == (1024, 2, 16, 2048)
     cfg = preset_config("tinystories-28m", d_vocab=10001)
     assert cfg.d_mlp == 2048 and cfg.act_fn == "gelu_new"
+    # GPT-Neo, as the official checkpoints: alternating global/local (window 256), unscaled scores,
+    # bias-free q/k/v, tied unembedding without bias.
+    assert cfg.attn_types == ["global", "local"] * 4 and cfg.window_size == 256
+    assert not cfg.use_attn_scale and not cfg.qkv_bias and cfg.tie_embeddings and not cfg.unembed_bias
+    assert preset_config("tinystories-1l-21m", d_vocab=10).attn_types == ["global"]
 
 
 def test_bad_configs_are_rejected():

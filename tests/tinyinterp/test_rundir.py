@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tinyinterp
 from tinyinterp import rundir
@@ -81,3 +83,75 @@ def test_jsonl_reader_skips_a_torn_last_line(tmp_path):
     with open(log, "a") as f:
         f.write('{"step": 3, "lo')
     assert [r["step"] for r in rundir.read_jsonl(log)] == [1, 2]
+
+
+def test_tokenizer_from_another_run_with_the_same_vocab_size_is_refused(tiny_run, tiny_tokenizer):
+    # Another run's tokenizer of the same size: here the same tokens with two ids swapped, so every
+    # size check passes and only the fingerprint can tell (generate would print the wrong words).
+    spec = json.loads((tiny_run / rundir.TOKENIZER_FILE).read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[100:102]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (tiny_run / rundir.TOKENIZER_FILE).write_text(json.dumps(spec), encoding="utf-8")
+    from tinyinterp.tokenizer import Tokenizer
+
+    swapped = Tokenizer.load(tiny_run / rundir.TOKENIZER_FILE)
+    assert swapped.vocab_size == tiny_tokenizer.vocab_size and swapped.fingerprint() != tiny_tokenizer.fingerprint()
+    with pytest.raises(RunDirError, match=r"tokenizer.json: tokenizer [0-9a-f]{12} is not the one this model was trained with"):
+        tinyinterp.load(tiny_run)
+
+
+def _data_start(path) -> int:
+    """Offset of the first tensor byte: 8-byte header length + the JSON header."""
+    return 8 + int.from_bytes(path.read_bytes()[:8], "little")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_any_flipped_bit_in_the_weights_is_refused(tiny_run, position, bit):
+    weights = tiny_run / rundir.WEIGHTS_FILE
+    original = weights.read_bytes()
+    start = _data_start(weights)
+    at = start + int(position * (len(original) - start))
+    damaged = bytearray(original)
+    damaged[at] ^= 1 << bit
+    weights.write_bytes(bytes(damaged))
+    try:
+        with pytest.raises(rundir.CorruptWeightsError, match="model.safetensors: corrupt file"):
+            rundir.load_run(tiny_run)
+    finally:
+        weights.write_bytes(original)
+    rundir.load_run(tiny_run)  # the intact file still loads
+
+
+def test_info_reports_a_corrupt_weights_file(tiny_run):
+    from tinyinterp.info import describe
+
+    assert "weights: ok (sha256 verified)" in describe(str(tiny_run))
+    weights = tiny_run / rundir.WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[_data_start(weights) + 10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    report = describe(str(tiny_run))
+    assert "weights: " in report and "corrupt file" in report
+
+
+def test_checkpoint_weights_are_verified_too(tmp_path, tiny_model):
+    from training import checkpoint as ckpt
+
+    opt = torch.optim.AdamW(tiny_model.parameters())
+    path = ckpt.save_checkpoint(tmp_path, 1, tiny_model, opt, {"tokens": 0}, {"model": tiny_model.cfg.to_dict()})
+    weights = path / rundir.WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(rundir.CorruptWeightsError):
+        ckpt.load_checkpoint(path, tiny_model)
+
+
+def test_weights_without_a_recorded_checksum_still_load(tiny_run):
+    from safetensors.torch import load_file, save_file
+
+    weights = tiny_run / rundir.WEIGHTS_FILE
+    save_file(load_file(str(weights)), str(weights))  # as written by tinyinterp before checksums
+    rundir.load_run(tiny_run)

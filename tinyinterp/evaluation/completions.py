@@ -155,8 +155,8 @@ def generate_completion_set(model, prompts: list[EvalPrompt], cfg: CompletionCon
     existing = read_jsonl(out_path) if out_path is not None else []
     for r in existing[:1]:
         if r.get("model_hash") != model_id or r.get("settings") != settings:
-            raise TinyinterpError(f"{out_path}: holds completions of another model or other settings; "
-                                  "delete it or pass another --out")
+            raise TinyinterpError(f"{out_path}: holds completions of another model or other settings "
+                                  "(or too few of them); delete it to sample again with these settings")
     done = {r["prompt_id"] for r in existing}
     records = list(existing)
     todo = [p for p in prompts if p.id not in done]

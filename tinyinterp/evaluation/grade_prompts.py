@@ -1,4 +1,4 @@
-"""The paper's two-turn grading prompts, word for word, and a tolerant parser for the grades.
+"""The paper's two-turn grading prompts, word for word (the reply parser is :mod:`grade_parsing`).
 
 Texts are copied verbatim from the paper's transcripts (Eldan & Li 2023, "GPT-Eval"; see
 ``../shared/data/eval-prompts/gpt4_grading_prompt_excerpt.md``), including the paper's own typos
@@ -13,11 +13,9 @@ turn 2 asks for grades of grammar, creativity, consistency and plot and an age g
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import asdict, dataclass
-
-from tinyinterp.llm import InvalidReply
+from tinyinterp.evaluation.grade_parsing import (  # noqa: F401  (re-exported: the grade format's one home)
+    AGE_GROUPS, REQUIRED_SCORES, SCORES, Grades, grades_json, parse_grades,
+)
 
 # --- story-completion variant (paper transcript, verbatim; trailing spaces are the paper's) ---
 COMPLETION_TURN1_INTRO = (
@@ -55,10 +53,6 @@ INSTRUCT_TURN2 = (
     "format: " + GRADE_FORMAT + " "
 )
 
-SCORES = ("grammar", "creativity", "consistency", "plot")
-REQUIRED_SCORES = ("grammar", "creativity", "consistency")
-"""The paper's own transcript omits Plot in one reply, so a missing plot grade is kept as None, not a failure."""
-AGE_GROUPS = "ABCDEF"
 
 GRADE_SCHEMA = {
     "name": "story_grades",
@@ -89,80 +83,3 @@ def instruct_turns(story: str, words: list[str], sentence: str | None = None,
     if summary:
         turn1 += INSTRUCT_PLOT.format(summary=summary)
     return turn1 + INSTRUCT_TURN1_TAIL.format(story=story), INSTRUCT_TURN2
-
-
-@dataclass(frozen=True)
-class Grades:
-    grammar: float
-    creativity: float
-    consistency: float
-    plot: float | None
-    age_group: str | None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-_NUM = r"(\d+(?:\.\d+)?)"
-_SCORE_RES = {s: re.compile(rf"\b{s}\b[^0-9\n]{{0,40}}?{_NUM}\s*(?:/\s*{_NUM}|out of\s*{_NUM})?", re.I)
-              for s in SCORES}
-_AGE_RE = re.compile(r"\bage(?:\s*group)?\b[^A-Za-z0-9\n]{0,12}([A-F])\b", re.I)
-
-
-def _check_score(name: str, value, out_of=None) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InvalidReply(f"{name} grade {value!r} is not a number") from None
-    if out_of is not None and float(out_of) != 10:
-        raise InvalidReply(f"{name} grade is out of {out_of}, expected /10")
-    if not 0 <= value <= 10:
-        raise InvalidReply(f"{name} grade {value} is outside 0-10")
-    return value
-
-
-def _from_json(obj: dict) -> Grades:
-    lowered = {str(k).lower().replace(" ", "_"): v for k, v in obj.items()}
-    missing = [s for s in REQUIRED_SCORES if lowered.get(s) is None]
-    if missing:
-        raise InvalidReply(f"grades JSON lacks {missing}")
-    scores = {s: _check_score(s, lowered[s]) for s in REQUIRED_SCORES}
-    plot = lowered.get("plot")
-    age = lowered.get("age_group", lowered.get("age"))
-    age = str(age).strip()[:1].upper() if age is not None else None
-    return Grades(**scores, plot=None if plot is None else _check_score("plot", plot),
-                  age_group=age if age and age in AGE_GROUPS else None)
-
-
-def parse_grades(content: str) -> Grades:
-    """Grades from a JSON reply or free text like ``Grammar: 8/10, ... Age group: E (10-12)``.
-
-    Raises ``InvalidReply`` (the client then retries) when a required grade is missing or out of
-    range; a reply is never turned into zeros.
-    """
-    text = content.strip()
-    if "{" in text:
-        from tinyinterp.llm import extract_json
-        try:
-            obj = extract_json(text)
-        except InvalidReply:
-            obj = None
-        if isinstance(obj, dict):
-            return _from_json(obj)
-    text = text.replace("*", "")  # markdown bold around labels
-    scores: dict[str, float | None] = {}
-    for name, regex in _SCORE_RES.items():
-        m = regex.search(text)
-        if m is None:
-            if name in REQUIRED_SCORES:
-                raise InvalidReply(f"no {name} grade in reply: {content[:80]!r}")
-            scores[name] = None
-            continue
-        scores[name] = _check_score(name, m.group(1), m.group(2) or m.group(3))
-    age = _AGE_RE.search(text)
-    return Grades(**scores, age_group=age.group(1).upper() if age else None)
-
-
-def grades_json(grades: Grades) -> str:
-    """A reply in the structured form (used by tests' fake graders)."""
-    return json.dumps(grades.to_dict())

@@ -3,8 +3,9 @@
 For each completion: turn 1 (beginning ``***`` completion, "provide your general assessment") →
 the grader's assessment → turn 2 ("Now, grade ...") → grades of grammar, creativity, consistency
 and plot (0–10) and an age group A–F. Turn 2 asks for structured output (``response_format``
-json_schema) when the server supports it and falls back to plain text + the tolerant parser of
-:mod:`grade_prompts` otherwise. A reply that cannot be parsed is re-asked ``parse_retries`` times
+json_schema) when the server supports it and falls back to plain text otherwise; either reply is read
+by :mod:`grade_parsing`, which gives the grades exactly or refuses (never a wrong number). A reply
+that cannot be parsed is re-asked ``parse_retries`` times
 and then stored with ``status="unparseable"`` — it is excluded from means, never scored as 0.
 
 Results are appended to ``<run>/analysis/eval/grades.jsonl``, keyed by (model hash, prompt,
@@ -100,7 +101,8 @@ class Grader:
         prompt = record_prompt(rec)
         variant = prompt.kind
         if variant == "instruct":
-            turn1, turn2 = instruct_turns(rec["completion"], prompt.words, prompt.sentence, prompt.summary)
+            # The model continues "Story:" with " Once…" (the format's separator space): grade the story itself.
+            turn1, turn2 = instruct_turns(rec["completion"].strip(), prompt.words, prompt.sentence, prompt.summary)
         else:
             turn1, turn2 = completion_turns(prompt.text, rec["completion"])
         out = {k: rec.get(k) for k in ("model_hash", "checkpoint", "step", "tokens_seen", "prompt_id", "sample")}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from tinyinterp.errors import TinyinterpError
 from tinyinterp.evaluation.completions import (
     FINAL_TAG, Checkpoint, CompletionConfig, CompletionSet, completions_path, eval_dir, file_hash,
     generate_completion_set, list_checkpoints,
@@ -50,6 +51,41 @@ def complete(run_dir: Path, prompts: list[EvalPrompt], cfg: CompletionConfig, ch
     return cs
 
 
+def _select(records: list[dict], prompts: list[EvalPrompt], n: int, path: Path) -> list[dict] | None:
+    """The first ``n`` samples of each requested prompt, in prompt order; None if any is missing."""
+    by_prompt: dict[str, dict[int, dict]] = {}
+    for r in records:
+        by_prompt.setdefault(r["prompt_id"], {}).setdefault(r["sample"], r)
+    out = []
+    for p in prompts:
+        samples = by_prompt.get(p.id, {})
+        if any(r["prompt"] != p.text for r in samples.values()):
+            raise TinyinterpError(f"{path}: prompt {p.id!r} was completed with another text; delete the file "
+                                  "or use the prompt file it was made with")
+        if any(i not in samples for i in range(n)):
+            return None
+        out.extend(samples[i] for i in range(n))
+    return out
+
+
+def _requested_completions(run_dir: Path, prompts: list[EvalPrompt], cfg: CompletionConfig, checkpoint: Checkpoint,
+                           progress: bool) -> list[dict]:
+    """Exactly the completions asked for (``--max-prompts`` prompts × ``--n`` samples).
+
+    An existing completions file is re-used when it holds them all (it may hold more: other prompts,
+    more samples); otherwise the missing ones are sampled (``complete`` resumes the file, or refuses
+    in one line when the file was made with other settings).
+    """
+    path = completions_path(run_dir, checkpoint.tag)
+    if path.is_file():
+        chosen = _select(CompletionSet.load(path).records, prompts, cfg.n, path)
+        if chosen is not None:
+            return chosen
+    chosen = _select(complete(run_dir, prompts, cfg, checkpoint, progress).records, prompts, cfg.n, path)
+    assert chosen is not None  # complete() samples every requested prompt cfg.n times
+    return chosen
+
+
 def grade(run_dir: Path, grader, prompts: list[EvalPrompt], cfg: CompletionConfig, all_checkpoints: bool = False,
           progress: bool = False) -> dict:
     """Grade the final model (or every checkpoint); writes the summary and, over checkpoints, the curve."""
@@ -61,9 +97,8 @@ def grade(run_dir: Path, grader, prompts: list[EvalPrompt], cfg: CompletionConfi
     checkpoints = list_checkpoints(run_dir) if all_checkpoints else [final_checkpoint(run_dir)]
     results = []
     for ck in checkpoints:
-        path = completions_path(run_dir, ck.tag)
-        cs = CompletionSet.load(path) if path.is_file() else complete(run_dir, prompts, cfg, ck, progress)
-        results.extend(grader.grade(cs.records, out_path=eval_dir(run_dir) / GRADES_FILE, progress=progress))
+        records = _requested_completions(run_dir, prompts, cfg, ck, progress)
+        results.extend(grader.grade(records, out_path=eval_dir(run_dir) / GRADES_FILE, progress=progress))
     summary = summarize(results)
     out = {"grader_model": grader.client.model, "cost_usd_this_run": grader.client.stats.cost_usd,
            "llm_stats": grader.client.stats.as_dict(), "checkpoints": summary}

@@ -4,8 +4,11 @@ A prompt file is a YAML list or a JSONL file whose items are either plain string
 beginning to complete) or objects. Objects describe either a completion prompt
 (``{"text": ..., "id": ...}``) or an Instruct prompt in the paper's TinyStories-Instruct style
 (``{"kind": "instruct", "words": [...], "sentence": ..., "summary": ..., "features": [...]}``);
-an Instruct prompt without ``text`` gets the Instruct training format built from its fields
-(``Words: …\\nSentence: …\\nSummary: …\\nStory: ``, see :func:`instruct_model_text`).
+an Instruct prompt without ``text`` gets the Instruct training format built from its fields by
+:mod:`tinyinterp.instruct_format` — the same definition datagen writes training text with
+(``Words: …\\nRandom sentence: …\\nSummary: …\\nStory:``, lines in an order seeded by the prompt id,
+or the order given as ``lines``). Records written by ``tinyinterp datagen instruct|ood`` (e.g. the
+OOD ``test.jsonl``) load as Instruct prompts directly, with the record's own line order.
 
     >>> prompts = load_prompts()          # ../shared/data/eval-prompts/Evaluation prompts.yaml
     >>> len(prompts), prompts[0].kind
@@ -22,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from tinyinterp.errors import DataError
+from tinyinterp.instruct_format import InstructFields, prompt_order, render_prompt
 
 KINDS = ("completion", "instruct")
 
@@ -63,19 +67,29 @@ class EvalPrompt:
 
 
 def instruct_model_text(words: list[str], sentence: str | None = None, summary: str | None = None,
-                        features: list[str] | None = None) -> str:
-    """The TinyStories-Instruct prompt the model sees (one line per given requirement, then ``Story: ``)."""
-    lines = []
-    if features:
-        lines.append("Features: " + ", ".join(features))
-    if words:
-        lines.append("Words: " + ", ".join(words))
-    if sentence:
-        lines.append("Sentence: " + sentence)
-    if summary:
-        lines.append("Summary: " + summary)
-    lines.append("Story: ")
-    return "\n".join(lines)
+                        features: list[str] | None = None, order_key: str = "", lines: list[str] | None = None) -> str:
+    """The TinyStories-Instruct prompt the model sees: exactly datagen's format, up to ``Story:``.
+
+    Every given requirement is shown, in ``lines`` order or else an order seeded by ``order_key``
+    (training shows random orders, so a fixed one would be one arbitrary slice of them).
+    """
+    fields = InstructFields(features=tuple(features or ()), words=tuple(words or ()), summary=summary or None,
+                            random_sentence=sentence or None)
+    if not fields.available():
+        raise DataError("an Instruct prompt needs at least one of words, sentence, summary, features")
+    return render_prompt(fields, lines if lines is not None else prompt_order(fields, order_key))
+
+
+def _from_datagen_record(d: dict) -> dict:
+    """An item of ``datagen instruct|ood`` output → an Instruct prompt item (its own line order)."""
+    words = d.get("words") or {}
+    words = [words[k] for k in ("verb", "noun", "adjective") if k in words] if isinstance(words, dict) else words
+    shown = set(d["lines"])
+    return {"id": d["id"], "kind": "instruct", "lines": list(d["lines"]),
+            "words": list(words) if "Words" in shown else [],
+            "sentence": d.get("random_sentence") if "Random sentence" in shown else None,
+            "summary": d.get("summary") if "Summary" in shown else None,
+            "features": list(d.get("features") or []) if "Features" in shown else []}
 
 
 def _item_to_prompt(item, position: int, source: Path) -> EvalPrompt:
@@ -85,6 +99,8 @@ def _item_to_prompt(item, position: int, source: Path) -> EvalPrompt:
     if not isinstance(item, dict):
         raise DataError(f"{source}: item {position} is a {type(item).__name__}; expected a string or a mapping")
     d = dict(item)
+    if "story_id" in d and "lines" in d:  # a datagen Instruct record: the prompt is rebuilt from its fields
+        d = _from_datagen_record(d)
     if "prompt" in d and "text" not in d:
         d["text"] = d.pop("prompt")
     d.setdefault("id", default_id)
@@ -92,8 +108,13 @@ def _item_to_prompt(item, position: int, source: Path) -> EvalPrompt:
     for key in ("words", "features"):
         if isinstance(d.get(key), str):  # "a, b, c" is accepted as well as a list
             d[key] = [w.strip() for w in d[key].split(",") if w.strip()]
+    lines = d.pop("lines", None)
     if d.get("kind") == "instruct" and not d.get("text"):
-        d["text"] = instruct_model_text(d.get("words", []), d.get("sentence"), d.get("summary"), d.get("features"))
+        try:
+            d["text"] = instruct_model_text(d.get("words", []), d.get("sentence"), d.get("summary"), d.get("features"),
+                                            order_key=d["id"], lines=lines)
+        except DataError as e:
+            raise DataError(f"{source}: item {position}: {e}") from None
     if not isinstance(d.get("text"), str):
         raise DataError(f"{source}: item {position} has no 'text' (or 'prompt') string")
     unknown = set(d) - {"text", "id", "kind", "words", "sentence", "summary", "features"}

@@ -67,9 +67,14 @@ class RougeScore:
         return asdict(self)
 
 
+ROUGE_L = "L"
+"""Pass ``n="L"`` for ROUGE-L (longest common subsequence) where a pairwise score is computed."""
+
+
 def _check_n(n: int) -> None:
-    if not 1 <= n <= 9:  # rouge_score accepts rouge1 … rouge9
-        raise TinyinterpError(f"ROUGE order n must be between 1 and 9, got {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 9:  # rouge_score accepts rouge1 … rouge9
+        raise TinyinterpError(f"ROUGE order n must be an integer between 1 and 9 (or 'L' for a pairwise ROUGE-L), "
+                              f"got {n!r}")
 
 
 def score_from_counts(overlap: int, n_pred: int, n_target: int) -> RougeScore:
@@ -80,8 +85,32 @@ def score_from_counts(overlap: int, n_pred: int, n_target: int) -> RougeScore:
     return RougeScore(precision, recall, fmeasure)
 
 
-def rouge_n(prediction: str, target: str, n: int = 2, stem: bool = False) -> RougeScore:
-    """ROUGE-n of ``prediction`` (T1, the generated text) against ``target`` (T2, the reference)."""
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists (O(len(a)·len(b)) time, O(len(b)) memory)."""
+    if len(a) < len(b):
+        a, b = b, a
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diag = 0  # row[j-1] of the previous row
+        for j, y in enumerate(b, start=1):
+            up = row[j]
+            row[j] = diag + 1 if x == y else (row[j - 1] if row[j - 1] > up else up)
+            diag = up
+    return row[-1]
+
+
+def rouge_l(prediction: str, target: str, stem: bool = False) -> RougeScore:
+    """ROUGE-L of ``prediction`` against ``target``, equal to ``rouge_score``'s ``rougeL`` (not ``rougeLsum``)."""
+    pred, targ = tokenize(prediction, stem), tokenize(target, stem)
+    if not pred or not targ:
+        return RougeScore(0.0, 0.0, 0.0)  # rouge_score's _score_lcs on an empty side
+    return score_from_counts(lcs_length(targ, pred), len(pred), len(targ))
+
+
+def rouge_n(prediction: str, target: str, n: int | str = 2, stem: bool = False) -> RougeScore:
+    """ROUGE-n of ``prediction`` (T1, the generated text) against ``target`` (T2, the reference); ``n="L"``: ROUGE-L."""
+    if n == ROUGE_L:
+        return rouge_l(prediction, target, stem)
     _check_n(n)
     pred = ngram_counts(tokenize(prediction, stem), n)
     targ = ngram_counts(tokenize(target, stem), n)
@@ -121,6 +150,9 @@ class NgramIndex:
     @classmethod
     def build(cls, texts, n: int = 2, stem: bool = False, progress: bool = False) -> NgramIndex:
         """Tokenize every reference once and build the CSR postings (k-gram id → (doc id, count))."""
+        if n == ROUGE_L or str(n).upper() in ("L", "ROUGEL", "ROUGE-L"):
+            raise TinyinterpError("ROUGE-L (longest common subsequence) has no n-gram index; use rouge_l() per pair "
+                                  "or brute_force_max_rouge(text, references, n='L') for the maximum over references")
         _check_n(n)
         texts = list(texts)
         if not texts:
@@ -199,11 +231,12 @@ class NgramIndex:
                         int(np.count_nonzero(precision == precision[p_doc])))
 
 
-def brute_force_max_rouge(text: str, references: list[str], n: int = 2, stem: bool = False) -> MaxRouge:
+def brute_force_max_rouge(text: str, references: list[str], n: int | str = 2, stem: bool = False) -> MaxRouge:
     """The reference answer: ``rouge_score`` against every reference in turn (slow; for tests/bench)."""
     from rouge_score.rouge_scorer import RougeScorer
 
-    _check_n(n)
+    if n != ROUGE_L:
+        _check_n(n)
     if not references:
         raise TinyinterpError("cannot compute a maximum ROUGE over an empty set of reference texts")
     key = f"rouge{n}"

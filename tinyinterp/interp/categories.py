@@ -13,13 +13,22 @@ Every token *occurrence* gets one of :data:`CATEGORIES`, decided from its text a
 6. ``other``: everything else, including word pieces (a token that starts with a letter right after a
    token ending in a letter or digit: the rest of a split word has no category of its own).
 
-A neuron's *purity* is the share of its top-k occurrences that fall in its majority category (ties
-go to the earlier category in :data:`CATEGORIES`). A neuron whose top-k is one token repeated is
-trivially pure (random-init models are full of them), so the *type purity* counts each distinct token
-once, and a *role neuron* is one with type purity >= 0.8 over at least 3 distinct tokens: a neuron
-that fires on many different verbs, not on one word. Because categories are uneven (``punctuation`` and
-``determiner`` are common), :class:`PurityResult` also stores the corpus base rates and the purity
-that k random tokens would reach (``chance_purity``), so a model is judged against chance.
+A neuron's **category** is decided over its *distinct* top-k tokens (each token counted once, its
+first occurrence's label): the category most of them fall in; ties go to the category with more top-k
+occurrences, then to the earlier one in :data:`CATEGORIES`. Both purities describe that same
+category, so the reported category and its numbers can never be about different tokens:
+
+- ``type_purity``: share of the distinct top-k tokens in the category;
+- ``purity``: share of the top-k *occurrences* in the category.
+
+(Counting distinct tokens first matters: a neuron whose top-k is one token repeated is trivially
+"pure" by occurrences, and random-init models are full of them. A neuron with ``' Lily'`` x14 plus four
+word pieces is ``other`` with type purity 0.80 and purity 4/18, not "name 0.80".) A **role neuron**
+has type purity >= 0.8 over at least 3 distinct tokens *and* a real category (not ``other``, which
+holds word pieces and unknown words): a neuron that fires on many different verbs, not on one word or
+on fragments. Because categories are uneven (``punctuation`` and ``determiner`` are common),
+:class:`PurityResult` also stores the corpus base rates and ``chance_purity``, the purity k random
+distinct tokens would reach, so a model is judged against chance.
 
     >>> cat = TokenCategorizer(model.tokenizer)
     >>> result = neuron_purity(index, model.tokenizer, corpus)
@@ -45,6 +54,7 @@ CATEGORIES = (
 CAT = {c: i for i, c in enumerate(CATEGORIES)}
 PURITY_FILE = "purity.json"
 ROLE_MIN_DISTINCT = 3
+ROLE_THRESHOLD = 0.8
 
 PRONOUNS = set("""i me my mine myself you your yours yourself he him his himself she her hers herself it its itself
 we us our ours ourselves they them their theirs themselves who whom whose what someone somebody something
@@ -133,11 +143,11 @@ class PurityResult:
     model: str
     k: int
     purity: np.ndarray
-    """(L, N) share of top-k occurrences in the majority category (NaN: no occurrences)."""
+    """(L, N) share of top-k occurrences in the neuron's category ``majority`` (NaN: no occurrences)."""
     majority: np.ndarray
-    """(L, N) index into ``categories`` of the majority category."""
+    """(L, N) index into ``categories`` of the neuron's category: the majority over distinct top-k tokens."""
     type_purity: np.ndarray
-    """(L, N) purity over the distinct top-k tokens (each token counted once)."""
+    """(L, N) share of the distinct top-k tokens in ``majority`` (each token counted once)."""
     n_distinct: np.ndarray
     """(L, N) number of distinct tokens among the top-k."""
     base_rates: dict[str, float]
@@ -157,19 +167,27 @@ class PurityResult:
             "category": [self.categories[i] for i in self.majority.reshape(-1)],
         })
 
-    def role_mask(self, threshold: float = 0.8, min_distinct: int = ROLE_MIN_DISTINCT) -> np.ndarray:
-        """(L, N) True for role neurons: type purity >= threshold over >= min_distinct distinct tokens."""
-        return (np.nan_to_num(self.type_purity) >= threshold) & (self.n_distinct >= min_distinct)
+    def role_mask(self, threshold: float = ROLE_THRESHOLD, min_distinct: int = ROLE_MIN_DISTINCT) -> np.ndarray:
+        """(L, N) True for role neurons: type purity >= threshold over >= min_distinct distinct tokens,
+        in a real category (not ``other``: word pieces and unknown words are not a role)."""
+        real = self.majority != self.categories.index("other")
+        return (np.nan_to_num(self.type_purity) >= threshold) & (self.n_distinct >= min_distinct) & real
 
     def top(self, k: int = 10, by: str = "role") -> pd.DataFrame:
         """The ``k`` purest neurons, with top tokens where known.
 
-        ``by="role"`` ranks by type purity among neurons with >= 3 distinct top tokens (then purity);
-        ``by="purity"`` ranks by plain purity. Ties: lower layer, then lower neuron.
+        ``by="role"``: only role neurons (:meth:`role_mask`; so possibly fewer than ``k``), by type purity,
+        then purity and number of distinct tokens. ``by="type_purity"``: every neuron with >= 3 distinct
+        top tokens in a real category, same order, role or not. ``by="purity"``: all neurons by plain
+        purity. Ties: lower layer, then lower neuron.
         """
+        if by not in ("role", "type_purity", "purity"):
+            raise ValueError(f"PurityResult.top: by must be 'role', 'type_purity' or 'purity', got {by!r}")
         frame = self.to_frame()
-        if by == "role":
-            frame = frame[frame.n_distinct >= ROLE_MIN_DISTINCT]
+        frame["role"] = self.role_mask().reshape(-1)
+        if by in ("role", "type_purity"):
+            keep = frame.role if by == "role" else (frame.n_distinct >= ROLE_MIN_DISTINCT) & (frame.category != "other")
+            frame = frame[keep]
             keys = ["type_purity", "purity", "n_distinct", "layer", "neuron"]
             frame = frame.sort_values(keys, ascending=[False, False, False, True, True], kind="stable")
         else:
@@ -179,7 +197,7 @@ class PurityResult:
         frame["top_tokens"] = [tokens.get((l, n), []) for l, n in zip(frame.layer, frame.neuron)]
         return frame
 
-    def layer_summary(self, pure_threshold: float = 0.8) -> pd.DataFrame:
+    def layer_summary(self, pure_threshold: float = ROLE_THRESHOLD) -> pd.DataFrame:
         """Per layer: mean/median purity, share of neurons with purity >= threshold, share per majority category."""
         rows = []
         for layer in range(self.purity.shape[0]):
@@ -228,6 +246,25 @@ def purity_of_labels(labels: np.ndarray, n_categories: int = len(CATEGORIES)) ->
     return purity, majority
 
 
+def category_purity(labels: np.ndarray, first: np.ndarray, n_categories: int = len(CATEGORIES)):
+    """The category of each neuron and both purities, from the same counts (see the module docstring).
+
+    ``labels`` (..., k) category per top-k occurrence (-1: none), ``first`` (..., k) True at each distinct
+    token's first occurrence. Returns ``(category, type_purity, purity)``, each (...); NaN purities
+    where there is no occurrence.
+    """
+    occ = (labels[..., None] == np.arange(n_categories)).sum(-2)  # (..., C) occurrences per category
+    types = (np.where(first, labels, -1)[..., None] == np.arange(n_categories)).sum(-2)  # distinct tokens
+    k = labels.shape[-1]
+    category = (types * (k + 1) + occ).argmax(-1)  # most distinct tokens, then most occurrences, then earlier
+    n_types, n_occ = types.sum(-1), occ.sum(-1)
+    pick = lambda c: np.take_along_axis(c, category[..., None], -1)[..., 0]  # noqa: E731
+    with np.errstate(invalid="ignore", divide="ignore"):
+        type_purity = np.where(n_types > 0, pick(types) / np.maximum(n_types, 1), np.nan)
+        purity = np.where(n_occ > 0, pick(occ) / np.maximum(n_occ, 1), np.nan)
+    return category, type_purity, purity
+
+
 def first_occurrences(tokens: np.ndarray) -> np.ndarray:
     """(..., k) True at the first occurrence of each distinct token id along the last axis (ids >= 0)."""
     order = np.argsort(tokens, axis=-1, kind="stable")
@@ -252,16 +289,16 @@ def neuron_purity(index, tokenizer=None, corpus=None, max_base_tokens: int = 2_0
     corpus = index.corpus if corpus is None else corpus
     cat = TokenCategorizer(tokenizer)
     labels = cat.label(index.tensors["top_tokens"].numpy(), index.tensors["top_prev_tokens"].numpy())
-    purity, majority = purity_of_labels(labels)
     top_tokens = index.tensors["top_tokens"].numpy()
     first = first_occurrences(top_tokens)
-    type_purity, _ = purity_of_labels(np.where(first, labels, -1))
+    majority, type_purity, purity = category_purity(labels, first)
     stream = np.asarray(corpus.tokens[:max_base_tokens])
     counts = np.bincount(cat.label_stream(stream, corpus.doc_offsets), minlength=len(CATEGORIES)).astype(np.float64)
     rates = counts / max(counts.sum(), 1)
     n_distinct = first.sum(-1)
     by_purity = np.lexsort((-np.nan_to_num(purity, nan=-1).reshape(-1),))
-    role_key = np.where(n_distinct >= ROLE_MIN_DISTINCT, np.nan_to_num(type_purity, nan=-1), -1).reshape(-1)
+    real = (n_distinct >= ROLE_MIN_DISTINCT) & (majority != CAT["other"])
+    role_key = np.where(real, np.nan_to_num(type_purity, nan=-1), -1).reshape(-1)
     by_role = np.lexsort((-np.nan_to_num(purity, nan=-1).reshape(-1), -role_key))
     chosen = list(dict.fromkeys(by_role[: n_exemplars // 2].tolist() + by_purity[: n_exemplars // 2].tolist()))
     exemplars = []

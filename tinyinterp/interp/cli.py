@@ -1,4 +1,4 @@
-"""``tinyinterp analyze neurons|heads|compare``: build the interpretability results of a model.
+"""``tinyinterp analyze neurons|heads|compare|emergence|find``: build the interpretability results of a model.
 
 MODEL is a run directory, a checkpoint, a local HF folder or a hub name (anything ``tinyinterp.load``
 takes). Results go to ``MODEL/analysis/`` for a run directory (where the app and ``summarize`` look),
@@ -47,6 +47,27 @@ def add_subparser(subparsers) -> None:
     h.add_argument("--seq-len", type=int, default=128, help="tokens per sampled window (default 128)")
     h.set_defaults(func=run_heads)
 
+    f = sub.add_parser("find", help="neurons that fire selectively on a word (needs `analyze neurons` first)",
+                       description="Rank neurons by how selectively they fire on WORDS (case-insensitive, whole words; "
+                                   "several words are alternatives: `find RUN dog dogs`): mean activation on the word's "
+                                   "occurrences in the indexed corpus vs. elsewhere, in units of the neuron's spread.")
+    f.add_argument("model", help="run directory (or the model the --index was built from)")
+    f.add_argument("words", nargs="+", help="word(s) to search for")
+    f.add_argument("--index", default=None, help="neuron index folder (default: MODEL/analysis/neurons)")
+    f.add_argument("--top", type=int, default=20, help="neurons listed (default 20)")
+    f.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    f.add_argument("--backend", choices=("native", "bridge"), default="native", help="how to load an HF model (default native)")
+    f.set_defaults(func=run_find)
+
+    e = sub.add_parser("emergence", help="neuron roles and head classes at every saved checkpoint",
+                       description="Analyse every snapshot/checkpoint of a run on the same documents (cached per "
+                                   "step; a rerun only analyses new ones) and plot the curves against training tokens.")
+    _common(e)
+    e.add_argument("--max-docs", type=int, default=200, help="documents indexed per checkpoint (default 200)")
+    e.add_argument("--n-samples", type=int, default=32, help="documents in each head sample (default 32)")
+    e.add_argument("--seq-len", type=int, default=128, help="tokens per head-sample window (default 128)")
+    e.set_defaults(func=run_emergence)
+
     c = sub.add_parser("compare", help="two models side by side",
                        description="Neuron purity and head classes of two models on the same documents.")
     _common(c)
@@ -64,13 +85,15 @@ def _common(p) -> None:
     p.add_argument("--out", default=None, help="output folder (default: MODEL/analysis/<analysis> for a run dir)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--backend", choices=("native", "bridge"), default="native",
+                   help="for HF checkpoints: our own model (native, default) or TransformerLens's TransformerBridge")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _load(spec: str, device: str):
+def _load(spec: str, device: str, backend: str = "native"):
     import tinyinterp
 
-    return tinyinterp.load(spec, device=device).eval()
+    return tinyinterp.load(spec, device=device, backend=backend).eval()
 
 
 def _out_dir(args, subdir: str) -> Path:
@@ -120,7 +143,7 @@ def run_neurons(args) -> int:
     from tinyinterp.interp.categories import neuron_purity
     from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
 
-    model = _load(args.model, args.device)
+    model = _load(args.model, args.device, args.backend)
     out = _out_dir(args, NEURONS_SUBDIR)
     corpus = _corpus(args.corpus, model, out, args.model)
     cfg = NeuronIndexConfig(k=args.k, batch_size=args.batch_size, seq_len=args.seq_len, shard_docs=args.shard_docs,
@@ -136,7 +159,7 @@ def run_neurons(args) -> int:
 def run_heads(args) -> int:
     from tinyinterp.interp.heads import HeadConfig, analyze_heads
 
-    model = _load(args.model, args.device)
+    model = _load(args.model, args.device, args.backend)
     out = _out_dir(args, HEADS_SUBDIR)
     corpus = _corpus(args.corpus, model, out, args.model)
     result = analyze_heads(model, corpus, HeadConfig(n_samples=args.n_samples, seq_len=args.seq_len,
@@ -147,12 +170,43 @@ def run_heads(args) -> int:
     return 0
 
 
+def run_find(args) -> int:
+    from tinyinterp.interp.neuron_index import NeuronIndex
+
+    index_dir = Path(args.index) if args.index else Path(args.model) / rundir.ANALYSIS_DIR / NEURONS_SUBDIR
+    if not (index_dir / "meta.json").is_file():
+        raise TinyinterpError(f"{index_dir}: no neuron index; run `tinyinterp analyze neurons {args.model}` first or pass --index")
+    model = _load(args.model, args.device, args.backend)
+    frame = NeuronIndex.load(index_dir).find_neurons(args.words, model, top=args.top)
+    print(f"{frame.attrs.get('n_occurrences', '?')} occurrences of {frame.attrs.get('variants', args.words)} in the indexed corpus")
+    print(frame.to_string(index=False))
+    return 0
+
+
+def run_emergence(args) -> int:
+    from tinyinterp.interp.emergence import EMERGENCE_SUBDIR, EmergenceConfig, analyze_emergence
+
+    run = Path(args.model)
+    if not rundir.is_run_dir(run):
+        raise TinyinterpError(f"{run}: emergence needs a run directory (config.json + model.safetensors + checkpoints)")
+    model = _load(args.model, args.device, args.backend)
+    out = _out_dir(args, EMERGENCE_SUBDIR)
+    corpus = _corpus(args.corpus, model, out, args.model)
+    config = EmergenceConfig(max_docs=args.max_docs, n_samples=args.n_samples, seq_len=args.seq_len,
+                             batch_size=args.batch_size, device=args.device)
+    result = analyze_emergence(run, corpus, config, out_dir=out, model=model, progress=not args.no_progress)
+    frame = result.to_frame()
+    print(frame[["step", "tokens", "role_share", "mean_type_purity", "local", "semantic", "mixed"]].to_string(index=False))
+    print(f"emergence -> {out} (plot: {out / 'emergence.png'})")
+    return 0
+
+
 def run_compare(args) -> int:
     from tinyinterp.interp.compare import compare
     from tinyinterp.interp.heads import HeadConfig
     from tinyinterp.interp.neuron_index import NeuronIndexConfig
 
-    model_a, model_b = _load(args.model, args.device), _load(args.model_b, args.device)
+    model_a, model_b = _load(args.model, args.device, args.backend), _load(args.model_b, args.device, args.backend)
     out = _out_dir(args, COMPARE_SUBDIR)
     if not args.out:  # inside the run dir: one folder per pair
         out = out / f"{Path(args.model).name}__vs__{Path(args.model_b).name}"
@@ -163,7 +217,8 @@ def run_compare(args) -> int:
     result = compare(model_a, model_b, corpus_a, corpus_b=corpus_b, work_dir=out,
                      index_config=NeuronIndexConfig(max_docs=args.max_docs, batch_size=args.batch_size, device=args.device),
                      head_config=HeadConfig(n_samples=args.n_samples, batch_size=args.batch_size, device=args.device),
-                     progress=not args.no_progress)
+                     progress=not args.no_progress,
+                     names=(Path(args.model.rstrip("/")).name or args.model, Path(args.model_b.rstrip("/")).name or args.model_b))
     result.save(out)
     print(result.format())
     return 0

@@ -55,10 +55,11 @@ class ModelProfile:
     top_neurons: list[dict] = field(default_factory=list)
 
     @classmethod
-    def from_results(cls, model, purity: PurityResult, heads: HeadResult) -> "ModelProfile":
+    def from_results(cls, model, purity: PurityResult, heads: HeadResult, name: str | None = None) -> "ModelProfile":
+        """The summary of one model's results; ``name`` labels it (default: the model's display name)."""
         top = purity.top(10)
         return cls(
-            name=model_name(model), n_layers=model.cfg.n_layers, d_mlp=model.cfg.d_mlp, n_heads=model.cfg.n_heads,
+            name=name or model_name(model), n_layers=model.cfg.n_layers, d_mlp=model.cfg.d_mlp, n_heads=model.cfg.n_heads,
             purity_by_layer=purity.layer_summary().to_dict("records"), purity_histogram=purity.histogram(),
             chance_purity=purity.chance_purity, mean_purity=float(np.nanmean(purity.purity)),
             mean_type_purity=float(np.nanmean(purity.type_purity)), share_role=float(purity.role_mask().mean()),
@@ -137,10 +138,21 @@ def _corpus_for(model, corpus, work: Path):
     return corpus
 
 
+def profile_names(name_a: str, name_b: str) -> tuple[str, str]:
+    """Labels for the two sides: as given, or ``"<name> (A)"`` / ``"<name> (B)"`` when they are equal
+    (two runs of one preset are both called e.g. ``tinystories-1m``; a saved result must tell them apart)."""
+    if name_a != name_b:
+        return name_a, name_b
+    return f"{name_a} (A)", f"{name_b} (B)"
+
+
 def compare(model_a, model_b, corpus, corpus_b=None, work_dir: str | Path | None = None,
             index_config: NeuronIndexConfig | None = None, head_config: HeadConfig | None = None,
-            progress: bool = True) -> ComparisonResult:
-    """Compare ``model_a`` and ``model_b`` on ``corpus`` (texts, or a TokenizedCorpus; ``corpus_b`` for B)."""
+            progress: bool = True, names: tuple[str, str] | None = None) -> ComparisonResult:
+    """Compare ``model_a`` and ``model_b`` on ``corpus`` (texts, or a TokenizedCorpus; ``corpus_b`` for B).
+
+    ``names`` labels the two sides (e.g. the run directories' names); by default the models' display
+    names, made distinct by :func:`profile_names` when they are equal."""
     tmp = None
     if work_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tinyinterp-compare-")
@@ -148,14 +160,16 @@ def compare(model_a, model_b, corpus, corpus_b=None, work_dir: str | Path | None
     work = Path(work_dir)
     try:
         profiles = []
+        display = profile_names(*(names or (model_name(model_a), model_name(model_b))))
         labels = [_safe_label(model_name(model_a)), _safe_label(model_name(model_b))]
         if labels[0] == labels[1]:
             labels = [labels[0] + "_a", labels[1] + "_b"]
-        for model, c, label in ((model_a, corpus, labels[0]), (model_b, corpus_b if corpus_b is not None else corpus, labels[1])):
+        sides = ((model_a, corpus, labels[0], display[0]), (model_b, corpus_b if corpus_b is not None else corpus, labels[1], display[1]))
+        for model, c, label, shown in sides:
             log.info("analyzing %s", label)
             c = _corpus_for(model, c, work)
             purity, heads = analyze_model(model, c, work / label, index_config, head_config, progress)
-            profiles.append(ModelProfile.from_results(model, purity, heads))
+            profiles.append(ModelProfile.from_results(model, purity, heads, name=shown))
         source = "texts" if isinstance(corpus, (list, tuple)) else str(getattr(corpus, "path", ""))
         return ComparisonResult(profiles[0], profiles[1], corpus=source)
     finally:

@@ -3,8 +3,9 @@
 Over a sample of fixed-length windows (the first ``seq_len`` tokens of evenly spaced documents), one
 hook per layer on ``blocks.{l}.attn.hook_pattern`` accumulates, for every head, the sum and the sum of
 squares of its pattern over windows (``(H, T, T)``: enough to fit a distance profile afterwards without
-keeping any pattern), entropy, attention on names and nouns, and TransformerLens's head-detector scores.
-Per head (all averaged over windows and query positions):
+keeping any pattern), its attention mass per (distance bucket, key content) group (what the
+distance/content decomposition is fitted to), entropy, attention on names and nouns, and
+TransformerLens's head-detector scores. Per head (all averaged over windows and query positions):
 
 - ``mean_distance``: expected ``q - k`` under the pattern;
 - ``local_1``/``local_2``/``local_4``: attention on keys at distance ``0..w`` (the query and the w before);
@@ -17,13 +18,36 @@ Per head (all averaged over windows and query positions):
 - ``prev_token`` / ``duplicate_token`` / ``induction``: ``transformer_lens.head_detector`` scores with
   its default ``"mul"`` measure (share of attention on the detection pattern), averaged over windows.
 
-Classification (:class:`HeadThresholds`): **local** if ``local_4 >= 0.6`` and ``distance_r2 >= 0.5`` (most
-attention sits on the last few tokens and distance alone explains it); **semantic** if
-``max(name_ratio, noun_ratio) >= 2``, ``local_4 < 0.5`` and ``distance_r2 < 0.5`` (it seeks content
-wherever it is); otherwise **mixed** (includes attention sinks and uniform heads).
+- ``structure``, ``distance_explained``, ``content_explained``, ``joint_explained``: the decomposition
+  of :mod:`tinyinterp.interp.head_decomposition`. Log-linear attention models are fitted to the head by
+  maximum likelihood: distance only (a logit per relative-position bucket), content only (a logit per key
+  token category, plus "the key is an earlier copy of the query token" and "the key follows one"), and
+  both; every model, the baseline included, also has a logit for the window's first token (the sink).
+  ``*_explained`` is the share of the baseline KL divergence (uniform plus sink) that the model removes;
+  ``structure`` is that baseline KL over the mean log number of visible keys (0: uniform or pure sink,
+  1: one-hot). ``content_category`` (in :meth:`HeadResult.to_frame`) is the key category the content
+  model prefers most;
+- ``margin``: how far the class decision sits from its nearest threshold (below).
+
+Classification (:class:`HeadThresholds`, the paper's "local" heads attend by distance and "semantic"
+heads attend by meaning): **local** if distance explains at least ``explained`` (0.5) of the structure
+*and* at least ``dominance`` (0.1) more than content does, whatever the width of the window;
+**semantic** if content explains at least 0.5 and at least 0.1 more than distance does, wherever the
+attended tokens sit; both need ``structure >= min_structure`` (0.1). Otherwise **mixed**: heads that
+need both factors (e.g. "the previous token if it is a noun"), and heads with no structure beyond the
+sink. Uniform-over-everything and attend-to-the-first-token heads are mixed on purpose: they select
+nothing by distance or by content (both are a no-op the sink or the baseline already describe), so
+calling them local (the flat distance profile fits) or semantic would be a claim about nothing.
+``margin`` is ``min(structure - 0.1, share - 0.5, share - other_share - 0.1)`` of the winning factor
+for a local/semantic head, and minus the larger such value over both factors for a mixed head: a
+positive margin is how far (in explained share) every threshold could move against the head before
+its class changes. The thresholds are round numbers chosen before looking at any model, not fitted.
+A head whose fallback (e.g. "itself when the query token has no earlier copy") covers many queries
+sits near the local/semantic boundary: the fallback is distance-explained.
 
     >>> result = analyze_heads(model, corpus, HeadConfig(n_samples=64, seq_len=128))
     >>> result.by_class()["local"][:3]; result.to_frame().head()
+    >>> head_metrics_from_patterns(patterns, tokens, labels).head_class   # constructed heads, no model
 """
 
 from __future__ import annotations
@@ -39,7 +63,8 @@ import torch
 from tqdm.auto import tqdm
 
 from tinyinterp.errors import DataError
-from tinyinterp.interp.categories import CAT, TokenCategorizer
+from tinyinterp.interp.categories import CAT, CATEGORIES, TokenCategorizer
+from tinyinterp.interp.head_decomposition import QueryGroupCounts, fit_decomposition, group_index, group_mass, n_groups
 from tinyinterp.interp.inputs import check_model_corpus, model_name, pattern_hook_names
 from tinyinterp.rundir import atomic_write_json, read_json
 
@@ -48,6 +73,7 @@ log = logging.getLogger(__name__)
 HEADS_FILE = "heads.json"
 HEAD_CLASSES = ("local", "semantic", "mixed")
 METRICS = (
+    "structure", "distance_explained", "content_explained", "joint_explained", "margin",
     "mean_distance", "local_1", "local_2", "local_4", "entropy", "distance_r2", "distance_kl",
     "name_ratio", "noun_ratio", "prev_token", "duplicate_token", "induction",
 )
@@ -55,16 +81,18 @@ METRICS = (
 
 @dataclass
 class HeadThresholds:
-    local_share: float = 0.6
-    """local: at least this much attention within the last 4 tokens …"""
-    local_r2: float = 0.5
-    """… and a distance-only profile explains at least this much (R²)."""
-    semantic_ratio: float = 2.0
-    """semantic: attends to names or nouns at least this many times their base rate …"""
-    semantic_max_local: float = 0.5
-    """… with less than this within the last 4 tokens …"""
-    semantic_max_r2: float = 0.5
-    """… and a distance profile explaining less than this."""
+    min_structure: float = 0.1
+    """local/semantic: the pattern removes at least this share of the uniform entropy beyond the sink."""
+    explained: float = 0.5
+    """The winning factor (distance or content) alone explains at least this share of the structure …"""
+    dominance: float = 0.1
+    """… and at least this much more than the other factor alone."""
+
+    def __post_init__(self):
+        for name in ("min_structure", "explained", "dominance"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"HeadThresholds.{name}={value}: must be in [0, 1] (a share)")
 
 
 @dataclass
@@ -78,13 +106,22 @@ class HeadConfig:
     thresholds: HeadThresholds = field(default_factory=HeadThresholds)
 
 
-def classify(metrics: dict[str, np.ndarray], th: HeadThresholds) -> np.ndarray:
-    """(L, H) array of class names from the metric arrays."""
-    content = np.fmax(np.nan_to_num(metrics["name_ratio"]), np.nan_to_num(metrics["noun_ratio"]))
-    r2 = np.nan_to_num(metrics["distance_r2"], nan=0.0)
-    local = (metrics["local_4"] >= th.local_share) & (r2 >= th.local_r2)
-    semantic = (content >= th.semantic_ratio) & (metrics["local_4"] < th.semantic_max_local) & (r2 < th.semantic_max_r2)
-    return np.where(local, "local", np.where(semantic, "semantic", "mixed"))
+def class_margins(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Per head, how far it is inside the local and the semantic rule (>= 0: the rule holds)."""
+    structure = np.nan_to_num(metrics["structure"], nan=0.0) - th.min_structure
+    dist = np.nan_to_num(metrics["distance_explained"], nan=0.0)
+    cont = np.nan_to_num(metrics["content_explained"], nan=0.0)
+    local = np.minimum.reduce([structure, dist - th.explained, dist - cont - th.dominance])
+    semantic = np.minimum.reduce([structure, cont - th.explained, cont - dist - th.dominance])
+    return local, semantic
+
+
+def classify(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.ndarray, np.ndarray]:
+    """(L, H) class names and (L, H) margins from the metric arrays (see the module docstring)."""
+    local, semantic = class_margins(metrics, th)
+    classes = np.where(local >= 0, "local", np.where(semantic >= 0, "semantic", "mixed"))
+    margin = np.where(local >= 0, local, np.where(semantic >= 0, semantic, -np.maximum(local, semantic)))
+    return classes, margin
 
 
 @dataclass
@@ -99,12 +136,24 @@ class HeadResult:
     head_class: np.ndarray
     """(L, H) 'local' | 'semantic' | 'mixed'."""
     thresholds: HeadThresholds = field(default_factory=HeadThresholds)
+    content_logits: np.ndarray | None = None
+    """(L, H, n_categories) the content model's logit for each key category (mean-centred per head)."""
+
+    def content_category(self) -> np.ndarray:
+        """(L, H) the key category each head's content model prefers most ('' when unknown)."""
+        if self.content_logits is None:
+            return np.full(self.head_class.shape, "", dtype=object)
+        best = np.asarray(CATEGORIES, dtype=object)[np.asarray(self.content_logits).argmax(-1)]
+        unknown = np.isnan(self.metrics.get("content_explained", np.zeros(best.shape)))  # nothing to explain
+        return np.where(unknown, "", best)
 
     def to_frame(self) -> pd.DataFrame:
         L, H = self.head_class.shape
+        missing = np.full((L, H), np.nan)  # results saved before a metric existed
         return pd.DataFrame({
             "layer": np.repeat(np.arange(L), H), "head": np.tile(np.arange(H), L),
-            **{m: self.metrics[m].reshape(-1) for m in METRICS}, "head_class": self.head_class.reshape(-1),
+            **{m: self.metrics.get(m, missing).reshape(-1) for m in METRICS},
+            "content_category": self.content_category().reshape(-1), "head_class": self.head_class.reshape(-1),
         })
 
     def by_class(self) -> dict[str, list[tuple[int, int]]]:
@@ -123,6 +172,7 @@ class HeadResult:
             "metrics": {m: np.round(v, 6).tolist() for m, v in self.metrics.items()},
             "kernel": np.round(self.kernel, 6).tolist(), "head_class": self.head_class.tolist(),
             "thresholds": dataclasses.asdict(self.thresholds),
+            "content_logits": None if self.content_logits is None else np.round(self.content_logits, 4).tolist(),
         })
         return path
 
@@ -133,8 +183,12 @@ class HeadResult:
             model=d["model"], seq_len=d["seq_len"], n_samples=d["n_samples"],
             metrics={m: np.asarray(v, dtype=np.float64) for m, v in d["metrics"].items()},
             kernel=np.asarray(d["kernel"]), head_class=np.asarray(d["head_class"]),
-            thresholds=HeadThresholds(**d["thresholds"]),
+            thresholds=HeadThresholds(**{k: v for k, v in d["thresholds"].items() if k in _THRESHOLD_FIELDS}),
+            content_logits=None if d.get("content_logits") is None else np.asarray(d["content_logits"]),
         )
+
+
+_THRESHOLD_FIELDS = {f.name for f in dataclasses.fields(HeadThresholds)}  # older files carry other fields
 
 
 class _HeadAccumulator:
@@ -142,16 +196,19 @@ class _HeadAccumulator:
 
     def __init__(self, n_heads: int, T: int):
         self.n = 0
+        self.mass = torch.zeros(n_heads, n_groups(T), dtype=torch.float64)  # attention per decomposition group
         self.s1 = torch.zeros(n_heads, T, T, dtype=torch.float64)
         self.s2 = torch.zeros(n_heads, T, T, dtype=torch.float64)
         self.sums = {m: torch.zeros(n_heads, dtype=torch.float64) for m in ("entropy", "name", "noun", "prev", "dup", "ind")}
         self.base = {"name": 0.0, "noun": 0.0}
 
-    def update(self, p: torch.Tensor, tokens: torch.Tensor, is_name: torch.Tensor, is_noun: torch.Tensor) -> None:
-        """``p`` (B, H, T, T) patterns; ``tokens``/``is_name``/``is_noun`` (B, T)."""
+    def update(self, p: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor) -> None:
+        """``p`` (B, H, T, T) patterns; ``tokens``/``labels`` (B, T); ``groups`` (B, T, T) from :func:`group_index`."""
         p = p.detach().double().cpu()
         B, H, T, _ = p.shape
+        is_name, is_noun = labels == CAT["name"], labels == CAT["noun"]
         self.n += B
+        self.mass += group_mass(p, groups, self.mass.shape[1])
         self.s1 += p.sum(0)
         self.s2 += (p * p).sum(0)
         self.sums["entropy"] += -(p * p.clamp_min(1e-30).log()).sum(-1).sum((0, 2))
@@ -220,13 +277,14 @@ def analyze_heads(model, corpus, config: HeadConfig | None = None, progress: boo
     tokenizer = getattr(model, "tokenizer", None)
     categorizer = TokenCategorizer(tokenizer) if tokenizer is not None else None
     if categorizer is None:
-        log.warning("model has no tokenizer: name/noun attention ratios are NaN and no head can be 'semantic'")
+        log.warning("model has no tokenizer: name/noun ratios are NaN; content is only token identity (dup/induction)")
     accs = [_HeadAccumulator(model.cfg.n_heads, T) for _ in hook_names]
+    counts = QueryGroupCounts(T)
     batch: dict = {}
 
     def make_hook(layer: int):
         def hook(pattern: torch.Tensor, hook) -> None:
-            accs[layer].update(pattern, batch["tokens"], batch["name"], batch["noun"])
+            accs[layer].update(pattern, batch["tokens"], batch["labels"], batch["groups"])
 
         return hook
 
@@ -239,9 +297,49 @@ def analyze_heads(model, corpus, config: HeadConfig | None = None, progress: boo
             labels = torch.from_numpy(np.stack([categorizer.label_stream(row) for row in tokens]))
         else:
             labels = torch.full(tokens.shape, -1)
-        batch["name"], batch["noun"] = labels == CAT["name"], labels == CAT["noun"]
+        batch["labels"], batch["groups"] = labels, group_index(batch["tokens"], labels)
+        counts.add(batch["groups"])
         model.run_with_hooks(batch["tokens"].to(cfg.device), fwd_hooks=hooks, return_type=None)
+    return _result(model_name(model), accs, counts, len(starts), cfg.thresholds)
+
+
+def _result(name: str, accs: list[_HeadAccumulator], counts: QueryGroupCounts, n_samples: int,
+            thresholds: HeadThresholds) -> HeadResult:
+    """Finish every layer's sums, fit the decomposition of all heads at once, classify."""
     per_layer = [acc.finish() for acc in accs]
-    metrics = {m: np.stack([pl[0][m] for pl in per_layer]) for m in METRICS}
+    metrics = {m: np.stack([pl[0][m] for pl in per_layer]) for m in METRICS if m in per_layer[0][0]}
+    L, H = len(accs), accs[0].mass.shape[0]
+    mass = torch.cat([acc.mass for acc in accs]).numpy()  # (L*H, groups)
+    entropy = torch.cat([acc.sums["entropy"] for acc in accs]).numpy()
+    log.info("fitting distance/content attention models to %d heads", L * H)
+    parts = fit_decomposition(mass, entropy, counts)
+    for m in ("structure", "distance_explained", "content_explained", "joint_explained"):
+        metrics[m] = parts[m].reshape(L, H)
+    head_class, metrics["margin"] = classify(metrics, thresholds)
     kernel = np.stack([pl[1] for pl in per_layer])
-    return HeadResult(model_name(model), T, len(starts), metrics, kernel, classify(metrics, cfg.thresholds), cfg.thresholds)
+    return HeadResult(name, counts.T, n_samples, metrics, kernel, head_class, thresholds,
+                      parts["content_logits"].reshape(L, H, -1))
+
+
+def head_metrics_from_patterns(patterns, tokens, labels=None, thresholds: HeadThresholds | None = None,
+                               name: str = "patterns") -> HeadResult:
+    """Metrics and classes of heads given their patterns directly (no model), e.g. constructed heads.
+
+    ``patterns``: ``(B, H, T, T)`` for one layer, or ``(B, L, H, T, T)``; rows sum to 1 over keys
+    ``k <= q``. ``tokens``: ``(B, T)`` token ids; ``labels``: ``(B, T)`` category indices of
+    :data:`tinyinterp.interp.categories.CATEGORIES` (``None``: unknown). Same metrics as :func:`analyze_heads`.
+    """
+    p = torch.as_tensor(patterns, dtype=torch.float64)
+    p = p[:, None] if p.dim() == 4 else p
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    if p.dim() != 5 or p.shape[-1] != p.shape[-2] or tokens.shape != (p.shape[0], p.shape[-1]):
+        raise DataError(f"patterns {tuple(p.shape)} / tokens {tuple(tokens.shape)}: need (B, [L,] H, T, T) and (B, T)")
+    labels = torch.full(tokens.shape, -1) if labels is None else torch.as_tensor(labels, dtype=torch.long)
+    B, L, H, T, _ = p.shape
+    groups = group_index(tokens, labels)
+    counts = QueryGroupCounts(T)
+    counts.add(groups)
+    accs = [_HeadAccumulator(H, T) for _ in range(L)]
+    for layer, acc in enumerate(accs):
+        acc.update(p[:, layer], tokens, labels, groups)
+    return _result(name, accs, counts, B, thresholds or HeadThresholds())

@@ -14,8 +14,12 @@ On-disk format (``out_dir``, by default ``run_dir/analysis/neurons/``):
 - ``index.safetensors``: ``top_values`` f32 (L, N, k) sorted descending (``-inf`` where the corpus had
   fewer than k tokens), ``top_positions`` i64 (L, N, k) global offsets into ``corpus.tokens`` (-1 = none),
   ``top_tokens`` i32 and ``top_prev_tokens`` i32 (token before, -1 at a document start),
-  ``mean``/``std``/``max``/``frac_active`` f32 (L, N).
+  ``mean``/``std``/``max``/``frac_active`` f32 (L, N); the activation distribution of
+  :mod:`.neuron_distribution` (``hist_counts``, ``sample_positions``/``sample_values`` one example per
+  histogram bin, ``bottom_values``/``bottom_positions`` the most negative activations) and the logit
+  effects of :mod:`.neuron_logits` (``logit_top|bottom_tokens|values``, (L, N, n_logits)).
 - ``meta.json``: ``{"model", "n_layers", "d_mlp", "k", "n_tokens", "corpus", "tokenizer_fingerprint", "config"}``.
+  ``corpus`` is relative to the run directory (``out_dir/../..`` when ``out_dir`` is ``run/analysis/x``), else to ``out_dir``.
 - ``tokenizer.json``: a copy of the model's tokenizer, so queries by token string work anywhere.
 
     >>> index = build_neuron_index(model, corpus, run_dir / "analysis" / "neurons")
@@ -27,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +40,12 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from tinyinterp.errors import DataError
+from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.interp.inputs import check_model_corpus, document_windows, iter_batches, mlp_hook_names, model_name
+from tinyinterp.interp.neuron_distribution import batch_order, finalize_distribution, init_distribution, update_distribution
+from tinyinterp.interp.neuron_logits import logit_effects
 from tinyinterp.interp.neuron_query import NeuronQueries
-from tinyinterp.rundir import atomic_save_tensors, atomic_write_json, read_json
+from tinyinterp.rundir import ANALYSIS_DIR, atomic_save_tensors, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +70,14 @@ class NeuronIndexConfig:
     """Index only the first max_docs documents (None = all)."""
     stop_early: bool = True
     """Abort the forward after the last MLP (the logits are not needed)."""
+    k_negative: int = 10
+    """Most negative activations kept per neuron."""
+    n_logits: int = 20
+    """Tokens kept per neuron and direction (promoted / suppressed) in the logit effects."""
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("k", "batch_size", "shard_docs"):
+        for name in ("k", "batch_size", "shard_docs", "k_negative", "n_logits"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"NeuronIndexConfig.{name} must be positive, got {getattr(self, name)}")
 
@@ -78,7 +89,7 @@ class _StopForward(Exception):
 class _RunningState:
     """Top-k and moments for all layers; every tensor is (L, N[, k]) so saving/loading is one dict."""
 
-    def __init__(self, n_layers: int, d_mlp: int, k: int):
+    def __init__(self, n_layers: int, d_mlp: int, k: int, k_negative: int = 10):
         self.k = k
         self.t = {
             "top_values": torch.full((n_layers, d_mlp, k), float("-inf")),
@@ -88,10 +99,13 @@ class _RunningState:
             "m2": torch.zeros(n_layers, d_mlp, dtype=torch.float64),
             "max": torch.full((n_layers, d_mlp), float("-inf")),
             "n_active": torch.zeros(n_layers, d_mlp, dtype=torch.float64),
+            **init_distribution(n_layers, d_mlp, k_negative),
         }
 
-    def update(self, layer: int, acts: torch.Tensor, positions: torch.Tensor) -> None:
-        """Fold ``acts`` (n_tokens, N) at global ``positions`` (n_tokens,) into layer ``layer``."""
+    def update(self, layer: int, acts: torch.Tensor, positions: torch.Tensor, order: torch.Tensor, rank: torch.Tensor) -> None:
+        """Fold ``acts`` (n_tokens, N) at global ``positions`` (n_tokens,) into layer ``layer``;
+        ``order``/``rank``: the tokens' sampling priority (:func:`.neuron_distribution.batch_order`)."""
+        update_distribution(self.t, layer, acts, positions, order, rank)
         t, n = self.t, acts.shape[0]
         kk = min(self.k, n)
         vals, idx = torch.topk(acts, kk, dim=0)  # (kk, N)
@@ -121,6 +135,7 @@ def _config_fingerprint(model, corpus, cfg: NeuronIndexConfig, seq_len: int) -> 
         "corpus_tokens": int(len(corpus.tokens)),
         "corpus_docs": int(corpus.n_docs),
         "k": cfg.k,
+        "k_negative": cfg.k_negative,
         "seq_len": seq_len,
         "shard_docs": cfg.shard_docs,
         "max_docs": cfg.max_docs,
@@ -147,7 +162,7 @@ def build_neuron_index(
     n_docs = corpus.n_docs if cfg.max_docs is None else min(cfg.max_docs, corpus.n_docs)
     n_shards = -(-n_docs // cfg.shard_docs)
 
-    state = _RunningState(model.cfg.n_layers, model.cfg.d_mlp, cfg.k)
+    state = _RunningState(model.cfg.n_layers, model.cfg.d_mlp, cfg.k, cfg.k_negative)
     shards_done = _load_progress(out_dir / PROGRESS_FILE, settings, state)
     if shards_done:
         log.info("resuming neuron index at shard %d/%d", shards_done, n_shards)
@@ -157,11 +172,10 @@ def build_neuron_index(
 
     def make_hook(layer: int):
         def hook(acts: torch.Tensor, hook) -> None:
-            flat = acts.detach().reshape(-1, acts.shape[-1]).float()
-            if batch["all_valid"]:
-                state.update(layer, flat, batch["positions"])
-            else:
-                state.update(layer, flat[batch["mask"]], batch["positions"][batch["mask"]])
+            flat = acts.detach().reshape(-1, acts.shape[-1]).float().cpu()  # the running state lives on the CPU
+            if not batch["all_valid"]:
+                flat = flat[batch["mask"]]
+            state.update(layer, flat, batch["positions"], batch["order"], batch["rank"])
             if cfg.stop_early and layer == n_layers - 1:
                 raise _StopForward
 
@@ -181,6 +195,9 @@ def build_neuron_index(
             batch["mask"] = mask.reshape(-1).cpu()
             batch["all_valid"] = bool(batch["mask"].all())
             batch["positions"] = positions.reshape(-1)
+            if not batch["all_valid"]:
+                batch["positions"] = batch["positions"][batch["mask"]]
+            batch["order"], batch["rank"] = batch_order(batch["positions"])  # shared by all layers
             try:
                 model.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None)
             except _StopForward:
@@ -194,10 +211,14 @@ def build_neuron_index(
     if state.t["count"][0] == 0:
         raise DataError(f"{getattr(corpus, 'path', 'corpus')}: no tokens were indexed; the documents are empty")
     index = _finalize(state, corpus)
+    try:
+        index |= logit_effects(model, n_top=cfg.n_logits)
+    except TinyinterpError as e:  # an exotic model without readable W_out/W_U: the rest of the index still works
+        log.warning("no logit effects in the neuron index: %s", e)
     meta = {
         **{k: settings[k] for k in ("model", "n_layers", "d_mlp", "k")},
         "n_tokens": int(state.t["count"][0].item()),
-        "corpus": str(getattr(corpus, "path", "")),
+        "corpus": _relative_corpus_path(out_dir, getattr(corpus, "path", None)),
         "tokenizer_fingerprint": getattr(corpus, "tokenizer_fingerprint", None),
         "config": dataclasses.asdict(cfg) | {"seq_len": seq_len},
     }
@@ -207,6 +228,31 @@ def build_neuron_index(
     atomic_write_json(out_dir / META_FILE, meta)  # last: an index dir with meta.json is complete
     (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
     return NeuronIndex(out_dir, meta, index, corpus=corpus, tokenizer=getattr(model, "tokenizer", None))
+
+
+def _path_base(index_dir: Path) -> Path:
+    """The folder ``meta.json``'s corpus path is relative to: the run directory for ``run/analysis/<x>/``
+    (so the run can move, and the app can serve it from any cwd), else the index folder itself."""
+    index_dir = Path(index_dir)
+    return index_dir.parent.parent if index_dir.parent.name == ANALYSIS_DIR else index_dir
+
+
+def _relative_corpus_path(index_dir: Path, corpus_path) -> str:
+    if not corpus_path:
+        return ""
+    return os.path.relpath(Path(corpus_path).resolve(), _path_base(index_dir).resolve())
+
+
+def recorded_corpus_path(index_dir: str | Path, meta: dict) -> Path | None:
+    """Where ``meta.json`` says the corpus is, resolved against the run directory (never the cwd);
+    an index from before that rule kept an absolute or cwd-relative path, which is tried last."""
+    where = meta.get("corpus")
+    if not where:
+        return None
+    candidate = _path_base(Path(index_dir)) / where  # an absolute `where` stays as it is
+    if not candidate.exists() and Path(where).exists():
+        return Path(where)  # an old index: relative to the cwd of the build
+    return candidate
 
 
 def _save_progress(path: Path, settings: dict, state: _RunningState, shards_done: int) -> None:
@@ -247,6 +293,7 @@ def _finalize(state: _RunningState, corpus) -> dict[str, torch.Tensor]:
         "std": (t["m2"] / count).sqrt().float(),
         "max": t["max"].float(),
         "frac_active": (t["n_active"] / count).float(),
+        **finalize_distribution(t),
     }
 
 
@@ -290,9 +337,9 @@ class NeuronIndex(NeuronQueries):
     @property
     def corpus(self):
         if self._corpus is None:
-            where = self.meta.get("corpus")
-            if not where or not Path(where).exists():
-                raise DataError(f"{self.path / META_FILE}: corpus {where!r} not found; pass corpus= to NeuronIndex.load")
+            where = recorded_corpus_path(self.path, self.meta)
+            if where is None or not where.exists():
+                raise DataError(f"{self.path / META_FILE}: corpus {self.meta.get('corpus')!r} not found; pass corpus= to NeuronIndex.load")
             from tinyinterp.corpus import TokenizedCorpus
 
             self._corpus = TokenizedCorpus.open(where)

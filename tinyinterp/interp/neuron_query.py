@@ -1,4 +1,5 @@
-"""Queries on a built neuron index: top examples in context, neurons for a token, token histograms.
+"""Queries on a built neuron index: examples in context (top, quantile, most negative), activation
+histograms, logit effects, neurons for a token or a word, token histograms.
 
 Mixed into :class:`tinyinterp.interp.neuron_index.NeuronIndex`, which supplies ``tensors`` (the
 arrays of ``index.safetensors``), ``meta``, ``corpus`` and ``tokenizer``. Activations of the
@@ -21,6 +22,10 @@ import torch
 
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.inputs import MLP_HOOK, doc_of_position
+from tinyinterp.interp.neuron_distribution import bin_ranges, quantile_bins
+
+DEFAULT_QUANTILES = (0.1, 0.5, 0.9, 0.99, 0.999)
+"""Quantiles :meth:`NeuronQueries.quantile_examples` draws from by default (top-k covers the very top)."""
 
 
 @dataclass
@@ -37,6 +42,11 @@ class Example:
     """The neuron's activation on each token of the window (NaN where unknown: no model given)."""
     center: int
     """Index of the top token inside ``tokens``."""
+    quantile: float | None = None
+    """For a quantile example: the quantile asked for."""
+    share_range: tuple[float, float] | None = None
+    """For a quantile example: share of the corpus's tokens below / up to the end of the example's
+    histogram bin (the example's own quantile lies in this range)."""
 
     def text(self, mark: str = "[[{}]]") -> str:
         return "".join(mark.format(s) if i == self.center else s for i, s in enumerate(self.token_strs))
@@ -67,13 +77,81 @@ class NeuronQueries:
             raise TinyinterpError(f"token {token!r} is {len(ids)} tokens for this tokenizer; pass a single token (e.g. ' Lucy')")
         return ids[0]
 
+    def _require(self, key: str, what: str) -> torch.Tensor:
+        if key not in self.tensors:
+            raise TinyinterpError(f"{getattr(self, 'path', 'index')}: this neuron index has no {what} (built by an older "
+                                  "version); rebuild it with `tinyinterp analyze neurons`")
+        return self.tensors[key]
+
     def top_examples(self, layer: int, neuron: int, k: int | None = None, context: int = 8, model=None) -> list[Example]:
         """The ``k`` highest activations of ``neuron`` with ``context`` tokens each side."""
         self._check(layer, neuron)
-        values = self.tensors["top_values"][layer, neuron]
-        positions = self.tensors["top_positions"][layer, neuron].numpy()
+        return self._examples(layer, neuron, self.tensors["top_values"][layer, neuron],
+                              self.tensors["top_positions"][layer, neuron], k or self.k, context, model)
+
+    def negative_examples(self, layer: int, neuron: int, k: int | None = None, context: int = 8, model=None) -> list[Example]:
+        """The ``k`` most negative activations of ``neuron`` (most negative first)."""
+        self._check(layer, neuron)
+        values = self._require("bottom_values", "most negative examples")[layer, neuron]
+        positions = self.tensors["bottom_positions"][layer, neuron]
+        return self._examples(layer, neuron, values, positions, k or len(values), context, model)
+
+    def quantile_examples(self, layer: int, neuron: int, quantiles=DEFAULT_QUANTILES, context: int = 8,
+                          model=None) -> list[Example]:
+        """One example per quantile of the neuron's activation over the whole indexed corpus.
+
+        Each example is a uniform random token from the histogram bin that holds the quantile (see
+        :mod:`.neuron_distribution`), so its activation is within that bin's range (a factor <= 1.5
+        wide, except the zero bin |x| < 2^-8 and the overflow bins); ``Example.quantile`` is the quantile asked for, ``Example.share_range`` the share of
+        tokens below / up to the end of its bin.
+        """
+        self._check(layer, neuron)
+        counts = self._require("hist_counts", "activation histogram")[layer, neuron].numpy()
+        positions = self.tensors["sample_positions"][layer, neuron]
+        values = self.tensors["sample_values"][layer, neuron]
+        out = []
+        for q, (b, lo, hi) in zip(quantiles, quantile_bins(counts, quantiles)):
+            (ex,) = self._examples(layer, neuron, values[b : b + 1], positions[b : b + 1], 1, context, model)
+            ex.quantile, ex.share_range = float(q), (lo, hi)
+            out.append(ex)
+        return out
+
+    def activation_histogram(self, layer: int, neuron: int) -> pd.DataFrame:
+        """The neuron's activation histogram over the indexed corpus: one row per bin (lo, hi, count).
+
+        Bins are fixed half-octaves of ``|x|`` (:func:`.neuron_distribution.bin_edges`); the first and
+        last are overflow bins (``±inf``), the middle one holds ``|x| < 2^-8``.
+        """
+        self._check(layer, neuron)
+        counts = self._require("hist_counts", "activation histogram")[layer, neuron].numpy()
+        ranges = bin_ranges()
+        return pd.DataFrame({"lo": ranges[:, 0], "hi": ranges[:, 1], "count": counts})
+
+    def logit_effects(self, layer: int, neuron: int, n: int | None = None) -> dict[str, pd.DataFrame]:
+        """Tokens the neuron's output weight promotes / suppresses most through the unembedding.
+
+        ``{"promoted": DataFrame(token_id, token, effect), "suppressed": ...}``, strongest first; the
+        direct-path approximation is described in :mod:`.neuron_logits`.
+        """
+        self._check(layer, neuron)
+        out = {}
+        for name, key in (("promoted", "logit_top"), ("suppressed", "logit_bottom")):
+            ids = self._require(f"{key}_tokens", "logit effects")[layer, neuron][:n].tolist()
+            vals = self.tensors[f"{key}_values"][layer, neuron][:n].tolist()
+            out[name] = pd.DataFrame({"token_id": ids, "token": [self._token_str(t) for t in ids], "effect": vals})
+        return out
+
+    def find_neurons(self, words, model, top: int = 20, **kwargs) -> pd.DataFrame:
+        """Neurons that fire selectively on ``words`` (case-insensitive); see :func:`.neuron_search.find_neurons`."""
+        from tinyinterp.interp.neuron_search import find_neurons
+
+        return find_neurons(self, model, words, top=top, **kwargs)
+
+    def _examples(self, layer: int, neuron: int, values: torch.Tensor, positions: torch.Tensor, k: int, context: int,
+                  model) -> list[Example]:
+        positions = positions.numpy()
         keep = positions >= 0
-        values, positions = values[torch.from_numpy(keep)][: k or self.k], positions[keep][: k or self.k]
+        values, positions = values[torch.from_numpy(keep)][:k], positions[keep][:k]
         corpus = self.corpus
         offsets = np.asarray(corpus.doc_offsets)
         docs = doc_of_position(corpus, positions)

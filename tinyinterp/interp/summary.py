@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.interp.categories import PURITY_FILE, PurityResult
+from tinyinterp.interp.categories import PURITY_FILE, ROLE_MIN_DISTINCT, ROLE_THRESHOLD, PurityResult
 from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, HeadResult
 from tinyinterp.rundir import ANALYSIS_DIR
 
@@ -43,10 +43,14 @@ def _neuron_lines(purity: PurityResult, n_top: int) -> list[str]:
         best = max(cats, key=cats.get)
         lines.append(f"  {row['layer']:>5}  {row['mean_purity']:>11.3f}  {row['median_purity']:>6.3f}  "
                      f"{row['mean_type_purity']:>11.3f}  {100 * row['share_role']:>5.1f}  {str(h):<32} {best} ({100 * cats[best]:.0f}%)")
-    lines.append(f"Most pure role neurons (type purity over >= 3 distinct top tokens):")
-    for r in purity.top(n_top).to_dict("records"):
+    lines.append(f"Most pure role neurons (type purity >= {ROLE_THRESHOLD} over >= {ROLE_MIN_DISTINCT} distinct top tokens, "
+                 "category not 'other'; purity and type purity are of that category):")
+    roles = purity.top(n_top, by="role").to_dict("records")
+    for r in roles:
         lines.append(f"  L{r['layer']} N{r['neuron']:<5} {r['category']:<12} purity {r['purity']:.2f} "
                      f"type {r['type_purity']:.2f}  {', '.join(repr(t) for t in r['top_tokens'])}")
+    if not roles:
+        lines.append("  (none)")
     return lines
 
 
@@ -55,6 +59,10 @@ def _head_lines(heads: HeadResult, n_list: int) -> list[str]:
     lines = [f"Heads ({heads.head_class.size}, sample of {heads.n_samples} windows x {heads.seq_len} tokens): "
              + ", ".join(f"{c} {counts[c]}" for c in HEAD_CLASSES)]
     frame = heads.to_frame()
+    if frame.structure.notna().any():  # the distance/content decomposition exists (results since issue 11)
+        flat = int(((frame.head_class == "mixed") & ~(frame.structure >= heads.thresholds.min_structure)).sum())
+        lines.append(f"  (mixed: {flat} select nothing beyond uniform or the first token, structure < "
+                     f"{heads.thresholds.min_structure:g}; {counts['mixed'] - flat} need both distance and content)")
     for c in HEAD_CLASSES:
         sub = frame[frame.head_class == c]
         if len(sub):

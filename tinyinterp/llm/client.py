@@ -33,6 +33,12 @@ from tinyinterp.llm.pricing import Price, estimate_cost
 from tinyinterp.llm.structured import InvalidReply, extract_json, json_instruction
 
 log = logging.getLogger(__name__)
+# httpx logs one INFO line per HTTP request ("HTTP Request: POST ... 200 OK"); with the CLI's INFO
+# root logger that floods stderr during grading/datagen. Our own retry/cost accounting says what
+# matters, so only its warnings get through (unless someone configured these loggers themselves).
+for _name in ("httpx", "httpx2", "httpcore", "httpcore2"):  # the openai SDK ships on httpx2 here
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 ENV_BASE_URL, ENV_API_KEY, ENV_MODEL = "OPENAI_BASE_URL", "OPENAI_API_KEY", "TINYINTERP_LLM_MODEL"
 DEFAULT_MODEL = "gpt-4o-mini"

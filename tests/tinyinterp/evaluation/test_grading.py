@@ -165,3 +165,24 @@ def _prompt_file(run):
     path = run / "prompts.yaml"
     path.write_text("- Once upon a time, Tom saw a\n- Lily was tired, so she went\n", encoding="utf-8")
     return path
+
+
+def test_cli_grade_honours_max_prompts_and_n_when_completions_exist(fresh_run):
+    """Issue 10: with a completions file present, --max-prompts 2 --n 1 graded every completion in it."""
+    from tinyinterp.evaluation.cli import main
+
+    prompts = fresh_run / "three.yaml"
+    prompts.write_text("- Once upon a time, Tom saw a\n- Lily was tired, so she went\n- Ben had a big\n",
+                       encoding="utf-8")
+    common = ["--run", str(fresh_run), "--prompts", str(prompts), "--max-new-tokens", "6", "--no-progress"]
+    assert main(["eval", "complete", *common, "--n", "3"]) == 0
+    assert len(CompletionSet.load(completions_path(fresh_run)).records) == 9
+    with openai_server(Grading()) as server:
+        assert main(["eval", "grade", *common, "--base-url", server.url, "--grader-model", "gpt-4o-mini",
+                     "--max-prompts", "2", "--n", "1"]) == 0
+        n_requests = len(server.chat_requests())
+    graded = read_jsonl(eval_dir(fresh_run) / GRADES_FILE)
+    assert sorted((r["prompt_id"], r["sample"]) for r in graded) == [("p00", 0), ("p01", 0)]
+    assert n_requests == 2 * 2  # two turns per graded completion
+    summary = read_json(eval_dir(fresh_run) / "grades_summary.json")["checkpoints"]["final"]
+    assert summary["n"] == 2

@@ -11,6 +11,7 @@ from tinyinterp.evaluation.grade_prompts import (
     COMPLETION_TURN2, INSTRUCT_TURN2, Grades, completion_turns, instruct_turns, parse_grades,
 )
 from tinyinterp.evaluation.prompts import load_prompts
+from tinyinterp.instruct_format import InstructFields, parse_text
 from tinyinterp.llm import InvalidReply
 
 
@@ -81,7 +82,12 @@ def test_yaml_and_jsonl_prompt_files(tmp_path):
     a, b = load_prompts(y)
     assert (a.id, a.text, a.kind) == ("p00", "Once upon a time", "completion")
     assert b.words == ["dance", "moon", "sleepy"]
-    assert b.text == "Words: dance, moon, sleepy\nSummary: A dog dances.\nStory: "
+    # datagen's Instruct format (tinyinterp.instruct_format): every given line, an order seeded by the id,
+    # and no trailing space after "Story:" (training text is "Story: <story>", the space belongs to the story)
+    parsed = parse_text(b.text)
+    assert b.text.endswith("\nStory:") and parsed.story is None
+    assert parsed.fields == InstructFields(words=("dance", "moon", "sleepy"), summary="A dog dances.")
+    assert sorted(parsed.lines) == ["Summary", "Words"] and load_prompts(y)[1].text == b.text
     j = tmp_path / "p.jsonl"
     j.write_text(json.dumps("Tom had a ball") + "\n" + json.dumps({"prompt": "Lily said", "id": "x"}) + "\n")
     assert [p.text for p in load_prompts(j)] == ["Tom had a ball", "Lily said"]

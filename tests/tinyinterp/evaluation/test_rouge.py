@@ -74,3 +74,34 @@ def test_index_on_real_stories(shared_data):
     assert best.precision == 1.0 and stories[best.precision_doc].startswith(probe[:40])
     for q in [probe, "Once upon a time there was a happy dog who liked to run.", ""]:
         assert index.max_rouge(q) == brute_force_max_rouge(q, stories, n=2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pred=texts, target=texts, stem=st.booleans())
+def test_rouge_l_equals_rouge_score(pred, target, stem):
+    """Issue 10: ROUGE-L (LCS) equals rouge_score's rougeL bit for bit."""
+    from tinyinterp.evaluation.rouge import rouge_l
+
+    ref = RougeScorer(["rougeL"], use_stemmer=stem).score(target, pred)["rougeL"]
+    for ours in (rouge_l(pred, target, stem=stem), rouge_n(pred, target, "L", stem=stem)):
+        assert (ours.precision, ours.recall, ours.fmeasure) == (ref.precision, ref.recall, ref.fmeasure)
+
+
+@settings(max_examples=40, deadline=None)
+@given(corpus=st.lists(texts, min_size=1, max_size=6), query=texts)
+def test_brute_force_max_rouge_l(corpus, query):
+    from tinyinterp.evaluation.rouge import rouge_l
+
+    best = brute_force_max_rouge(query, corpus, n="L")
+    scores = [rouge_l(query, ref) for ref in corpus]
+    assert best.precision == max(s.precision for s in scores) and best.fmeasure == max(s.fmeasure for s in scores)
+
+
+@pytest.mark.parametrize("n", ["L", "rougeL", 2.5, "2", True, 0, 10])
+def test_index_refuses_rouge_l_and_bad_orders_in_one_line(n):
+    """Issue 10: NgramIndex.build(n="L") raised a raw TypeError."""
+    with pytest.raises(TinyinterpError) as err:
+        NgramIndex.build(["the cat sat"], n=n)
+    assert "\n" not in str(err.value)
+    if str(n).upper().endswith("L"):
+        assert "rouge_l()" in str(err.value)

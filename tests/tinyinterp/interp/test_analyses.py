@@ -48,6 +48,7 @@ def test_compare_gpt2xl_script_on_local_gpt2(story_tokenizer, tmp_path, capsys):
     assert compare_gpt2xl.main([str(run), "--model", str(gpt2_dir), "--texts", str(texts), "--n-samples", "4", "--out", str(out)]) == 0
     data = json.loads((out / "compare_gpt2xl.json").read_text())
     assert data["comparison"]["b"]["n_layers"] == 2 and data["seconds"] > 0 and data["peak_rss_mib"] > 0
+    assert data["model_class"] == "HookedTransformer"  # the native GPT-2 import, not the bridge
     assert (out / "compare_gpt2xl.png").is_file()
     # offline, the default gpt2-xl fails with the loader's one-line error
     assert compare_gpt2xl.main([str(run), "--model", "gpt2-xl", "--texts", str(texts), "--out", str(out)]) == 2

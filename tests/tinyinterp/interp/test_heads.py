@@ -9,6 +9,7 @@ import torch
 from transformer_lens import head_detector as hd
 
 from tinyinterp.interp.categories import CAT, TokenCategorizer
+from tinyinterp.interp.head_decomposition import group_index
 from tinyinterp.interp.heads import HeadConfig, HeadResult, _HeadAccumulator, analyze_heads, sample_windows
 
 LAYER, HEAD = 0, 1
@@ -90,7 +91,8 @@ def test_detector_scores_match_transformer_lens():
     p = torch.rand(1, H, T, T).tril()
     p = p / p.sum(-1, keepdim=True)
     acc = _HeadAccumulator(H, T)
-    acc.update(p, tokens, torch.zeros(1, T, dtype=torch.bool), torch.zeros(1, T, dtype=torch.bool))
+    labels = torch.full((1, T), -1)
+    acc.update(p, tokens, labels, group_index(tokens, labels))
     metrics, _ = acc.finish()
     for ours, pattern_fn in (("prev_token", hd.get_previous_token_head_detection_pattern),
                              ("duplicate_token", hd.get_duplicate_token_head_detection_pattern),
@@ -106,7 +108,8 @@ def test_uniform_head_metrics_known_answers():
     T = 8
     p = (torch.ones(T, T).tril() / torch.arange(1, T + 1)[:, None])[None, None]
     acc = _HeadAccumulator(1, T)
-    acc.update(p, torch.arange(T)[None], torch.zeros(1, T, dtype=torch.bool), torch.zeros(1, T, dtype=torch.bool))
+    tokens, labels = torch.arange(T)[None], torch.full((1, T), -1)
+    acc.update(p, tokens, labels, group_index(tokens, labels))
     m, kernel = acc.finish()
     expected_entropy = np.mean([np.log(q + 1) for q in range(T)])
     assert m["entropy"][0] == pytest.approx(expected_entropy)
@@ -131,3 +134,21 @@ def test_sample_windows_needs_tokens(story_corpus):
     assert len(starts) == min(5, int((lengths >= T).sum()))
     docs = np.searchsorted(story_corpus.doc_offsets, starts, side="right") - 1
     assert (lengths[docs] >= T).all()
+
+
+def test_load_results_saved_before_the_decomposition(story_model, story_corpus, tmp_path):
+    """heads.json written by the old rule (no decomposition metrics, old threshold names) still loads."""
+    import json
+
+    result = analyze_heads(story_model, story_corpus, HeadConfig(n_samples=4, seq_len=16), progress=False)
+    path = result.save(tmp_path)
+    old = json.loads(path.read_text())
+    for m in ("structure", "distance_explained", "content_explained", "joint_explained", "margin"):
+        del old["metrics"][m]
+    old["thresholds"] = {"local_share": 0.6, "local_r2": 0.5, "semantic_ratio": 2.0}
+    del old["content_logits"]
+    path.write_text(json.dumps(old))
+    again = HeadResult.load(tmp_path)
+    frame = again.to_frame()
+    assert frame["distance_explained"].isna().all() and (frame["content_category"] == "").all()
+    assert (again.head_class == result.head_class).all() and again.counts() == result.counts()

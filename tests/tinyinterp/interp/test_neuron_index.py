@@ -55,6 +55,8 @@ def test_resume_gives_identical_index(story_model, story_corpus, built, tmp_path
     assert (out / PROGRESS_FILE).is_file()
     resumed = build_neuron_index(story_model, story_corpus, out, cfg, progress=False)
     assert not (out / PROGRESS_FILE).exists()
+    # the resumed state covers the distribution and the logit effects too
+    assert {"hist_counts", "sample_positions", "sample_values", "bottom_values", "logit_top_tokens"} <= set(built.tensors)
     for key, value in built.tensors.items():
         assert torch.equal(value, resumed.tensors[key]), key
 

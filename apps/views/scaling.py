@@ -1,0 +1,151 @@
+"""Scaling page: a sweep's grid, its loss-vs-FLOPs frontier and power-law fit, and each run's curve.
+
+A sweep is a folder under the runs root with a ``sweep_summary.json`` of kind ``scaling`` (written by
+``tinyinterp sweep run|summarize``). The numbers come from :mod:`analyses.scaling`: its saved
+``analysis/scaling/scaling.json`` (with bootstrap intervals) when it is newer than the summary, else a
+quick fit without intervals computed here by the same functions. Each run links to the Runs page.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+import streamlit as st
+
+from apps import data, session
+from apps.state import PathOutsideRoot
+
+SWEEP_KEY = "scaling_sweep"
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _find_sweeps(root: str) -> list[str]:
+    """Relative paths of the scaling sweeps under the root (at most two levels down)."""
+    from training.scaling_sweep import SUMMARY_FILE
+
+    base = Path(root)
+    found = []
+    for path in sorted([*base.glob(f"*/{SUMMARY_FILE}"), *base.glob(f"*/*/{SUMMARY_FILE}")]):
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("kind") == "scaling":
+                found.append(path.parent.relative_to(base).as_posix())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@st.cache_data(show_spinner="Fitting the scaling law…", max_entries=8)
+def _analysis(sweep: str, version: float, saved_version: float):
+    """(result dict, curves as dicts, whether intervals are included) for the sweep folder ``sweep``.
+
+    ``version`` / ``saved_version``: mtimes of the summary and of the saved analysis (the cache keys)."""
+    from dataclasses import asdict
+
+    from analyses.scaling import OUT_SUBDIR, ScalingResult, analyze, load_curves
+
+    saved = Path(sweep) / OUT_SUBDIR
+    if saved_version >= version:
+        result, curves = ScalingResult.load(saved), load_curves(Path(sweep))
+        if set(result.runs) == {c.name for c in curves}:
+            return asdict(result), [asdict(c) for c in curves], True
+    result, curves = analyze(Path(sweep), n_bootstrap=0)
+    return asdict(result), [asdict(c) for c in curves], False
+
+
+def _figure(draw, size=(8, 5)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=size)
+    draw(fig)
+    fig.tight_layout()
+    st.pyplot(fig, clear_figure=True)
+    plt.close(fig)
+
+
+def _grid_table(curves, sweep_rel: str) -> pd.DataFrame:
+    rows = []
+    for c in curves:
+        epochs = c.epochs()[-1]
+        rows.append({"run": c.name, "d_model": c.d_model, "layers": c.n_layers, "heads": c.n_heads, "lr": c.lr,
+                     "seed": c.seed, f"budget ({c.budget_kind})": c.budget, "params": c.n_params, "N matmul": c.n_matmul,
+                     "tokens": c.tokens[-1], "FLOPs": c.flops[-1], "epochs": round(float(epochs), 2),
+                     "repeats data": bool(epochs > 1), "val loss": round(c.final_loss, 4),
+                     "Runs page": f"/?run={quote(f'{sweep_rel}/{c.name}')}"})
+    return pd.DataFrame(rows)
+
+
+st.title("Scaling")
+root = session.runs_root()
+if root is None:
+    st.stop()
+sweeps = _find_sweeps(str(root.path))
+if not sweeps:
+    st.info("No scaling sweep under the runs root. Train one with `tinyinterp sweep run training/scaling_tiny.yaml "
+            f"--out {root.path}/scaling-tiny` (add `--shard i/n` per process), then reload.")
+    st.stop()
+sel = session.selection()
+if SWEEP_KEY not in st.session_state and sel is not None:
+    parent = Path(sel.name).parent.as_posix()
+    if parent in sweeps:
+        st.session_state[SWEEP_KEY] = parent
+sweep_rel = st.selectbox("Sweep", sweeps, key=SWEEP_KEY, help="folders with a scaling sweep_summary.json")
+try:
+    sweep = root.resolve(sweep_rel)
+except PathOutsideRoot as e:
+    st.error(str(e))
+    st.stop()
+
+from analyses import scaling as sc  # noqa: E402  (after the checks: matplotlib loads only when there is a sweep)
+from training.scaling_sweep import SUMMARY_FILE  # noqa: E402
+
+result_dict, curve_dicts, with_intervals = _analysis(str(sweep), data.mtime(sweep / SUMMARY_FILE),
+                                                     data.mtime(sweep / sc.OUT_SUBDIR / sc.RESULT_FILE))
+result = sc.ScalingResult(**result_dict)
+curves = [sc.RunCurve(**c) for c in curve_dicts]
+
+cols = st.columns(4)
+cols[0].metric("finished runs", len(curves))
+cols[1].metric("frontier points", len(result.frontier))
+if result.fit:
+    f = result.fit
+    cols[2].metric("loss exponent b", f"{f['b']:.3f}", help="L(C) = a·(C/1e12)^-b + c, fitted to the frontier")
+    if "b_lo" in f:
+        cols[2].caption(f"95% bootstrap [{f['b_lo']:.3f}, {f['b_hi']:.3f}]")
+if result.n_opt_exponent:
+    e = result.n_opt_exponent
+    cols[3].metric("N_opt exponent", f"{e['alpha']:.2f}", help="N_opt ∝ C^alpha across FLOPs budgets (IsoFLOP)")
+    if "alpha_lo" in e:
+        cols[3].caption(f"95% bootstrap [{e['alpha_lo']:.2f}, {e['alpha_hi']:.2f}]")
+if not with_intervals:
+    st.caption(f"Intervals come from `python -m analyses.scaling {sweep_rel}` (bootstrap over runs); shown here: a quick fit.")
+if result.repeated_runs:
+    st.warning(f"{len(result.repeated_runs)} runs trained for more than one epoch of the corpus (they repeat data; "
+               "hollow markers in the plots): " + ", ".join(result.repeated_runs))
+
+st.header("Grid")
+st.dataframe(_grid_table(curves, sweep_rel), hide_index=True, width="stretch",
+             column_config={"Runs page": st.column_config.LinkColumn("Runs page", display_text="open")})
+
+st.header("Frontier and fit")
+st.text(sc.describe(result))
+_figure(lambda fig: sc.plot_loss_vs_flops(curves, result, fig.subplots()), size=(9, 5.5))
+left, right = st.columns(2)
+with left:
+    _figure(lambda fig: sc.plot_by_axis(curves, "n_layers", fig.subplots()), size=(6, 4.5))
+with right:
+    _figure(lambda fig: sc.plot_by_axis(curves, "n_heads", fig.subplots()), size=(6, 4.5))
+if result.compute_optimal:
+    _figure(lambda fig: sc.plot_isoflop(curves, result, fig.subplots(1, 2)), size=(11, 4.5))
+
+st.header("Run curves")
+name = st.selectbox("Run", [c.name for c in curves], key="scaling_run")
+curve = next(c for c in curves if c.name == name)
+st.line_chart(pd.DataFrame({"FLOPs": curve.flops, "val loss": curve.val_loss}).set_index("FLOPs"),
+              x_label="training FLOPs", y_label="validation loss (nats/token)")
+st.markdown(f"[Open `{name}` on the Runs page](/?run={quote(f'{sweep_rel}/{name}')})")

@@ -1,0 +1,204 @@
+"""``tinyinterp explain RUN``: explain MLP neurons in words and score each explanation by simulation.
+
+Needs the run's neuron index (``tinyinterp analyze neurons RUN``). ``--explainer baseline`` works
+offline; ``--explainer llm`` talks to any OpenAI-compatible server (``--base-url``, key from
+``$OPENAI_API_KEY``). ``--dry-run`` prints the cost estimate and stops; RUN may then also be a preset
+name (``tinystories-33m``): records are cut from the shared TinyStories text with the GPT-2 BPE.
+``--batch`` uses the OpenAI Batch API (half price; rerun the same command to collect). Rerunning
+continues where a run stopped. Registered into the main CLI by ``tinyinterp/cli.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tinyinterp.errors import TinyinterpError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _neuron_list(text: str) -> list[tuple[int | None, int]]:
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        try:
+            layer, _, neuron = item.rpartition(":")
+            out.append((int(layer) if layer else None, int(neuron)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--neurons: {item!r} is not N or LAYER:N") from None
+    return out
+
+
+def add_subparser(subparsers) -> None:
+    from datagen.cli import _add_llm_options
+
+    p = subparsers.add_parser(
+        "explain", help="explain neurons in words and score the explanations by simulation",
+        description=__doc__.split("\n\n")[0] + " Writes RUN/analysis/explanations/<explainer>.jsonl.")
+    p.add_argument("run", help="run directory with analysis/neurons (or, with --dry-run, a preset name)")
+    p.add_argument("--index", type=Path, default=None, help="neuron index folder (default RUN/analysis/neurons)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/analysis/explanations)")
+    p.add_argument("--explainer", choices=("baseline", "llm"), default="baseline",
+                   help="baseline: top tokens + category, offline (default); llm: the OpenAI-compatible server")
+    sel = p.add_argument_group("which neurons")
+    sel.add_argument("--layers", type=_int_list, default=None, help="comma-separated layers (default all)")
+    sel.add_argument("--neurons", type=_neuron_list, default=None,
+                     help="comma-separated neurons: N (in every selected layer) or LAYER:N (default all)")
+    sel.add_argument("--top-by", choices=("purity", "random"), default=None,
+                     help="order: purity (purest first, needs purity.json) or random (seeded); default layer order")
+    sel.add_argument("--max-neurons", type=int, default=None, help="explain at most this many (after ordering)")
+    rec = p.add_argument_group("activation records")
+    rec.add_argument("--n-explain", type=int, default=10, help="top records shown to the explainer (default 10)")
+    rec.add_argument("--n-heldout-top", type=int, default=5, help="held-out top records for scoring (default 5)")
+    rec.add_argument("--n-heldout-random", type=int, default=5, help="held-out random records for scoring (default 5)")
+    rec.add_argument("--context-left", type=int, default=24, help="tokens before a record's centre (default 24)")
+    rec.add_argument("--context-right", type=int, default=8, help="tokens after a record's centre (default 8)")
+    rec.add_argument("--random-source", choices=("quantile", "pool"), default="quantile",
+                     help="held-out random records: quantile = the index's quantile examples (stratified), topped "
+                          "up from random positions; pool = random positions only (default quantile)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of random records and --top-by random (default 0)")
+    rec.add_argument("--device", default="cpu", help="device for the model passes (default cpu)")
+    p.add_argument("--simulation", choices=("auto", "logprobs", "json"), default="auto",
+                   help="auto: logprobs expected value when the server returns logprobs, else validated JSON")
+    p.add_argument("--neuron-concurrency", type=int, default=None,
+                   help="neurons in progress at once (default: 2 x --concurrency)")
+    p.add_argument("--dry-run", action="store_true", help="print the number of neurons and the cost estimate, then stop")
+    p.add_argument("--batch", action="store_true", help="use the Batch API (half price, hours); rerun to collect")
+    p.add_argument("--no-wait", action="store_true", help="with --batch: submit and return instead of polling")
+    p.add_argument("--poll-interval", type=float, default=30.0, help="with --batch: seconds between polls (default 30)")
+    p.add_argument("--summary", action="store_true", help="print the score distribution per explainer and layer, then stop")
+    _add_llm_options(p)
+    p.set_defaults(func=run_explain)
+
+
+def _run_config(args):
+    from tinyinterp.explain.records import RecordConfig
+    from tinyinterp.explain.runner import ExplainRunConfig
+
+    records = RecordConfig(n_explain=args.n_explain, n_heldout_top=args.n_heldout_top,
+                           n_heldout_random=args.n_heldout_random, context_left=args.context_left,
+                           context_right=args.context_right, seed=args.seed, device=args.device,
+                           random_source=args.random_source)
+    return ExplainRunConfig(explainer=args.explainer, layers=args.layers, neurons=args.neurons, top_by=args.top_by,
+                            max_neurons=args.max_neurons, records=records, simulation=args.simulation,
+                            neuron_concurrency=args.neuron_concurrency or 2 * args.concurrency, seed=args.seed,
+                            progress=not args.no_progress)
+
+
+def _model_name(args) -> str:
+    import os
+
+    from tinyinterp.llm import DEFAULT_MODEL, ENV_MODEL
+
+    return args.model or os.environ.get(ENV_MODEL) or DEFAULT_MODEL
+
+
+def _prices(args):
+    from tinyinterp.llm import Price
+
+    if args.price_in is None and args.price_out is None:
+        return None
+    return {_model_name(args): Price(args.price_in or 0.0, args.price_out or 0.0)}
+
+
+def _dry_run_preset(args) -> int:
+    """Cost of explaining every neuron of a preset's shape, from synthetic records of real text."""
+    import numpy as np
+
+    from tinyinterp.explain.cost import estimate, synthetic_records
+    from tinyinterp.paths import data_dir, gpt2_tokenizer_file
+    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.zoo import PRESETS, preset_config
+
+    tok = Tokenizer.load(gpt2_tokenizer_file())
+    cfg = preset_config(args.run, d_vocab=tok.vocab_size)
+    text = (data_dir() / "tinystories" / "validation-hf-head.unsegmented.txt").read_text(encoding="utf-8")[:400_000]
+    ids = np.asarray(tok.encode(text), dtype=np.int64)
+    run_cfg = _run_config(args)
+    layers = run_cfg.layers if run_cfg.layers is not None else range(cfg.n_layers)
+    n = len(layers) * cfg.d_mlp if run_cfg.neurons is None else len(run_cfg.neurons)
+    n = min(n, run_cfg.max_neurons or n)
+    samples = synthetic_records(ids, tok.token_str, run_cfg.records, n=16, seed=args.seed)
+    est = estimate(samples, n, _model_name(args), lambda s: len(tok.encode(s)), args.simulation, _prices(args))
+    print(f"preset {args.run} ({PRESETS[args.run].description}): {cfg.n_layers} layers x {cfg.d_mlp} neurons")
+    print(est.format())
+    return 0
+
+
+def run_explain(args) -> int:
+    from tinyinterp import rundir
+    from tinyinterp.zoo import PRESETS
+
+    run = Path(args.run)
+    if args.dry_run and not run.exists() and args.run in PRESETS:
+        return _dry_run_preset(args)
+    if not rundir.is_run_dir(run):
+        raise TinyinterpError(f"{run}: not a run directory (config.json + model.safetensors); "
+                              "with --dry-run a preset name is also accepted")
+    out = args.out or run / rundir.ANALYSIS_DIR / "explanations"
+    if args.summary:
+        from tinyinterp.explain.results import score_summary
+
+        print(score_summary(run).to_string(index=False))
+        return 0
+
+    import tinyinterp
+    from tinyinterp.interp import NeuronIndex
+
+    index_dir = args.index or run / rundir.ANALYSIS_DIR / "neurons"
+    index = NeuronIndex.load(index_dir)
+    model = tinyinterp.load(run, device=args.device).eval()
+    cfg = _run_config(args)
+    if args.dry_run:
+        return _dry_run(args, model, index, cfg, out)
+    client = None
+    if args.explainer == "llm":
+        from datagen.cli import make_client
+
+        client = make_client(args)
+    from tinyinterp.explain.runner import ExplainRunner
+
+    if args.batch:
+        if args.explainer != "llm":
+            raise TinyinterpError("--batch needs --explainer llm (the baseline makes no requests)")
+        from tinyinterp.explain.batch import BatchExplainConfig, run_batch
+
+        summary = run_batch(model, index, BatchExplainConfig(run=cfg, out_dir=out, wait=not args.no_wait,
+                                                             poll_interval_s=args.poll_interval), client)
+        print(json.dumps(summary, indent=2))
+        return 0
+    runner = ExplainRunner(model, index, cfg, out, client)
+    summary = runner.run()
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _dry_run(args, model, index, cfg, out: Path) -> int:
+    from tinyinterp.explain.cost import estimate
+    from tinyinterp.explain.records import RecordBuilder
+    from tinyinterp.explain.results import explainer_slug, finished_ids, neuron_id, results_path
+    from tinyinterp.explain.runner import selected_neurons
+
+    done = finished_ids(results_path(out, explainer_slug(cfg.explainer, _model_name(args))))
+    pending = [p for p in selected_neurons(index, cfg) if neuron_id(*p) not in done]
+    print(f"{len(pending)} neurons to explain ({explainer_slug(cfg.explainer, _model_name(args))})")
+    if cfg.explainer == "llm" and pending:
+        builder = RecordBuilder(model, index, cfg.records)
+        layer = pending[0][0]
+        sample = [n for l, n in pending if l == layer][:8]
+        est = estimate(list(builder.build(layer, sample).values()), len(pending), _model_name(args),
+                       lambda s: len(builder.tokenizer.encode(s)), args.simulation, _prices(args))
+        print(est.format())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyinterp.cli import main as tinyinterp_main
+
+    return tinyinterp_main(["explain", *(argv or [])])

@@ -1,0 +1,19 @@
+"""``tinyinterp sweep run|list|summarize``: registers the scaling-sweep commands of :mod:`training.scaling_sweep`."""
+
+from __future__ import annotations
+
+
+def add_subparser(subparsers) -> None:
+    from training.scaling_sweep import add_commands
+
+    p = subparsers.add_parser(
+        "sweep",
+        help="scaling sweeps: width x depth x heads grids with a token/FLOPs budget per run",
+        description=(
+            "Train a scaling grid (one run directory per point, resumable, finished runs skipped), print one command "
+            "per run for a job launcher, or merge what finished. Example: tinyinterp sweep run "
+            "training/scaling_tiny.yaml --out runs/scaling-tiny --shard 0/2; then "
+            "python -m analyses.scaling runs/scaling-tiny for the frontier, fit and plots."
+        ),
+    )
+    add_commands(p.add_subparsers(dest="sweep_command", metavar="COMMAND", required=True))
