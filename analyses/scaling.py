@@ -19,7 +19,8 @@ Reads the finished runs of a ``training.sweep run`` folder (each run's ``metrics
 Plots (PNG, beside ``scaling.json``): loss vs FLOPs coloured by width with the frontier and the fit;
 final loss by depth and by heads at a fixed width; the IsoFLOP curves and N_opt(C). Every point past one
 epoch of the training corpus (the shared corpus is ~0.6M tokens) is drawn hollow: it repeats data.
-No LLM judge here: grammar/creativity/consistency grading is ``tinyinterp eval`` on each run.
+With ``--quality``, :mod:`analyses.scaling_quality` also evaluates each run's stories (LLM grades of
+grammar/creativity/consistency with ``--base-url``, otherwise no-LLM metrics and probes) vs. size, depth, heads.
 """
 
 from __future__ import annotations
@@ -421,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=f"output folder (default: SWEEP/{OUT_SUBDIR})")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over runs (default 200; 0 = no intervals)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--quality", action="store_true",
+                        help="also evaluate each run's stories (analyses/scaling_quality.py; cached per run)")
+    from analyses import scaling_quality
+
+    scaling_quality.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         if args.bootstrap < 0:
@@ -429,10 +435,16 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or args.sweep / OUT_SUBDIR
         path = result.save(out)
         plots = write_plots(curves, result, out)
+        quality = None
+        if args.quality or args.base_url:  # a judge given is a quality analysis asked for
+            quality, quality_paths = scaling_quality.run(args.sweep, out, scaling_quality.config_from_args(args), progress=True)
+            plots += quality_paths
     except TinyinterpError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(describe(result))
+    if quality is not None:
+        print(scaling_quality.describe(quality))
     print(f"wrote {path} and {', '.join(p.name for p in plots)}")
     return 0
 

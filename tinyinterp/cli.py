@@ -1,5 +1,5 @@
 """The ``tinyinterp`` command line: ``train``, ``sweep``, ``generate``, ``info``, ``analyze``, ``eval``, ``export``,
-``datagen``, ``explain``, ``app``.
+``datagen``, ``explain``, ``explain-compare``, ``app``.
 
 Each feature registers its own sub-command through ``add_subparser(subparsers)``; this
 module only owns ``generate`` and ``info`` and the error handling: a

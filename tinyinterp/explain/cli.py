@@ -42,8 +42,12 @@ def add_subparser(subparsers) -> None:
         "explain", help="explain neurons in words and score the explanations by simulation",
         description=__doc__.split("\n\n")[0] + " Writes RUN/analysis/explanations/<explainer>.jsonl.")
     p.add_argument("run", help="run directory with analysis/neurons (or, with --dry-run, a preset name)")
-    p.add_argument("--index", type=Path, default=None, help="neuron index folder (default RUN/analysis/neurons)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/analysis/explanations)")
+    p.add_argument("--index", type=Path, default=None,
+                   help="neuron index folder (default RUN/analysis/neurons); for another model (HF folder such as "
+                        "GPT-2, hub name) the folder from `tinyinterp analyze neurons MODEL --corpus TEXTS --out DIR`")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default RUN/analysis/explanations; for another model with --index: "
+                        "INDEX/../explanations). Compare two models: `tinyinterp explain-compare A B`")
     p.add_argument("--explainer", choices=("baseline", "llm"), default="baseline",
                    help="baseline: top tokens + category, offline (default); llm: the OpenAI-compatible server")
     sel = p.add_argument_group("which neurons")
@@ -75,6 +79,9 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--summary", action="store_true", help="print the score distribution per explainer and layer, then stop")
     _add_llm_options(p)
     p.set_defaults(func=run_explain)
+    from tinyinterp.explain.compare import add_subparser as add_compare_subparser
+
+    add_compare_subparser(subparsers)  # `tinyinterp explain-compare A B`: scores per layer, two models
 
 
 def _run_config(args):
@@ -138,14 +145,22 @@ def run_explain(args) -> int:
     run = Path(args.run)
     if args.dry_run and not run.exists() and args.run in PRESETS:
         return _dry_run_preset(args)
-    if not rundir.is_run_dir(run):
-        raise TinyinterpError(f"{run}: not a run directory (config.json + model.safetensors); "
+    is_run = rundir.is_run_dir(run)
+    if not is_run and args.index is None:
+        raise TinyinterpError(f"{run}: not a run directory (config.json + model.safetensors); for another model "
+                              "(HF folder, hub name) pass --index DIR from `tinyinterp analyze neurons MODEL --out DIR`; "
                               "with --dry-run a preset name is also accepted")
-    out = args.out or run / rundir.ANALYSIS_DIR / "explanations"
+    from tinyinterp.external import is_hf_model_dir
+
+    # another model (HF folder, hub name: anything tinyinterp.load takes) indexed with --out elsewhere:
+    # its explanations go next to that index, never into the model's folder, unless --out says otherwise
+    beside_index = args.index is not None and not (is_run and not is_hf_model_dir(run))
+    out = args.out or (Path(args.index).parent / "explanations" if beside_index
+                       else run / rundir.ANALYSIS_DIR / "explanations")
     if args.summary:
         from tinyinterp.explain.results import score_summary
 
-        print(score_summary(run).to_string(index=False))
+        print(score_summary(out).to_string(index=False))
         return 0
 
     import tinyinterp
@@ -153,7 +168,7 @@ def run_explain(args) -> int:
 
     index_dir = args.index or run / rundir.ANALYSIS_DIR / "neurons"
     index = NeuronIndex.load(index_dir)
-    model = tinyinterp.load(run, device=args.device).eval()
+    model = tinyinterp.load(run if is_run else args.run, device=args.device).eval()
     cfg = _run_config(args)
     if args.dry_run:
         return _dry_run(args, model, index, cfg, out)

@@ -27,12 +27,22 @@ FINISHED = ("ok", "flagged")
 COLUMNS = ["explainer", "layer", "neuron", "explanation", "score", "score_top", "score_random", "status",
            "n_flagged", "simulation", "model", "id"]
 
-__all__ = ["AppendLog", "EXPLANATIONS_SUBDIR", "explanations_dir", "explainer_slug", "neuron_id", "finished_ids",
-           "load_explanations", "score_summary", "results_path", "errors_path"]
+__all__ = ["AppendLog", "EXPLANATIONS_SUBDIR", "explanations_dir", "results_folder", "explainer_slug", "neuron_id",
+           "finished_ids", "load_explanations", "score_summary", "results_path", "errors_path"]
 
 
 def explanations_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / ANALYSIS_DIR / EXPLANATIONS_SUBDIR
+
+
+def results_folder(path: str | Path) -> Path:
+    """Where to read explanations from ``path``: a run's ``analysis/explanations/``, or ``path`` itself when
+    it is an ``explain --out`` folder (holds ``baseline.jsonl`` / ``llm-*.jsonl``, e.g. another model's)."""
+    path = Path(path)
+    nested = explanations_dir(path)
+    if not nested.is_dir() and ((path / "baseline.jsonl").is_file() or any(path.glob("llm-*.jsonl"))):
+        return path
+    return nested
 
 
 def explainer_slug(explainer: str, model: str | None = None) -> str:
@@ -60,9 +70,10 @@ def finished_ids(path: Path) -> set[str]:
 
 
 def load_explanations(run_dir: str | Path, explainer: str | None = None) -> pd.DataFrame:
-    """Every finished explanation of a run: one row per (explainer slug, neuron), columns :data:`COLUMNS`."""
+    """Every finished explanation of a run (or an ``explain --out`` folder, see :func:`results_folder`):
+    one row per (explainer slug, neuron), columns :data:`COLUMNS`."""
     rows = []
-    folder = explanations_dir(run_dir)
+    folder = results_folder(run_dir)
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         if path.name.endswith(ERRORS_SUFFIX):
             continue
