@@ -3,12 +3,21 @@
 Loads ``--model`` (default ``gpt2-xl``) with ``tinyinterp.load`` — imported natively into our own
 ``HookedTransformer`` (``--backend bridge`` for TransformerBridge); it needs the hub or a local copy:
 offline it fails with the loader's one-line error — and compares it with a run directory on documents
-from ``--texts`` (each model tokenizes them itself). Records wall time, peak RSS and tokens processed.
+from ``--texts`` (each model tokenizes them itself). Records wall time and peak RSS.
 Writes ``compare_gpt2xl.png`` (mean purity and role share per relative depth; head classes) and
 ``compare_gpt2xl.json`` (the ComparisonResult + time + memory).
 
-On GPT-2 XL (48 layers x 6,400 neurons, 1.5B parameters, fp32) expect ~6.5 GB of RAM for the weights plus
-~0.2 GB of index state, and on CPU roughly an hour per 100k tokens; use --max-docs and --device cuda.
+Measured on the GPT-2 XL shape (48 layers x 6,400 neurons x 25 heads, 1.56B parameters, fp32, random
+weights in a local folder — the hub is unreachable here), native import, CPU, one thread on a 2-core
+machine shared with other jobs (this process got 43% of a core):
+
+    python -m analyses.compare_gpt2xl RUN --model /models/gpt2-xl --texts train-v2-gpt4-head.txt --max-docs 5 --n-samples 4
+
+911 indexed tokens + 4 windows of 128 tokens for the heads: 2,231 s wall, 921 s CPU, peak RSS 15.1 GB.
+GPT-2 XL's neuron index alone: 236 s wall for the 911 tokens (~260 s wall, ~100 s CPU per 1,000
+tokens); the head decomposition fit of its 1,200 heads and the purity of its 307,200 neurons take most
+of the rest. Memory: 6.2 GB of weights, held twice while the checkpoint is converted, plus ~1.3 KB of
+index state per neuron. On a GPU use ``--device cuda``; on CPU keep ``--max-docs`` small.
 
     python -m analyses.compare_gpt2xl runs/demo --texts ../shared/data/tinystories/train-v2-gpt4-head.txt --max-docs 200
     python -m analyses.compare_gpt2xl runs/demo --model /models/gpt2-small-random --texts stories.txt   # any local HF folder

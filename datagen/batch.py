@@ -23,10 +23,10 @@ from datagen.runner import StoryRunConfig, done_ids, errors_path_for, pending_sp
 from datagen.store import AppendLog, atomic_write_json, atomic_write_text, compact, iter_jsonl, prune_errors
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.llm import ChatResult, InvalidReply, LLMClient
+from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name
 
 log = logging.getLogger(__name__)
 
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 STATE_FILE = "state.json"
 
 
@@ -90,42 +90,15 @@ class BatchRun:
 
     # -- stages --------------------------------------------------------------------------------
     async def _advance(self, chunk: dict) -> None:
-        api, wd = self.client.openai, self.cfg.work_dir
-        if chunk["file_id"] is None:
-            data = (wd / chunk["input"]).read_bytes()  # type: ignore[operator]
-            f, _ = await self.client.call_with_retries(
-                lambda: api.files.create(file=(chunk["input"], data), purpose="batch"), "file upload")
-            chunk["file_id"] = f.id
+        await advance_chunk(self.client, chunk, self.cfg.work_dir, self._save)
+        if chunk["status"] in TERMINAL and not chunk["merged"]:
+            self._merge(chunk)
+            chunk["merged"] = True
             self._save()
-        if chunk["batch_id"] is None:
-            b, _ = await self.client.call_with_retries(
-                lambda: api.batches.create(input_file_id=chunk["file_id"], endpoint="/v1/chat/completions",
-                                           completion_window="24h", metadata={"tinyinterp": chunk["input"]}),
-                "batch create")
-            chunk["batch_id"], chunk["status"] = b.id, b.status
-            self._save()
-        if chunk["status"] not in TERMINAL:
-            b, _ = await self.client.call_with_retries(lambda: api.batches.retrieve(chunk["batch_id"]), "batch poll")
-            chunk.update(status=b.status, output_file_id=b.output_file_id, error_file_id=b.error_file_id)
-            if b.status == "failed":
-                chunk["batch_errors"] = str(getattr(b, "errors", None))[:2000]
-            self._save()
-        if chunk["status"] in TERMINAL:
-            for key in ("output_file_id", "error_file_id"):
-                file_id = chunk[key]
-                if file_id and file_id not in chunk["downloaded"]:
-                    content, _ = await self.client.call_with_retries(lambda: api.files.content(file_id), "download")
-                    atomic_write_text(wd / self._download_name(chunk, key), content.text)  # type: ignore[operator]
-                    chunk["downloaded"].append(file_id)
-                    self._save()
-            if not chunk["merged"]:
-                self._merge(chunk)
-                chunk["merged"] = True
-                self._save()
 
     @staticmethod
     def _download_name(chunk: dict, key: str) -> str:
-        return chunk["input"].replace("-input-", "-output-" if key == "output_file_id" else "-errors-")
+        return download_name(chunk, key)
 
     def _merge(self, chunk: dict) -> None:
         """Append valid outputs to the stories file; everything else to the error log."""

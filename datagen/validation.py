@@ -31,7 +31,7 @@ _META_START = re.compile(
     r"|(?:title|summary|story)\s*:|\*\*)",
     re.I,
 )
-_META_END = re.compile(rf"(?:let\s+me\s+know\b|I\s+hope\s+you\s+(?:enjoy|like)|feel\s+free\s+to)[^\n]*\s*$", re.I)
+_META_END = re.compile(r"(?:let\s+me\s+know\b|I\s+hope\s+you\s+(?:enjoy|like)|feel\s+free\s+to)[^\n]*\s*$", re.I)
 _DIALOGUE = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”")
 
 

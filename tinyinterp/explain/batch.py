@@ -30,10 +30,10 @@ from tinyinterp.explain.results import AppendLog, neuron_id
 from tinyinterp.explain.runner import ExplainRunConfig, ExplainRunner
 from tinyinterp.explain.simulator import LLMSimulator, Simulation
 from tinyinterp.llm import InvalidReply, LLMClient
+from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name
 
 log = logging.getLogger(__name__)
 
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
 @dataclass
@@ -115,36 +115,11 @@ class BatchExplain:
 
     # -- driving one chunk through the Batch API ----------------------------------------------
     async def _advance(self, chunk: dict) -> None:
-        api = self.client.openai
-        if chunk["file_id"] is None:
-            data = (self.work / chunk["input"]).read_bytes()
-            f, _ = await self.client.call_with_retries(
-                lambda: api.files.create(file=(chunk["input"], data), purpose="batch"), "file upload")
-            chunk["file_id"] = f.id
-            self._save()
-        if chunk["batch_id"] is None:
-            b, _ = await self.client.call_with_retries(
-                lambda: api.batches.create(input_file_id=chunk["file_id"], endpoint="/v1/chat/completions",
-                                           completion_window="24h", metadata={"tinyinterp": chunk["input"]}),
-                "batch create")
-            chunk["batch_id"], chunk["status"] = b.id, b.status
-            self._save()
-        if chunk["status"] not in TERMINAL:
-            b, _ = await self.client.call_with_retries(lambda: api.batches.retrieve(chunk["batch_id"]), "batch poll")
-            chunk.update(status=b.status, output_file_id=b.output_file_id, error_file_id=b.error_file_id)
-            self._save()
-        if chunk["status"] in TERMINAL:
-            for key in ("output_file_id", "error_file_id"):
-                file_id = chunk[key]
-                if file_id and file_id not in chunk["downloaded"]:
-                    content, _ = await self.client.call_with_retries(lambda: api.files.content(file_id), "download")
-                    atomic_write_text(self.work / self._download_name(chunk, key), content.text)
-                    chunk["downloaded"].append(file_id)
-                    self._save()
+        await advance_chunk(self.client, chunk, self.work, self._save)
 
     @staticmethod
     def _download_name(chunk: dict, key: str) -> str:
-        return chunk["input"].replace("-input-", "-output-" if key == "output_file_id" else "-errors-")
+        return download_name(chunk, key)
 
     def _lines(self, chunk: dict):
         """(custom_id, body or None, error) of every downloaded line; usage is billed at the batch price."""
