@@ -127,17 +127,21 @@ def test_kill9_at_random_moments_then_resume_logs_every_step_exactly_once(tmp_pa
     # so a round costs milliseconds instead of a fresh interpreter's imports (~15 s on a loaded CI box).
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["training.train", "torch._dynamo", __name__])  # AdamW imports torch._dynamo: ~6 s
-    out, max_steps = tmp_path / "run", 60
+    out, max_steps = tmp_path / "run", 150
     args = [*train_args, "--max-steps", str(max_steps), "--ckpt-every", "5", "--eval-every", "5", "--log-every", "1",
             "--threads", "1"]
     metrics = out / rundir.METRICS_FILE
     rng = random.Random(int(os.environ.get("KILL_TEST_SEED", "0")))
-    # Kill 1: at the first metrics line, before any checkpoint exists; then at random moments.
-    delays = [0.0] + [rng.uniform(0.0, 0.6) for _ in range(int(os.environ.get("KILL_TEST_ROUNDS", "5")))]
+    # Kill 1: at the first metrics line, before any checkpoint exists; then at random moments, counted in
+    # steps (1-8 new records, then a random fraction of a step) so a fast machine is interrupted as surely as
+    # a slow one: a wall-clock delay would let a quick run finish before the signal.
+    rounds = int(os.environ.get("KILL_TEST_ROUNDS", "5"))
+    plan = [(1, 0.0)] + [(rng.randint(1, 8), rng.uniform(0.0, 0.03)) for _ in range(rounds)]
     kills = 0
-    for i, delay in enumerate(delays):
+    for i, (new_records, delay) in enumerate(plan):
         before = len(rundir.read_jsonl(metrics))
-        if not _kill_when(_start(ctx, args, out), lambda: len(rundir.read_jsonl(metrics)) > before, delay):
+        ready = lambda: len(rundir.read_jsonl(metrics)) >= before + new_records  # noqa: E731
+        if not _kill_when(_start(ctx, args, out), ready, delay):
             break  # it finished before the kill: nothing left to interrupt
         kills += 1
         lines = metrics.read_text().split("\n")
@@ -145,7 +149,7 @@ def test_kill9_at_random_moments_then_resume_logs_every_step_exactly_once(tmp_pa
             json.loads(line)
         if i == 0:
             assert [p.name for p in (out / rundir.CHECKPOINTS_DIR).glob("step_*")] in ([], ["step_00000005"])
-    assert kills >= 2
+    assert kills >= min(3, len(plan))
     proc = _start(ctx, args, out)
     proc.join(timeout=300)
     assert proc.exitcode == 0
