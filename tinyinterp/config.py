@@ -120,10 +120,14 @@ class ModelConfig:
 
     @property
     def original_architecture(self) -> str:
-        """The Hugging Face architecture this config can be expressed as (see :mod:`tinyinterp.hf_convert`)."""
-        if not self.qkv_bias and not self.use_attn_scale:
-            return "GPTNeoForCausalLM"
-        return "GPT2LMHeadModel"
+        """The Hugging Face architecture this config exports as (TL's weight processing reads it to tell
+        post-norm models apart); ``"HookedTransformer"`` for a config no HF architecture expresses."""
+        from tinyinterp.hf_convert import NotExpressibleError, hf_architecture_for
+
+        try:
+            return hf_architecture_for(self)
+        except NotExpressibleError:
+            return "HookedTransformer"
 
     @property
     def d_head(self) -> int:

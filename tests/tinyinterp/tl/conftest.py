@@ -39,3 +39,26 @@ def build(tokenizer, preset: str = "test-neo", seed: int = 0, **overrides):
 @pytest.fixture
 def neo_model(neo_tokenizer):
     return build(neo_tokenizer)
+
+
+def bridged_pair(tokenizer, tmp_path_factory, **build_kwargs):
+    """(our model with TL's default weight processing, the TransformerBridge of its Hugging Face export in
+    compatibility mode — which applies the same processing): the two sides of every conformance check."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from tinyinterp.export import export_model
+
+    ours = build(tokenizer, **build_kwargs)
+    folder = export_model(ours, tmp_path_factory.mktemp("export") / "hf")
+    bridge = TransformerBridge.boot_transformers(str(folder), device="cpu")
+    bridge.enable_compatibility_mode(disable_warnings=True)
+    bridge.eval()
+    ours.process_weights()
+    return ours, bridge
+
+
+def record_diff(table: dict[str, float], name: str, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Max |a - b|, also kept (as the largest seen under ``name``) in ``table`` for the report test."""
+    d = float((a.detach().float() - b.detach().float()).abs().max())
+    table[name] = max(d, table.get(name, 0.0))
+    return d

@@ -13,7 +13,7 @@ from transformer_lens import head_detector, patching
 from transformer_lens.model_protocol import TransformerLensModelWithWeights
 from transformer_lens.SVDInterpreter import SVDInterpreter
 
-from .conftest import build
+from .conftest import bridged_pair, record_diff
 
 CLEAN = "When Lily and Tom went to the park, Tom gave the ball to"
 CORRUPT = "When Lily and Tom went to the park, Lily gave the ball to"
@@ -25,23 +25,11 @@ CONFORMANCE: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def pair(neo_tokenizer, tmp_path_factory):
     """(our processed model, the bridge of its export in compatibility mode)."""
-    from transformer_lens.model_bridge import TransformerBridge
-
-    from tinyinterp.export import export_model
-
-    ours = build(neo_tokenizer, preset="test-neo", seed=7)
-    folder = export_model(ours, tmp_path_factory.mktemp("export") / "hf")
-    bridge = TransformerBridge.boot_transformers(str(folder), device="cpu")
-    bridge.enable_compatibility_mode(disable_warnings=True)
-    bridge.eval()
-    ours.process_weights()
-    return ours, bridge
+    return bridged_pair(neo_tokenizer, tmp_path_factory, preset="test-neo", seed=7)
 
 
 def _diff(name: str, a: torch.Tensor, b: torch.Tensor) -> float:
-    d = float((a.float() - b.float()).abs().max())
-    CONFORMANCE[name] = max(d, CONFORMANCE.get(name, 0.0))
-    return d
+    return record_diff(CONFORMANCE, name, a, b)
 
 
 def _tokens(model, text):

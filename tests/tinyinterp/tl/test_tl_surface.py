@@ -26,7 +26,7 @@ from transformer_lens.SVDInterpreter import SVDInterpreter
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.zoo import arch_fields
 
-from .conftest import build
+from .conftest import bridged_pair, build, record_diff
 
 # Short, so that the (layer, head, dest, src) sweep stays a few hundred forwards per model.
 CLEAN = "Lily and Tom. Tom helped"
@@ -38,17 +38,7 @@ SURFACE: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def pair(neo_tokenizer, tmp_path_factory):
     """(our processed GPT-2-style model, the bridge of its export in compatibility mode)."""
-    from transformer_lens.model_bridge import TransformerBridge
-
-    from tinyinterp.export import export_model
-
-    ours = build(neo_tokenizer, preset="test-neo", seed=11, init_range=0.3, **arch_fields("gpt2", 2))
-    folder = export_model(ours, tmp_path_factory.mktemp("export") / "hf")
-    bridge = TransformerBridge.boot_transformers(str(folder), device="cpu")
-    bridge.enable_compatibility_mode(disable_warnings=True)
-    bridge.eval()
-    ours.process_weights()
-    return ours, bridge
+    return bridged_pair(neo_tokenizer, tmp_path_factory, preset="test-neo", seed=11, init_range=0.3, **arch_fields("gpt2", 2))
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +62,7 @@ def caches(pair, prompts):
 
 
 def _diff(name: str, a: torch.Tensor, b: torch.Tensor) -> float:
-    d = float((a.detach().float() - b.detach().float()).abs().max())
-    SURFACE[name] = max(d, SURFACE.get(name, 0.0))
-    return d
+    return record_diff(SURFACE, name, a, b)
 
 
 @contextlib.contextmanager
