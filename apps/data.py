@@ -22,9 +22,8 @@ from tinyinterp.interp.categories import PURITY_FILE
 from tinyinterp.interp.compare import COMPARISON_FILE
 from tinyinterp.interp.heads import HEADS_FILE
 from tinyinterp.interp.neuron_index import INDEX_FILE, META_FILE, recorded_corpus_path
-from tinyinterp.interp.summary import COMPARE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
+from tinyinterp.runlayout import COMPARE_SUBDIR, EVAL_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
 
-EVAL_SUBDIR = "eval"
 # File names and scores of tinyinterp.evaluation.grading (not imported here: it pulls in the LLM client).
 GRADES_SUMMARY_FILE, GRADES_FILE, GRADE_CURVE_PNG = "grades_summary.json", "grades.jsonl", "grade_curve.png"
 GRADE_SCORES = ("grammar", "creativity", "consistency", "plot")

@@ -26,10 +26,12 @@ Integrity checks, each one line when it fails:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +48,18 @@ from tinyinterp.atomic import (  # noqa: F401 (re-exported)
 )
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import RunDirError
+from tinyinterp.runlayout import (  # noqa: F401 (the names live in runlayout; older callers read them here)
+    ANALYSIS_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+)
 from tinyinterp.runlock import LOCK_FILE, RunDirLockedError, lock_run_dir  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
-WEIGHTS_FILE = "model.safetensors"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-ANALYSIS_DIR = "analysis"
 CHECKSUM_KEY = "tinyinterp.sha256"
 """safetensors metadata key holding :func:`tensors_digest` of the file's tensors."""
 
@@ -87,7 +91,10 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     try:
         # safetensors refuses shared storage (tied weights); clone so every tensor owns its memory.
         owned = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
-        save_file(owned, tmp, metadata={**(metadata or {}), CHECKSUM_KEY: tensors_digest(owned)})
+        try:
+            save_file(owned, tmp, metadata={**(metadata or {}), CHECKSUM_KEY: tensors_digest(owned)})
+        except SafetensorError as e:  # an I/O failure (ENOSPC...) surfaces as SafetensorError: give it its OSError back
+            raise _as_os_error(e, path) from None
         os.chmod(tmp, mode_for_new_file(path))  # safetensors recreates the file 0600; give it ordinary permissions
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -95,6 +102,13 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _as_os_error(error: SafetensorError, path: Path) -> OSError:
+    """The OSError inside a safetensors write error (``... No space left on device (os error 28)``), else EIO."""
+    match = re.search(r"(?:os error |code: )(\d+)", str(error))
+    code = int(match.group(1)) if match else errno.EIO
+    return OSError(code, os.strerror(code), str(path))
 
 
 def read_json(path: Path) -> Any:
