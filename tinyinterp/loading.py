@@ -3,6 +3,7 @@
     >>> import tinyinterp
     >>> model = tinyinterp.load("runs/demo")                      # our run directory
     >>> model = tinyinterp.load("runs/demo/checkpoints/step_00000200")  # one of its checkpoints
+    >>> model = tinyinterp.load("runs/unfinished")                # no final weights yet: its latest checkpoint
     >>> model = tinyinterp.load("roneneldan/TinyStories-33M")     # official checkpoint (hub)
     >>> model = tinyinterp.load("/models/gpt2-xl")                 # a local save_pretrained folder
     >>> model = tinyinterp.load("gpt2", backend="bridge")          # through TransformerLens's bridge
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.checkpoints import latest_checkpoint
 from tinyinterp.errors import ModelLoadError
 from tinyinterp.external import is_hf_model_dir, load_external, resolve_local
 
@@ -38,6 +40,13 @@ def _is_our_run(path: Path) -> bool:
         return False
     data = rundir.read_json(config)
     return isinstance(data, dict) and "model" in data and "model_type" not in data
+
+
+def _unfinished_run_checkpoint(path: Path) -> Path | None:
+    """The latest checkpoint of a run that has no final weights yet (still training, or interrupted), else None."""
+    if (path / rundir.WEIGHTS_FILE).is_file():
+        return None
+    return latest_checkpoint(path)
 
 
 def _load_hf(name_or_path: str, device, dtype, backend: str):
@@ -77,6 +86,13 @@ def load(
                 "and load DIR with it"
             )
         return rundir.load_run(path, device=device)
+    unfinished = _unfinished_run_checkpoint(path) if path.is_dir() else None
+    if unfinished is not None:
+        if backend == "bridge":
+            raise ModelLoadError(f"{path}: backend 'bridge' is for Hugging Face checkpoints, not a run directory")
+        log.warning("%s: a run without final weights (being trained or interrupted); using its latest checkpoint %s",
+                    path, unfinished.name)
+        return rundir.load_run(unfinished, device=device)
     if path.is_dir() and is_hf_model_dir(path):
         return _load_hf(str(path), device, dtype, backend)
     if path.exists():

@@ -137,6 +137,8 @@ def read_jsonl(path: Path, skip_bad: bool = False) -> list[dict[str, Any]]:
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a folder (or other non-file) in the log's place is damage, not "no log yet"
+            raise RunDirError(f"{path}: exists but is not a file; move it away (a new log starts) or put the log back")
         return []
     records = []
     text = path.read_bytes().decode("utf-8", errors="replace")

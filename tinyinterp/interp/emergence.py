@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 from tinyinterp import rundir
 from tinyinterp.checkpoints import ALL_KINDS, Checkpoint, list_checkpoints
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import EMERGENCE_SUMMARY_FILE, METRICS_FILE, STEP_GLOB, emergence_dir, step_name
+from tinyinterp.runlayout import EMERGENCE_SUMMARY_FILE, METRICS_FILE, STEP_GLOB, emergence_dir, parse_step_name, step_name
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,11 @@ class EmergenceResult:
         rows = []
         for summary in sorted(out_dir.glob(f"{STEP_GLOB}/{SUMMARY_FILE}")):
             try:
-                rows.append(json.loads(summary.read_text(encoding="utf-8")))
+                row = json.loads(summary.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise TinyinterpError(f"{summary}: not valid JSON ({e}); delete it to re-analyse that step") from None
+            _check_summary(summary, row)
+            rows.append(row)
         if not rows:
             raise TinyinterpError(f"{out_dir}: no emergence results; run `tinyinterp analyze emergence RUN`")
         return cls(sorted(rows, key=lambda r: r["step"]), out_dir)
@@ -161,6 +164,37 @@ class EmergenceResult:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
+
+
+_SUMMARY_NUMBERS = ("tokens", "role_share", "prompt_mean_distance", "prompt_prev_token")
+_SUMMARY_OPTIONAL = ("val_loss", "train_loss", "mean_type_purity")
+_SUMMARY_COUNTS = ("local", "semantic", "mixed")
+
+
+def _is_number(value, optional: bool = False) -> bool:
+    if value is None:
+        return optional
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_summary(path: Path, row) -> None:
+    """Refuse, in one line, a step summary whose fields do not have the types :func:`analyze_checkpoint` writes."""
+    redo = "delete it to re-analyse that step"
+    if not isinstance(row, dict):
+        raise TinyinterpError(f"{path}: not a JSON object; {redo}")
+    step = row.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step != parse_step_name(path.parent.name):
+        raise TinyinterpError(f"{path}: 'step' is {step!r}, expected the folder's step {parse_step_name(path.parent.name)}; {redo}")
+    for key in _SUMMARY_NUMBERS + _SUMMARY_OPTIONAL:
+        if not _is_number(row.get(key), optional=key in _SUMMARY_OPTIONAL):
+            raise TinyinterpError(f"{path}: '{key}' is {row.get(key)!r}, expected a finite number; {redo}")
+    for key in _SUMMARY_COUNTS:
+        value = row.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TinyinterpError(f"{path}: '{key}' is {value!r}, expected a head count; {redo}")
+    heads = row.get("heads")
+    if not isinstance(heads, list) or not all(isinstance(layer, list) and all(isinstance(h, dict) for h in layer) for layer in heads):
+        raise TinyinterpError(f"{path}: 'heads' must be a list (layers) of lists (heads) of objects; {redo}")
 
 
 def _prompt_patterns(model, prompts: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
