@@ -23,15 +23,24 @@ def _point(lr: float, budget: float = 2048.0) -> RunPoint:
     return RunPoint(16, 1, 2, lr, 0, "tokens", budget)
 
 
-@given(a=positive, b=positive)
-def test_scaling_run_names_are_unique_per_grid_point(a, b):
-    assert (_point(a).name == _point(b).name) == (a == b)
-    assert (_point(1e-3, a).name == _point(1e-3, b).name) == (a == b)
+def _near(a: float, ulps: int) -> float:
+    """``a`` moved ``ulps`` representable floats up: a value ``:g`` (6 digits) cannot tell from ``a``."""
+    for _ in range(ulps):
+        a = math.nextafter(a, math.inf)
+    return a
 
 
-@given(a=positive, b=positive)
-def test_grid_run_names_are_unique_per_learning_rate(a, b):
-    assert (run_name("test-tiny", a) == run_name("test-tiny", b)) == (a == b)
+@given(a=positive, b=positive, ulps=st.integers(0, 3))
+def test_scaling_run_names_are_unique_per_grid_point(a, b, ulps):
+    for x, y in ((a, b), (a, _near(a, ulps))):
+        assert (_point(x).name == _point(y).name) == (x == y)
+        assert (_point(1e-3, x).name == _point(1e-3, y).name) == (x == y)
+
+
+@given(a=positive, b=positive, ulps=st.integers(0, 3))
+def test_grid_run_names_are_unique_per_learning_rate(a, b, ulps):
+    for x, y in ((a, b), (a, _near(a, ulps))):
+        assert (run_name("test-tiny", x) == run_name("test-tiny", y)) == (x == y)
 
 
 def test_names_of_earlier_sweeps_are_unchanged():
