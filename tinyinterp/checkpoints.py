@@ -7,7 +7,8 @@ file names and small JSON files (no torch): listing is cheap and safe to do from
 * a **checkpoint** is ``checkpoints/step_XXXXXXXX/`` with ``model.safetensors`` and ``state.json``
   (written last, so a folder without it is an interrupted write and never listed);
 * a **snapshot** is ``snapshots/step_XXXXXXXX/model.safetensors`` (weights only);
-* the **final** weights are ``RUN/model.safetensors``, their step and tokens from ``config.json``'s ``result``.
+* the **final** weights are ``RUN/model.safetensors``, their step and tokens from ``config.json``'s ``result``
+  (or, for runs saved without one, the newest step in ``metrics.jsonl``).
 
 Tokens seen are read from one key, ``tokens`` (``state.json`` of a checkpoint, ``result`` of the final weights).
 
@@ -100,7 +101,30 @@ def final_weights(run_dir: Path) -> Checkpoint | None:
     result = config.get("result") if isinstance(config.get("result"), dict) else {}
     steps = result.get("steps")
     step = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else None
-    return Checkpoint(weights, FINAL, step, tokens_seen(result))
+    tokens = tokens_seen(result)
+    if step is None:  # saved without a result section (older or hand-made runs): the newest step logged
+        last = _last_logged_step(Path(run_dir) / layout.METRICS_FILE)
+        if last is not None:
+            step, tokens = last["step"], tokens if tokens is not None else tokens_seen(last)
+    return Checkpoint(weights, FINAL, step, tokens)
+
+
+def _last_logged_step(path: Path) -> dict[str, Any] | None:
+    """The record of the highest ``step`` in a metrics log (unreadable lines skipped), or None."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    best: dict[str, Any] | None = None
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0 and (best is None or step >= best["step"]):
+            best = record
+    return best
 
 
 def list_checkpoints(run_dir: str | Path, kinds: Iterable[str] = (CHECKPOINT,)) -> list[Checkpoint]:

@@ -2,7 +2,7 @@
 
 A run directory holds ``config.json`` (the dataclass configs), ``tokenizer.json``,
 ``model.safetensors``, an append-only ``metrics.jsonl``, ``checkpoints/step_XXXXXXXX/``
-and ``analysis/``. Weights are safetensors only (never pickle). Every write goes through
+and ``analysis/`` (the names: :mod:`tinyinterp.runlayout`). Weights are safetensors only (never pickle). Every write goes through
 a temp file + ``os.replace`` so an interrupted write never leaves a corrupt file behind.
 
 Integrity checks, each one line when it fails:
@@ -13,10 +13,12 @@ Integrity checks, each one line when it fails:
   without the key (older runs) load unchecked. Cost, measured on the tinystories-33m preset
   (181 MB of float32 weights at a 10,001-token vocabulary): sha256 runs at ~450 MB/s on one core,
   so about 0.4 s on load and the same on save, next to 1.2-2.6 s for building and filling the model.
+  A write that fails inside safetensors (disk full...) is re-raised as the ``OSError`` it wraps, so callers
+  that turn disk errors into one line see it like any other write.
 * **Tokenizer fingerprint.** ``config.json`` keeps ``tokenizer.fingerprint``; :func:`load_run`
   refuses a ``tokenizer.json`` with another fingerprint even when its vocabulary size matches.
-* **One writer.** :func:`tinyinterp.runlock.lock_run_dir` takes an exclusive ``flock`` on ``RUN/.lock`` for the life of a
-  training process. The kernel drops it when the process dies (even ``kill -9``), so a lock left by a
+* **One writer.** :func:`tinyinterp.runlock.lock_run_dir` takes an exclusive ``flock`` on the run directory and on
+  ``RUN/.lock`` for the life of a training process. The kernel drops it when the process dies (even ``kill -9``), so a lock left by a
   killed process is never stale: the next trainer takes it over. A second live writer gets one line
   naming the holder.
 * **Metrics log.** ``metrics.jsonl`` is appended one fsynced line at a time. Readers skip a torn last

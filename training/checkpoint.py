@@ -8,7 +8,10 @@ so a crash (even ``kill -9``) mid-write leaves only a temp folder, which
 safetensors; the optimizer state goes through ``torch.save`` and is read back with
 ``torch.load(weights_only=True)`` (plain tensors, numbers and lists only, no pickled code); a file
 holding anything else is refused with one line that says to delete the checkpoint, never with
-torch's own advice to disable the check. Re-saving an existing step swaps folders through a
+torch's own advice to disable the check. ``state.json`` records the sha256 of ``optimizer.pt``'s bytes
+(``optimizer_sha256``), checked before the file is parsed, as the weights' checksum is; checkpoints written
+before it existed resume unchecked. A bad checkpoint's message names its folder and the checkpoint a
+resume falls back to once it is deleted. Listing checkpoints is :mod:`tinyinterp.checkpoints`. Re-saving an existing step swaps folders through a
 ``.tmp-old-`` name; if a kill lands between the two renames, :func:`remove_stale_temp_dirs` puts
 the old folder back instead of deleting it.
 """

@@ -49,6 +49,14 @@ def test_kinds_are_listed_one_per_step(tmp_path):
     assert latest_checkpoint(tmp_path) == layout.checkpoint_dir(tmp_path, 12)
 
 
+def test_final_weights_without_a_result_take_the_newest_logged_step(tmp_path):
+    (tmp_path / layout.WEIGHTS_FILE).write_bytes(b"w")
+    (tmp_path / layout.CONFIG_FILE).write_text(json.dumps({"model": {}}))
+    (tmp_path / layout.METRICS_FILE).write_text('{"step": 5, "tokens": 50}\nnot json\n{"step": 9, "tokens": 90}\n{"st')
+    (final,) = list_checkpoints(tmp_path, kinds=[FINAL])
+    assert (final.step, final.tokens_seen) == (9, 90)
+
+
 def test_tags_and_folders():
     c = Checkpoint(layout.checkpoint_dir("run", 3) / layout.WEIGHTS_FILE, CHECKPOINT, 3)
     assert c.tag == "step_00000003" and c.folder == layout.checkpoint_dir("run", 3)

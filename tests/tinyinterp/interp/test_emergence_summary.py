@@ -14,7 +14,7 @@ from tinyinterp.interp.emergence import EmergenceResult, step_dir
 GOOD = {"step": 4, "kind": "snapshot", "tokens": 1024, "val_loss": 3.2, "train_loss": None, "role_share": 0.1,
         "mean_type_purity": 0.4, "local": 2, "semantic": 1, "mixed": 1, "prompt_mean_distance": 2.5,
         "prompt_prev_token": 0.3, "heads": [[{"head_class": "local"}] * 2] * 2}
-BAD_VALUES = st.one_of(st.text(max_size=5), st.lists(st.integers(), max_size=2), st.just(None), st.booleans(),
+BAD_VALUES = st.one_of(st.text(max_size=5), st.lists(st.integers(), min_size=1, max_size=2), st.just(None), st.booleans(),
                        st.just(float("inf")), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
 REQUIRED = ["step", "tokens", "role_share", "local", "semantic", "mixed", "prompt_mean_distance", "prompt_prev_token",
             "heads"]
