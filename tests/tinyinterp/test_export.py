@@ -9,8 +9,8 @@ import tinyinterp
 from tinyinterp import rundir
 from tinyinterp.cli import main
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.export import export_model, export_run
-from tinyinterp.hf_convert import NotExpressibleError
+from tinyinterp.hf.export import export_model, export_run
+from tinyinterp.hf.convert import NotExpressibleError
 from tinyinterp.model import HookedTransformer
 from tinyinterp.zoo import preset_config
 
@@ -82,7 +82,7 @@ def test_export_writes_a_folder_transformers_loads_offline(neo_export, stories):
 
 
 def test_bridge_of_export_has_our_activations(neo_export, stories):
-    from tests.tinyinterp.test_hf_import import _compare_caches
+    from tests.support.hf_models import compare_caches as _compare_caches
 
     run, out = neo_export
     ours = tinyinterp.load(run).process_weights()  # what the bridge's compatibility mode applies
