@@ -121,7 +121,9 @@ def check_well_formed(folder: Path) -> None:
             raise BadCheckpointError(f"{folder}: config.json {key}={value!r} must be a positive integer")
     n_layers = getattr(config, "num_hidden_layers", None)
     if isinstance(n_layers, int) and n_layers > len(header):
-        raise BadCheckpointError(f"{folder}: config.json says {n_layers} layers but the weights hold only {len(header)} tensors")
+        raise BadCheckpointError(
+            f"{folder}: config.json (model_type {model_type!r}) says {n_layers} layers but the weights hold only {len(header)} tensors"
+        )
     try:
         with torch.device("meta"):
             empty = AutoModelForCausalLM.from_config(config)
