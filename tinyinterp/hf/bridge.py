@@ -7,7 +7,7 @@ instead of being filled with random weights. Models are booted with ``Transforme
 ``enable_compatibility_mode()`` (TransformerLens 4's replacement for ``HookedTransformer``),
 then wrapped in :class:`ExternalModel`, which gives them the tinyinterp model contract
 (``.cfg``, ``.tokenizer`` as a :class:`tinyinterp.tokenizer.Tokenizer`, ``run_with_cache``,
-``run_with_hooks``). Hub names are resolved by :mod:`tinyinterp.hf.hub` (offline: one line at once).
+``run_with_hooks``). Hub names are downloaded by :mod:`tinyinterp.hf.hub` (offline: one line at once).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from tinyinterp.errors import ModelLoadError
 from tinyinterp.hf.family import BadCheckpointError
-from tinyinterp.hf.hub import resolve
+from tinyinterp.hf.hub import resolve_local
 from tinyinterp.hf.native_import import check_tokenizer, read_hf_config
 from tinyinterp.hf.weights import read_headers, weight_files
 
@@ -79,9 +79,8 @@ def load_external(name_or_path: str, device: str | torch.device = "cpu", dtype: 
 
     from tinyinterp.tokenizer import Tokenizer
 
-    source = resolve(name_or_path)
-    if isinstance(source, Path):
-        check_well_formed(source)
+    source = resolve_local(name_or_path)  # a hub name is downloaded first (time-bounded), then checked like a folder
+    check_well_formed(source)
     log.info("booting %s with TransformerBridge", source)
     try:
         bridge = TransformerBridge.boot_transformers(str(source), device=str(device), dtype=dtype)

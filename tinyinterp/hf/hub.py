@@ -9,6 +9,7 @@ DNS fails) and have no overall timeout for metadata calls; callers ask :func:`hu
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -109,18 +110,19 @@ def cached_snapshot(name: str) -> Path | None:
 
 
 def broken_link_message(path: Path) -> str | None:
-    """What is wrong with ``path`` if it is a symbolic link that loops or points nowhere, else ``None``
-    (``Path.exists`` answers False for both, which would make them look like hub names)."""
-    if not os.path.islink(path) and not any(os.path.islink(p) for p in path.parents):
-        return None
+    """What is wrong with ``path`` if it is (or passes through) a symbolic link that loops, or is a link
+    that points nowhere; else ``None``. ``Path.exists`` answers False for both, which would make them
+    look like hub names."""
+    loop = f"{path}: a symbolic link that loops (it leads back to itself); point it at a model folder"
     try:
         path.resolve(strict=True)
     except RuntimeError:  # Python 3.11 reports a loop this way
-        return f"{path}: a symbolic link that loops (it leads back to itself); point it at a model folder"
+        return loop
     except OSError as e:
-        if e.errno == 40:  # ELOOP
-            return f"{path}: a symbolic link that loops (it leads back to itself); point it at a model folder"
-        return f"{path}: a symbolic link to {os.readlink(path) if os.path.islink(path) else 'a missing folder'}, which does not exist"
+        if e.errno == errno.ELOOP:
+            return loop
+        if os.path.islink(path):
+            return f"{path}: a symbolic link to {os.readlink(path)}, which does not exist"
     return None
 
 
