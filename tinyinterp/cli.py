@@ -23,7 +23,7 @@ FEATURE_CLIS = (
     "training.scaling_cli",
     "tinyinterp.interp.cli",
     "tinyinterp.evaluation.cli",
-    "tinyinterp.export",
+    "tinyinterp.hf.export",
     "datagen.cli",
     "tinyinterp.explain.cli",
     "apps.cli",

@@ -275,6 +275,7 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.name: str | None = None  # display name of an imported checkpoint (its hub name or folder)
         self.embed = nn.Embedding(cfg.d_vocab, cfg.d_model)
         self.pos_embed = nn.Embedding(cfg.n_ctx, cfg.d_model)
         self.hook_embed = HookPoint()  # (batch, pos, d_model)
