@@ -26,6 +26,7 @@ FEATURE_CLIS = (
     "tinyinterp.export",
     "datagen.cli",
     "tinyinterp.explain.cli",
+    "tinyinterp.dictionaries.cli",
     "apps.cli",
 )
 
