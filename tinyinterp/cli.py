@@ -26,6 +26,7 @@ FEATURE_CLIS = (
     "tinyinterp.hf.export",
     "datagen.cli",
     "tinyinterp.explain.cli",
+    "tinyinterp.dictionaries.cli",
     "apps.cli",
 )
 
