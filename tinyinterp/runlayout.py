@@ -65,6 +65,7 @@ EMERGENCE_SUMMARY_FILE = "summary.json"
 """``analysis/emergence/step_XXXXXXXX/summary.json``: written last, its presence marks the step analysed."""
 EXPLANATIONS_SUBDIR = "explanations"
 SCALING_SUBDIR = "scaling"
+DICTIONARIES_SUBDIR = "dictionaries"
 
 # ----- sweeps ---------------------------------------------------------------------------------------
 SWEEP_SUMMARY_FILE = "sweep_summary.json"
@@ -136,6 +137,11 @@ def eval_dir(run_dir: Path) -> Path:
 
 def explanations_dir(run_dir: Path) -> Path:
     return Path(run_dir) / ANALYSIS_DIR / EXPLANATIONS_SUBDIR
+
+
+def dictionaries_dir(run_dir: Path) -> Path:
+    """``RUN/analysis/dictionaries``: one folder per SAE / transcoder (SAELens layout)."""
+    return Path(run_dir) / ANALYSIS_DIR / DICTIONARIES_SUBDIR
 
 
 def emergence_dir(run_dir: Path) -> Path:

@@ -16,9 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tinyinterp import runlayout
 from tinyinterp.errors import TinyinterpError
-
-DICTIONARIES_SUBDIR = "dictionaries"
 
 
 def add_subparser(subparsers) -> None:
@@ -73,7 +72,7 @@ def _model_args(p) -> None:
 def _corpus(args, split: str):
     from tinyinterp.corpus import TokenizedCorpus
 
-    path = Path(args.corpus) if args.corpus else Path(args.model) / "data" / split
+    path = Path(args.corpus) if args.corpus else runlayout.corpus_dir(Path(args.model), split)
     if not path.is_dir():
         raise TinyinterpError(f"--corpus {path}: no tokenized corpus there; pass --corpus DIR")
     return TokenizedCorpus.open(path)
@@ -96,7 +95,7 @@ def _config(args, model):
 
 
 def _out(args, name: str) -> Path:
-    return Path(args.out) if args.out else Path(args.model) / "analysis" / DICTIONARIES_SUBDIR / name
+    return Path(args.out) if args.out else runlayout.dictionaries_dir(Path(args.model)) / name
 
 
 def dictionary_name(cfg) -> str:
@@ -119,7 +118,7 @@ def run_train(args) -> int:
                         buffer_tokens=max(args.buffer_tokens, args.batch_tokens), checkpoint_every=args.checkpoint_every,
                         seed=args.seed)
     out = _out(args, dictionary_name(cfg))
-    corpus = None if args.cache else _corpus(args, "train")
+    corpus = None if args.cache else _corpus(args, runlayout.TRAIN_SPLIT)
     train_dictionary(model, corpus, cfg, train, out, cache=Path(args.cache) if args.cache else None,
                      progress=not args.no_progress)
     print(f"dictionary: {out}")
@@ -131,8 +130,8 @@ def run_cache(args) -> int:
 
     model = _load(args)
     cfg = _config(args, model)
-    out = Path(args.out) if args.out else Path(args.model) / "analysis" / DICTIONARIES_SUBDIR / f"cache-{cfg.hook_in}"
-    stream = ActivationStream(model, _corpus(args, "train"), cfg, args.seq_len, 16, 65_536, seed=args.seed)
+    out = Path(args.out) if args.out else runlayout.dictionaries_dir(Path(args.model)) / f"cache-{cfg.hook_in}"
+    stream = ActivationStream(model, _corpus(args, runlayout.TRAIN_SPLIT), cfg, args.seq_len, 16, 65_536, seed=args.seed)
     cache_activations(stream, out, args.tokens, progress=not args.no_progress)
     print(f"activations: {out}")
     return 0
@@ -145,7 +144,7 @@ def run_eval(args) -> int:
     model = _load(args)
     coder = load_dictionary(args.dict)
     check_against_model(coder, model)
-    result = evaluate_dictionary(model, coder, _corpus(args, "val"), n_tokens=args.tokens, seq_len=args.seq_len,
+    result = evaluate_dictionary(model, coder, _corpus(args, runlayout.VAL_SPLIT), n_tokens=args.tokens, seq_len=args.seq_len,
                                  progress=not args.no_progress)
     path = save_evaluation(result, Path(args.dict))
     for key in ("explained_variance", "mse", "cossim", "l0", "ce_loss_score", "kl_div_score", "dead_fraction",
