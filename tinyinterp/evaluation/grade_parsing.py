@@ -120,7 +120,8 @@ _LIST_MARKER = re.compile(r"\s*\d+[.)]\s")
 # A scale stated anywhere ("Grades (out of 5):", "on a scale of 1 to 5") other than 10 makes every bare number suspect.
 _STATED_SCALE = re.compile(r"(?:out\s+of|scale\s+(?:of|from)\s+(?:\d+\s*(?:-|to)\s*)?)\s*(\d+(?:\.\d+)?)"
                            r"|(\d+)[-\s]point\s+scale", re.I)
-_RANGE = r"\d+(?:\.\d+)?\s*(?:-|–|—|to)\s*(\d+(?:\.\d+)?)"
+# A scale starts at 0 or 1 and stays on one line ("score: 0.5\n- 2." is a grade and a list marker).
+_RANGE = r"(?<![\d.])[01][^\S\n]*(?:-|–|—|to)[^\S\n]*(\d+(?:\.\d+)?)"
 # A range declared for the scores: "(1-5 scale)", "scale: 0-1", "Scores (0-1):", "rated 1 to 5". The words
 # before it may not hold digits, so "Grammar score: 8/10. Age group: E (10-12)" states no scale.
 _DECLARED_RANGE = re.compile(
