@@ -5,10 +5,11 @@ Every analysis that needs activations (neuron index, neuron search, neuron queri
 records, the app's neuron pages; later sparse-dictionary features) goes through here. Requests are
 hook names (``"blocks.3.hook_resid_pre"``, any name in ``model.hook_dict``) or ``(layer, kind)`` pairs
 in TransformerLens's shorthand (``(0, "mlp_post")``, ``(2, "resid_pre")``, ``(1, "pattern")``; see
-``transformer_lens.utilities.get_act_name``). Nothing after the last requested block runs: a model
-whose forward takes ``stop_at_layer`` (our ``HookedTransformer``, the TransformerBridge) gets it;
-any other hooked model is stopped by an exception from the hook that fires last. A request outside
-the blocks (``ln_final.hook_normalized``) runs every block but still skips the unembedding.
+``transformer_lens.utilities.get_act_name``). Nothing after the last requested hook runs: a model
+whose forward takes ``stop_at_layer`` (our ``HookedTransformer``, the TransformerBridge) gets it, and
+on every model the hook that fires last raises an exception that ends the forward there (so the
+rest of that block is skipped too, and a model without ``stop_at_layer`` stops all the same). A
+request outside the blocks (``ln_final.hook_normalized``) runs every block but skips the unembedding.
 
 Windows are right-padded to the longest in the batch (token 0, ``mask`` False); attention is causal,
 so padding never changes the activations of real tokens. ``reduce(name, acts, batch)`` runs inside
@@ -150,10 +151,11 @@ def run_activations(model, tokens: torch.Tensor, names: Sequence[str], reduce: R
     stop = stop_layer(names) if stop_early else None
     kwargs = {"return_type": None}
     if stop is not None and _takes_stop_at_layer(model):
-        kwargs["stop_at_layer"] = stop
-        raise_when_done = False
-    else:
-        raise_when_done = stop_early  # no stop_at_layer (or a request after the blocks): stop from the last hook
+        kwargs["stop_at_layer"] = stop  # nothing after the last requested block is hooked or run
+    # ... and the hook that fires last ends the forward at once: this skips the rest of its own block
+    # (after mlp.hook_post, the MLP's output matmul: a third of the block) and stops models without
+    # stop_at_layer, or with a request after the blocks, before the unembedding.
+    raise_when_done = stop_early
 
     def make_hook(name: str):
         def hook(acts: torch.Tensor, hook) -> None:
