@@ -81,6 +81,9 @@ def test_early_stop_skips_later_blocks(deep_model, story_corpus, layer):
         for _ in iter_activations(deep_model, story_corpus, windows, [(layer, "mlp_post")], batch_size=4):
             pass
     assert counts == [n_batches] * (layer + 1) + [0] * (3 - layer)
+    with count_block_forwards([deep_model.blocks[layer].mlp.fc_out]) as counts:  # after hook_post: never needed
+        next(iter_activations(deep_model, story_corpus, windows, [(layer, "mlp_post")], batch_size=4))
+    assert counts == [0]
     with count_block_forwards(deep_model.blocks) as counts:
         for _ in iter_activations(deep_model, story_corpus, windows, [(layer, "mlp_post")], batch_size=4, stop_early=False):
             pass
@@ -152,15 +155,17 @@ def test_bad_requests_are_one_line(deep_model, story_corpus):
         next(iter_activations(deep_model, story_corpus, windows, ["blocks.0.mlp.hook_nope"]))
 
 
-def test_top_examples_run_one_batched_pass_stopped_after_the_layer(story_model, story_corpus, tmp_path):
+def test_top_examples_run_batched_and_stop_after_the_layer(story_model, story_corpus, tmp_path):
     from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
 
     index = build_neuron_index(story_model, story_corpus, tmp_path / "idx", NeuronIndexConfig(k=12, seq_len=24),
                                progress=False)
     with count_block_forwards(story_model.blocks) as counts:
         examples = index.top_examples(0, 7, k=12, context=30, model=story_model)
-    assert counts == [1, 0]  # 12 examples, one forward (the old path: 12 forwards through every block)
     offsets = np.asarray(story_corpus.doc_offsets)
+    n_windows = len({(ex.doc, ex.pos // 24) for ex in examples})
+    # each distinct window once, in batches of 4, never past layer 0 (the old path: 12 forwards through every block)
+    assert counts == [-(-n_windows // 4), 0] and counts[0] < len(examples) == 12
     for ex in examples:  # every known activation is the one a full forward of the index's window gives
         start = offsets[ex.doc] + ex.pos // 24 * 24
         end = min(start + 24, offsets[ex.doc + 1])
