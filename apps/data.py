@@ -298,16 +298,13 @@ def generate_texts(run: str, version: float, prompt: str, n: int, max_new_tokens
 
 @st.cache_data(show_spinner=False)
 def neuron_activations(run: str, version: float, text: str, layer: int, neuron: int) -> tuple[list[str], list[float]]:
-    """Token strings of ``text`` and one MLP neuron's activation on each."""
+    """Token strings of ``text`` and one MLP neuron's activation on each (the forward stops after ``layer``)."""
+    from tinyinterp.interp.activations import sequence_activations
+
     model = load_model(run, version)
     ids = model.tokenizer.encode(text)[: model.cfg.n_ctx]
     if not ids:
         return [], []
-    got = {}
-
-    def grab(acts, hook):
-        got["a"] = acts[0, :, neuron].float().tolist()
-
-    with torch.no_grad():
-        model.run_with_hooks(torch.tensor([ids]), fwd_hooks=[(f"blocks.{layer}.mlp.hook_post", grab)], return_type=None)
-    return [model.tokenizer.token_str(i) for i in ids], got["a"]
+    name = f"blocks.{layer}.mlp.hook_post"
+    (acts,) = sequence_activations(model, [ids], [name], reduce=lambda _, a, batch: a[..., neuron].float().cpu())
+    return [model.tokenizer.token_str(i) for i in ids], acts[name].tolist()
