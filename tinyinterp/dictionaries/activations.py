@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from tinyinterp.atomic import atomic_write_text
-from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError, hook_layer
-from tinyinterp.interp.inputs import document_windows, iter_batches
+from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError
+from tinyinterp.interp.activations import iter_activations, model_device, run_activations
+from tinyinterp.interp.inputs import document_windows
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +45,12 @@ def _flat(act: torch.Tensor) -> torch.Tensor:
     return act.flatten(2) if act.dim() > 3 else act
 
 
-def capture(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
-    """Activations (batch, pos, d) at ``hooks``; the forward stops after the last block they need."""
-    got: dict[str, torch.Tensor] = {}
-
-    def save(act, hook):
-        got[hook.name] = _flat(act.detach())
-
-    layers = [hook_layer(h) for h in hooks]
-    stop = None if None in layers or not hasattr(model, "blocks") else max(layers) + 1
-    kwargs = {"stop_at_layer": stop} if stop is not None and stop < len(model.blocks) else {"return_type": None}
-    with torch.no_grad():
-        model.run_with_hooks(tokens, fwd_hooks=[(h, save) for h in dict.fromkeys(hooks)], **kwargs)
-    return got
-
-
 def hook_widths(model, hooks: list[str]) -> list[int]:
-    """The flattened width of each hook's activation (one 2-token forward)."""
+    """The flattened width of each hook's activation (one 2-token forward through the activation pass)."""
     for h in hooks:
         check_hook(model, h)
-    got = capture(model, torch.zeros(1, 2, dtype=torch.long, device=_device(model)), hooks)
-    return [got[h].shape[-1] for h in hooks]
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
+    got = run_activations(model, torch.zeros(1, 2, dtype=torch.long, device=model_device(model)), list(dict.fromkeys(hooks)))
+    return [_flat(got[h]).shape[-1] for h in hooks]
 
 
 class ActivationStream:
@@ -94,11 +76,10 @@ class ActivationStream:
         n = len(self.windows)
         idx = [(self.position + i) % n for i in range(self.model_batch)]
         self.position += self.model_batch
-        tokens, mask, _ = next(iter_batches(self.corpus, self.windows[idx], len(idx), _device(self.model)))
-        got = capture(self.model, tokens, [self.cfg.hook_in, self.cfg.hook_out])
-        m = mask.reshape(-1)
-        x = got[self.cfg.hook_in].reshape(-1, self.cfg.d_in)[m].float().cpu()
-        y = got[self.cfg.hook_out].reshape(-1, self.cfg.d_out)[m].float().cpu()
+        hooks = list(dict.fromkeys([self.cfg.hook_in, self.cfg.hook_out]))
+        batch = next(iter_activations(self.model, self.corpus, self.windows[idx], hooks, batch_size=len(idx)))
+        x = batch.real_rows(_flat(batch.acts[self.cfg.hook_in])).float().cpu()
+        y = batch.real_rows(_flat(batch.acts[self.cfg.hook_out])).float().cpu()
         return x, y
 
     def _fill(self, x: torch.Tensor, y: torch.Tensor, need: int) -> tuple[torch.Tensor, torch.Tensor]:

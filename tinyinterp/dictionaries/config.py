@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 
 from tinyinterp.errors import TinyinterpError
 
 KINDS = ("sae", "transcoder")
-_LAYER = re.compile(r"^blocks\.(\d+)\.")
 
 
 class DictionaryError(TinyinterpError):
     """A dictionary file, configuration or hook that cannot be used."""
-
-
-def hook_layer(hook: str) -> int | None:
-    """The block a hook belongs to (``blocks.3.hook_mlp_out`` → 3); None for embeddings/unembedding hooks."""
-    m = _LAYER.match(hook)
-    return int(m.group(1)) if m else None
 
 
 def transcoder_hooks(layer: int) -> tuple[str, str]:
@@ -70,10 +62,6 @@ class DictionaryConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise DictionaryError(f"dictionary {name} must be a positive finite number, got {value!r}")
-
-    @property
-    def layer(self) -> int | None:
-        return hook_layer(self.hook_out)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
