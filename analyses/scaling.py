@@ -35,7 +35,10 @@ from typing import Any
 import numpy as np
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import read_jsonl
 
 OUT_SUBDIR = Path("analysis") / "scaling"
 RESULT_FILE = "scaling.json"
@@ -102,7 +105,7 @@ class ScalingResult:
     def save(self, out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / RESULT_FILE
-        rundir.atomic_write_json(path, asdict(self))
+        atomic_write_json(path, asdict(self))
         return path
 
     @classmethod
@@ -127,7 +130,7 @@ def load_curves(sweep_dir: Path) -> list[RunCurve]:
         raise TinyinterpError(f"{summary_path}: not a scaling sweep; run `python -m training.sweep summarize {sweep_dir}`")
     curves = []
     for r in summary["runs"]:
-        records = [m for m in rundir.read_jsonl(sweep_dir / r["name"] / rundir.METRICS_FILE) if "val_loss" in m]
+        records = [m for m in read_jsonl(sweep_dir / r["name"] / rundir.METRICS_FILE) if "val_loss" in m]
         if not records:
             continue
         curves.append(RunCurve(
@@ -428,20 +431,20 @@ def main(argv: list[str] | None = None) -> int:
 
     scaling_quality.add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        if args.bootstrap < 0:
-            raise TinyinterpError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-        result, curves = analyze(args.sweep, n_bootstrap=args.bootstrap, seed=args.seed)
-        out = args.out or args.sweep / OUT_SUBDIR
-        path = result.save(out)
-        plots = write_plots(curves, result, out)
-        quality = None
-        if args.quality or args.base_url:  # a judge given is a quality analysis asked for
-            quality, quality_paths = scaling_quality.run(args.sweep, out, scaling_quality.config_from_args(args), progress=True)
-            plots += quality_paths
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _analyze_and_plot(args, scaling_quality))
+
+
+def _analyze_and_plot(args: argparse.Namespace, scaling_quality) -> int:
+    if args.bootstrap < 0:
+        raise TinyinterpError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    result, curves = analyze(args.sweep, n_bootstrap=args.bootstrap, seed=args.seed)
+    out = args.out or args.sweep / OUT_SUBDIR
+    path = result.save(out)
+    plots = write_plots(curves, result, out)
+    quality = None
+    if args.quality or args.base_url:  # a judge given is a quality analysis asked for
+        quality, quality_paths = scaling_quality.run(args.sweep, out, scaling_quality.config_from_args(args), progress=True)
+        plots += quality_paths
     print(describe(result))
     if quality is not None:
         print(scaling_quality.describe(quality))

@@ -10,12 +10,11 @@ import os
 import socket
 from urllib.parse import urlparse
 
-_FALSY = ("", "0", "false", "no", "off")
-
+from tinyinterp.envflags import env_flag
 
 def offline_mode() -> bool:
     """True when the user asked the HF libraries to stay offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)."""
-    return any(os.environ.get(name, "").strip().lower() not in _FALSY for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return env_flag("HF_HUB_OFFLINE") or env_flag("HF_DATASETS_OFFLINE")
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

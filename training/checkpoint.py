@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import RunDirError
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,8 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
             f.flush()
             os.fsync(f.fileno())
         rundir.atomic_save_tensors(tmp / RNG_FILE, rng_state())
-        rundir.atomic_write_json(tmp / rundir.CONFIG_FILE, config)
-        rundir.atomic_write_json(tmp / STATE_FILE, {**state, "step": step})  # last: marks the folder complete
+        atomic_write_json(tmp / rundir.CONFIG_FILE, config)
+        atomic_write_json(tmp / STATE_FILE, {**state, "step": step})  # last: marks the folder complete
         _fsync_dir(tmp)
         if final.exists():  # re-saving a step (a resumed run ending where it started): swap, then delete
             old = root / f"{_TMP_PREFIX}old-{checkpoint_name(step)}-{os.getpid()}"

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import TinyinterpError
 from training.scaling_spec import SPEC_FILE, RunPoint, ScalingSpec, parse_shard, planned_flops, select
 
@@ -58,7 +60,7 @@ def _flock(path: Path, blocking: bool = True):
 def save_spec(spec: ScalingSpec, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / SPEC_FILE
-    rundir.atomic_write_json(path, spec.to_dict())
+    atomic_write_json(path, spec.to_dict())
     return path
 
 
@@ -133,7 +135,7 @@ def summarize(out: Path) -> dict[str, Any]:
     scored = [r for r in runs if r.get("final_val_loss") is not None]
     summary = {"kind": "scaling", "runs": runs, "pending": pending,
                "best": min(scored, key=lambda r: r["final_val_loss"])["name"] if scored else None}
-    rundir.atomic_write_json(out / SUMMARY_FILE, summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
 
 
@@ -314,8 +316,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.sweep") 
     args = build_parser(prog).parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return args.func(args)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: args.func(args))

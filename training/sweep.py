@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import TinyinterpError
 from training.config import TrainConfig
 from training.train import add_train_arguments, config_from_args, prepare_data
@@ -82,7 +84,7 @@ def _write_summary(out: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
     scored = [e for e in entries if e.get("final_val_loss") is not None]
     best = min(scored, key=lambda e: e["final_val_loss"])["name"] if scored else None
     summary = {"runs": entries, "best": best}
-    rundir.atomic_write_json(out / SUMMARY_FILE, summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
 
 
@@ -103,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        base = config_from_args(args)
-        summary = run_sweep(base, args.presets or [base.preset], args.lrs or [base.lr], args.out, progress=not args.no_progress)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _run_grid(args))
+
+
+def _run_grid(args: argparse.Namespace) -> int:
+    base = config_from_args(args)
+    summary = run_sweep(base, args.presets or [base.preset], args.lrs or [base.lr], args.out, progress=not args.no_progress)
     for e in summary["runs"]:
         val = f"{e['final_val_loss']:.4f}" if e.get("final_val_loss") is not None else "n/a"
         print(f"{e['name']:>32}: {e['steps']} steps, val loss {val}")

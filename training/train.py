@@ -24,10 +24,12 @@ from typing import Any
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.cli_support import run_cli
+from tinyinterp.devices import resolve_device
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.runlock import lock_run_dir
 from training.config import DTYPES, TrainConfig
-from training.trainer import DistContext, Trainer, TrainResult, resolve_device
+from training.trainer import DistContext, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return train_from_args(args)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: train_from_args(args))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def _train(model, corpus, steps: int, seq_len: int = 48, batch: int = 8, lr: flo
 
 def _write_grades(eval_dir: Path) -> None:
     """grades.jsonl + grades_summary.json in the evaluation module's format (its own summarize)."""
-    from tinyinterp.rundir import append_jsonl, atomic_write_json
+    from tinyinterp.atomic import atomic_write_json
+    from tinyinterp.jsonl import append_jsonl
 
     rng = random.Random(0)
     records = []
@@ -102,6 +103,7 @@ def _build(root: Path) -> None:
     from tinyinterp import rundir
     from tinyinterp.corpus import tokenize_corpus
     from tinyinterp.interp import HeadConfig, NeuronIndexConfig, analyze_heads, build_neuron_index, compare, neuron_purity
+    from tinyinterp.jsonl import append_jsonl
     from tinyinterp.model import HookedTransformer
     from tinyinterp.tokenizer import Tokenizer
     from tinyinterp.zoo import preset_config
@@ -116,7 +118,7 @@ def _build(root: Path) -> None:
         records = _train(model, corpus, steps) if steps else []
         run = rundir.save_run(root / name, model, tokenizer, {"train": {"max_steps": steps, "lr": 3e-3} if steps else None})
         for r in records:
-            rundir.append_jsonl(run / rundir.METRICS_FILE, r)
+            append_jsonl(run / rundir.METRICS_FILE, r)
         analysis = run / rundir.ANALYSIS_DIR
         index = build_neuron_index(model, corpus, analysis / "neurons", NeuronIndexConfig(k=12, seq_len=64), progress=False)
         neuron_purity(index, tokenizer, corpus).save(analysis / "neurons")

@@ -23,7 +23,8 @@ import torch
 from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.evaluation.prompts import EvalPrompt
 from tinyinterp.generation import SamplingConfig, generate_tokens
-from tinyinterp.rundir import ANALYSIS_DIR, CHECKPOINTS_DIR, WEIGHTS_FILE, append_jsonl, read_json, read_jsonl
+from tinyinterp.jsonl import append_jsonl, read_jsonl
+from tinyinterp.rundir import ANALYSIS_DIR, CHECKPOINTS_DIR, WEIGHTS_FILE, read_json
 
 log = logging.getLogger(__name__)
 

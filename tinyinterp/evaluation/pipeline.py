@@ -21,10 +21,11 @@ from tinyinterp.evaluation.completions import (
     FINAL_TAG, Checkpoint, CompletionConfig, CompletionSet, completions_path, eval_dir, file_hash,
     generate_completion_set, list_checkpoints,
 )
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.evaluation.metrics import set_stats
 from tinyinterp.evaluation.prompts import EvalPrompt, load_prompts
 from tinyinterp.generation import SamplingConfig
-from tinyinterp.rundir import WEIGHTS_FILE, atomic_write_json, load_run
+from tinyinterp.rundir import WEIGHTS_FILE, load_run
 
 log = logging.getLogger(__name__)
 

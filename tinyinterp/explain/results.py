@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from datagen.store import AppendLog, iter_jsonl, read_records
+from tinyinterp.jsonl import read_records
 from tinyinterp.rundir import ANALYSIS_DIR
 
 EXPLANATIONS_SUBDIR = "explanations"
@@ -27,7 +27,7 @@ FINISHED = ("ok", "flagged")
 COLUMNS = ["explainer", "layer", "neuron", "explanation", "score", "score_top", "score_random", "status",
            "n_flagged", "simulation", "model", "id"]
 
-__all__ = ["AppendLog", "EXPLANATIONS_SUBDIR", "explanations_dir", "results_folder", "explainer_slug", "neuron_id",
+__all__ = ["EXPLANATIONS_SUBDIR", "explanations_dir", "results_folder", "explainer_slug", "neuron_id",
            "finished_ids", "load_explanations", "score_summary", "results_path", "errors_path"]
 
 
@@ -97,7 +97,3 @@ def score_summary(run_dir: str | Path) -> pd.DataFrame:
         n="count", mean="mean", median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75),
         **{"share_ge_0.5": lambda s: float((s >= 0.5).mean()) if len(s) else float("nan")}).reset_index()
     return out[cols]
-
-
-def iter_errors(out_dir: Path, slug: str):
-    return iter_jsonl(errors_path(out_dir, slug))

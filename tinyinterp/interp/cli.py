@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from tinyinterp import rundir
+from tinyinterp.commands import ANALYZE
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.summary import COMPARE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR
 
@@ -27,7 +28,7 @@ RUN_CORPUS_SUBDIR = "data/train"
 
 
 def add_subparser(subparsers) -> None:
-    p = subparsers.add_parser("analyze", help="neuron index, head classes, model comparison",
+    p = subparsers.add_parser(ANALYZE.name, help=ANALYZE.help,
                               description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
 

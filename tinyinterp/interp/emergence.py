@@ -30,7 +30,9 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class Checkpoint:
 
 def _metrics_by_step(run_dir: Path) -> dict[int, dict]:
     by_step: dict[int, dict] = {}
-    for record in rundir.read_jsonl(Path(run_dir) / rundir.METRICS_FILE, skip_bad=True):
+    for record in read_jsonl(Path(run_dir) / rundir.METRICS_FILE, skip_bad=True):
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             merged = by_step.setdefault(record["step"], {})
             merged.update(record)
@@ -248,7 +250,7 @@ def analyze_checkpoint(model, corpus, checkpoint: Checkpoint, out: Path, config:
         "prompt_mean_distance": float(distance.mean()), "prompt_prev_token": float(prev.mean()),
         "heads": head_rows,
     }
-    rundir.atomic_write_json(out / SUMMARY_FILE, summary)  # last: marks the step done
+    atomic_write_json(out / SUMMARY_FILE, summary)  # last: marks the step done
     return summary
 
 
