@@ -9,7 +9,7 @@ import pytest
 
 from analyses import scaling, scaling_quality
 from analyses.scaling_quality import COMPLETION_TAG, QUALITY_FILE, RUN_CACHE_FILE, TABLE_FILE, QualityConfig
-from tests.analyses.synthetic_sweep import make_sweep
+from tests.support.synthetic_sweep import make_sweep
 from tests.support.openai_server import openai_server
 from tinyinterp.evaluation.completions import completions_path, eval_dir
 from tinyinterp.evaluation.grade_prompts import completion_turns

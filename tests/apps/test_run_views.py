@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 
-from tests.apps.conftest import open_page
+from tests.support.app_pages import open_page
 
 
 def chart_data(chart):

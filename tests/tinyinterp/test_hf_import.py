@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import tinyinterp
+from tests.support.hf_models import save_official_hf_model
+from tests.support.hooks import compare_caches
 from tinyinterp.external import ExternalModel
 from tinyinterp.model import HookedTransformer
-from tests.support.hf_models import save_official_hf_model
 
 TOL = 1e-4
 
@@ -66,26 +67,6 @@ def test_native_import_matches_transformers(case):
     assert (processed.log_softmax(-1) - ref.log_softmax(-1)).abs().max() < TOL
 
 
-def _compare_caches(ours, theirs, arch: str) -> float:
-    """Max difference over every hook both caches hold; hook_attn_scores compared where unmasked."""
-    shared = sorted(set(ours.keys()) & set(theirs.keys()))
-    worst = 0.0
-    for name in shared:
-        a, b = ours[name], theirs[name]
-        assert a.shape == b.shape, name
-        if name.endswith("hook_attn_scores"):
-            if arch == "gpt_neo":
-                # TL 4.3's GPT-Neo bridge fires hook_attn_scores with the softmaxed pattern (a bridge quirk):
-                # check that it equals our pattern, so the quirk stays visible here if it is fixed.
-                b, a = b, ours[name.replace("hook_attn_scores", "hook_pattern")]
-            else:
-                unmasked = torch.isfinite(a)
-                assert (b[~unmasked] < -1e9).all() or not torch.isfinite(b[~unmasked]).any(), name
-                a, b = a[unmasked], b[unmasked]
-        worst = max(worst, (a - b).abs().max().item())
-    return worst
-
-
 def test_native_hooks_match_bridge(case):
     folder, tokens = case
 
@@ -104,7 +85,7 @@ def test_native_hooks_match_bridge(case):
                   "mlp.hook_pre", "mlp.hook_post", "ln1.hook_normalized", "ln2.hook_normalized", "ln1.hook_scale")
     }
     assert expected <= set(ours.keys()) & set(theirs.keys())
-    assert _compare_caches(ours, theirs, arch) < TOL
+    assert compare_caches(ours, theirs, arch) < TOL
     assert (ours_logits.log_softmax(-1) - their_logits.log_softmax(-1)).abs().max() < TOL
 
 

@@ -5,8 +5,8 @@ takes). Results go to ``MODEL/analysis/`` for a run directory (where the app and
 else to ``--out``. ``--corpus`` is a tokenized corpus folder, or a ``.txt``/``.jsonl`` file or folder of
 documents that is tokenized with the model's tokenizer first (into ``<out>/corpus_<fingerprint>``).
 
-    tinyinterp analyze neurons runs/demo --corpus runs/demo/corpus/val
-    tinyinterp analyze heads runs/demo --corpus runs/demo/corpus/val
+    tinyinterp analyze neurons runs/demo --corpus runs/demo/data/val
+    tinyinterp analyze heads runs/demo --corpus runs/demo/data/val
     tinyinterp analyze compare runs/demo gpt2-xl --corpus stories.txt --out analysis/ours_vs_gpt2xl
 """
 
