@@ -2,7 +2,7 @@
 
 ``runs_root/demo`` is a ``test-tiny`` model trained by the real trainer (``training.train``) for 120 steps
 on little stories (so its neurons and heads are not pure noise), with the ``metrics.jsonl``, checkpoints
-and final weights that training wrote, its neuron
+and final weights that training wrote (one checkpoint, at the last step), its neuron
 index + purity, head classes, a saved comparison against ``runs_root/baseline`` (the same shape at
 random init, analysed too) and grade files in the evaluation format. One story of the corpus contains
 ``<script>alert(1)</script>`` so the escaping tests can look for it.
@@ -22,7 +22,7 @@ from tests.support.app_pages import APP_FILE, SCRIPT_STORY, app_stories
 
 def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int) -> None:
     """``tinyinterp train`` itself (test-tiny, ``steps`` AdamW steps on one thread): a real ``metrics.jsonl``
-    with validation losses every 30 steps, checkpoints and final weights, as a user's run has them."""
+    with validation losses every 30 steps, the final checkpoint and weights, as a user's run has them."""
     from training.train import main as train_main
 
     texts = run.parent / f"{run.name}-texts"
@@ -34,7 +34,7 @@ def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int
         "--out", str(run), "--data", str(texts / "train.txt"), "--val-data", str(texts / "val.txt"),
         "--tokenizer", str(texts / "tokenizer.json"), "--preset", "test-tiny", "--max-steps", str(steps),
         "--batch-size", "8", "--seq-len", "48", "--lr", "3e-3", "--warmup-steps", "0", "--log-every", "10",
-        "--eval-every", "30", "--eval-batches", "2", "--ckpt-every", "60", "--threads", "1", "--no-progress",
+        "--eval-every", "30", "--eval-batches", "2", "--ckpt-every", str(steps), "--threads", "1", "--no-progress",
     ]) == 0
     shutil.rmtree(texts)
 
