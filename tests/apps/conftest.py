@@ -1,9 +1,8 @@
 """A small but real runs root for the app tests, built once per session.
 
 ``runs_root/demo`` is a ``test-tiny`` model trained by the real trainer (``training.train``) for 120 steps
-on little stories (so its neurons and heads are not pure noise), with the ``metrics.jsonl``, checkpoints
-and final weights that training wrote (one checkpoint, at the last step), its neuron
-index + purity, head classes, a saved comparison against ``runs_root/baseline`` (the same shape at
+on little stories (so its neurons and heads are not pure noise), with the ``metrics.jsonl`` and final
+weights that training wrote, its neuron index + purity, head classes, a saved comparison against ``runs_root/baseline`` (the same shape at
 random init, analysed too) and grade files in the evaluation format. One story of the corpus contains
 ``<script>alert(1)</script>`` so the escaping tests can look for it.
 """
@@ -22,7 +21,10 @@ from tests.support.app_pages import APP_FILE, SCRIPT_STORY, app_stories
 
 def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int) -> None:
     """``tinyinterp train`` itself (test-tiny, ``steps`` AdamW steps on one thread): a real ``metrics.jsonl``
-    with validation losses every 30 steps, the final checkpoint and weights, as a user's run has them."""
+    with validation losses every 30 steps and the final weights, as a user's finished run has them."""
+    from tinyinterp.rundir import CHECKPOINTS_DIR
+    from tinyinterp.runlock import LOCK_FILE
+    from training.train import DATA_SUBDIR
     from training.train import main as train_main
 
     texts = run.parent / f"{run.name}-texts"
@@ -37,6 +39,11 @@ def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int
         "--eval-every", "30", "--eval-batches", "2", "--ckpt-every", str(steps), "--threads", "1", "--no-progress",
     ]) == 0
     shutil.rmtree(texts)
+    # The pages were written against a finished run of config, tokenizer, weights and metrics: the trainer's
+    # resume state (checkpoints/, the tokenized data/, the lock file) is not part of what they show.
+    for leftover in (CHECKPOINTS_DIR, DATA_SUBDIR):
+        shutil.rmtree(run / leftover)
+    (run / LOCK_FILE).unlink(missing_ok=True)
 
 
 def _write_grades(eval_dir: Path) -> None:
