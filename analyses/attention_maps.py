@@ -63,8 +63,7 @@ def plot(tokens: list[str], patterns: dict, classes: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tinyinterp
-    from tinyinterp.errors import TinyinterpError
+    from tinyinterp.cli_support import run_cli
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="run directory or model name/path (tinyinterp.load)")
@@ -72,20 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", default=PAPER_PROMPT, help="text to show attention on (default: the paper's prompt)")
     parser.add_argument("--out", default="figures", help="output folder (default figures/)")
     args = parser.parse_args(argv)
-    try:
-        model = tinyinterp.load(args.model).eval()
-        if args.heads:
-            heads = [tuple(int(x) for x in item.split(".")) for item in args.heads.split(",")]
-            classes = {}
-        else:
-            heads, classes = pick_heads(args.model, model.cfg.n_heads)
-        for l, h in heads:
-            if not (0 <= l < model.cfg.n_layers and 0 <= h < model.cfg.n_heads):
-                raise TinyinterpError(f"--heads {l}.{h}: out of range (layers 0..{model.cfg.n_layers - 1}, heads 0..{model.cfg.n_heads - 1})")
-        tokens, patterns = attention_maps(model, heads, args.prompt)
-    except (TinyinterpError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _draw(args), also_catch=(ValueError,))  # ValueError: a malformed --heads item
+
+
+def _draw(args: argparse.Namespace) -> int:
+    import tinyinterp
+    from tinyinterp.errors import TinyinterpError
+
+    model = tinyinterp.load(args.model).eval()
+    if args.heads:
+        heads = [tuple(int(x) for x in item.split(".")) for item in args.heads.split(",")]
+        classes = {}
+    else:
+        heads, classes = pick_heads(args.model, model.cfg.n_heads)
+    for l, h in heads:
+        if not (0 <= l < model.cfg.n_layers and 0 <= h < model.cfg.n_heads):
+            raise TinyinterpError(f"--heads {l}.{h}: out of range (layers 0..{model.cfg.n_layers - 1}, heads 0..{model.cfg.n_heads - 1})")
+    tokens, patterns = attention_maps(model, heads, args.prompt)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(tokens, patterns, classes, out / "attention_maps.png")

@@ -61,11 +61,7 @@ def plot(result, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tinyinterp
-    from tinyinterp.errors import TinyinterpError
-    from tinyinterp.interp.compare import compare, read_texts
-    from tinyinterp.interp.heads import HeadConfig
-    from tinyinterp.interp.neuron_index import NeuronIndexConfig
+    from tinyinterp.cli_support import run_cli
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="our run directory")
@@ -78,18 +74,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="how to load --model: our own model (default) or TransformerBridge")
     parser.add_argument("--out", default="figures", help="output folder (default figures/)")
     args = parser.parse_args(argv)
+    return run_cli(lambda: _compare_and_plot(args))
+
+
+def _compare_and_plot(args: argparse.Namespace) -> int:
+    import tinyinterp
+    from tinyinterp.interp.compare import compare, read_texts
+    from tinyinterp.interp.heads import HeadConfig
+    from tinyinterp.interp.neuron_index import NeuronIndexConfig
+
     out = Path(args.out)
     start = time.perf_counter()
-    try:
-        ours = tinyinterp.load(args.run_dir, device=args.device).eval()
-        other = tinyinterp.load(args.model, device=args.device, backend=args.backend).eval()
-        texts = read_texts(args.texts, max_docs=args.max_docs)
-        result = compare(ours, other, texts, work_dir=out / "compare_work",
-                         index_config=NeuronIndexConfig(device=args.device, seq_len=128),
-                         head_config=HeadConfig(n_samples=args.n_samples, device=args.device))
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    ours = tinyinterp.load(args.run_dir, device=args.device).eval()
+    other = tinyinterp.load(args.model, device=args.device, backend=args.backend).eval()
+    texts = read_texts(args.texts, max_docs=args.max_docs)
+    result = compare(ours, other, texts, work_dir=out / "compare_work",
+                     index_config=NeuronIndexConfig(device=args.device, seq_len=128),
+                     head_config=HeadConfig(n_samples=args.n_samples, device=args.device))
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.mkdir(parents=True, exist_ok=True)

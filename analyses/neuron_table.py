@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tinyinterp.cli_support import run_cli  # noqa: E402
+
 
 def neuron_rows(run_dir: Path, neurons: list[tuple[int, int]] | None, n_tokens: int = 8) -> list[dict]:
     from tinyinterp.interp.categories import CATEGORIES, PurityResult
@@ -67,19 +69,17 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tinyinterp.errors import TinyinterpError
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="run directory with analysis/neurons (tinyinterp analyze neurons)")
     parser.add_argument("--neurons", default=None, help="comma-separated LAYER.NEURON list (default: 10 purest role neurons)")
     parser.add_argument("--out", default="figures", help="output folder (default figures/)")
     args = parser.parse_args(argv)
     neurons = [tuple(int(x) for x in s.split(".")) for s in args.neurons.split(",")] if args.neurons else None
-    try:
-        rows = neuron_rows(Path(args.run_dir), neurons)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _table(args, neurons))
+
+
+def _table(args: argparse.Namespace, neurons) -> int:
+    rows = neuron_rows(Path(args.run_dir), neurons)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(rows, out / "neuron_table.png")

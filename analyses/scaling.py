@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.runlayout import SWEEP_SUMMARY_FILE
 from tinyinterp.scaling.analysis import OUT_SUBDIR, analyze, describe
@@ -36,24 +37,24 @@ def main(argv: list[str] | None = None) -> int:
 
     scaling_quality.add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        if args.bootstrap < 0:
-            raise TinyinterpError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-        if not (args.sweep / SWEEP_SUMMARY_FILE).is_file() and args.sweep.is_dir():
-            from training.scaling_sweep import summarize
+    return run_cli(lambda: _analyze_and_plot(args, scaling_quality))
 
-            summarize(args.sweep)  # a sweep whose shards never summarized: merge what finished first
-        result, curves = analyze(args.sweep, n_bootstrap=args.bootstrap, seed=args.seed)
-        out = args.out or args.sweep / OUT_SUBDIR
-        path = result.save(out)
-        plots = write_plots(curves, result, out)
-        quality = None
-        if args.quality or args.base_url:  # a judge given is a quality analysis asked for
-            quality, quality_paths = scaling_quality.run(args.sweep, out, scaling_quality.config_from_args(args), progress=True)
-            plots += quality_paths
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _analyze_and_plot(args: argparse.Namespace, scaling_quality) -> int:
+    if args.bootstrap < 0:
+        raise TinyinterpError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    if not (args.sweep / SWEEP_SUMMARY_FILE).is_file() and args.sweep.is_dir():
+        from training.scaling_sweep import summarize
+
+        summarize(args.sweep)  # a sweep whose shards never summarized: merge what finished first
+    result, curves = analyze(args.sweep, n_bootstrap=args.bootstrap, seed=args.seed)
+    out = args.out or args.sweep / OUT_SUBDIR
+    path = result.save(out)
+    plots = write_plots(curves, result, out)
+    quality = None
+    if args.quality or args.base_url:  # a judge given is a quality analysis asked for
+        quality, quality_paths = scaling_quality.run(args.sweep, out, scaling_quality.config_from_args(args), progress=True)
+        plots += quality_paths
     print(describe(result))
     if quality is not None:
         print(scaling_quality.describe(quality))

@@ -28,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import read_jsonl
 from tinyinterp.runlayout import SWEEP_SUMMARY_FILE, WEIGHTS_FILE
 from tinyinterp.scaling.analysis import OUT_SUBDIR, reference_shape
 from tinyinterp.scaling.summary import SCALING, read_sweep_summary
@@ -130,7 +133,7 @@ def evaluate_run(run_dir: Path, cfg: QualityConfig, prompts, grader=None, progre
     checkpoint = Checkpoint(tag=COMPLETION_TAG, weights=run_dir / rundir.WEIGHTS_FILE)
     # A file from other settings (or older weights) cannot be resumed; it is this module's own file: start afresh.
     path = completions_path(run_dir, COMPLETION_TAG)
-    first = rundir.read_jsonl(path)[:1] if path.is_file() else []
+    first = read_jsonl(path)[:1] if path.is_file() else []
     if first and (first[0].get("model_hash") != key["model_hash"] or first[0].get("settings") != ccfg.to_dict()):
         path.unlink()
     cs = pipeline.complete(run_dir, prompts, ccfg, checkpoint, progress=progress)
@@ -151,7 +154,7 @@ def evaluate_run(run_dir: Path, cfg: QualityConfig, prompts, grader=None, progre
         if summary["n_error"]:  # a server failure is not a result: leave it uncached so a rerun retries it
             log.warning("%s: %d completions not graded (server errors); not cached", run_dir.name, summary["n_error"])
             return metrics, False
-    rundir.atomic_write_json(cache_path, {"key": key, "metrics": metrics})
+    atomic_write_json(cache_path, {"key": key, "metrics": metrics})
     return metrics, False
 
 
@@ -280,7 +283,7 @@ def run(sweep_dir: Path, out_dir: Path, cfg: QualityConfig, progress: bool = Fal
     """Evaluate, then write quality.json, quality.md and the plots into ``out_dir``."""
     quality = analyze_quality(sweep_dir, cfg, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_json(out_dir / QUALITY_FILE, quality)
+    atomic_write_json(out_dir / QUALITY_FILE, quality)
     from tinyinterp.atomic import atomic_write_text
 
     atomic_write_text(out_dir / TABLE_FILE, table(quality) + "\n")
@@ -327,12 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        quality, paths = run(args.sweep, args.out or args.sweep / OUT_SUBDIR, config_from_args(args),
-                             progress=not args.no_progress)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _run_and_describe(args, args.out or args.sweep / OUT_SUBDIR))
+
+
+def _run_and_describe(args: argparse.Namespace, out: Path) -> int:
+    quality, paths = run(args.sweep, out, config_from_args(args), progress=not args.no_progress)
     print(describe(quality))
     print(f"wrote {', '.join(p.name for p in paths)}")
     return 0

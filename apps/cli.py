@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tinyinterp.commands import Command
+from tinyinterp.envflags import env_flag
 from tinyinterp.errors import TinyinterpError
 
 APP_FILE = Path(__file__).resolve().parent / "app.py"
@@ -31,13 +33,9 @@ NO_SERVE_ENV = "TINYINTERP_NO_SERVE"
 DEFAULT_PORT = 8501
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def serving_disabled() -> bool:
     """True when the environment asks for ``--check`` behaviour (CI, or TINYINTERP_NO_SERVE=1)."""
-    return _truthy(os.environ.get(NO_SERVE_ENV)) or _truthy(os.environ.get("CI"))
+    return env_flag(NO_SERVE_ENV) or env_flag("CI")
 
 
 def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
@@ -209,9 +207,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"render every page once without serving, print the URL and exit (also {NO_SERVE_ENV}=1 or CI=true)")
 
 
+COMMAND = Command("app", "browse runs, neurons, heads and generations in a local web app", "apps.cli:add_subparser")
+"""``tinyinterp app``: the ``tinyinterp.commands`` entry point (pyproject.toml)."""
+
+
 def add_subparser(subparsers) -> None:
     p = subparsers.add_parser(
-        "app", help="browse runs, neurons, heads and generations in a local web app",
+        COMMAND.name, help=COMMAND.help,
         description="Serve the tinyinterp Streamlit app (offline, local only) over the runs in --runs.",
     )
     add_arguments(p)

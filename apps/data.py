@@ -22,6 +22,7 @@ from tinyinterp.interp.categories import PURITY_FILE
 from tinyinterp.interp.compare import COMPARISON_FILE
 from tinyinterp.interp.heads import HEADS_FILE
 from tinyinterp.interp.neuron_index import INDEX_FILE, META_FILE, recorded_corpus_path
+from tinyinterp.jsonl import read_jsonl
 from tinyinterp.runlayout import COMPARE_SUBDIR, EVAL_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
 
 # File names and scores of tinyinterp.evaluation.grading (not imported here: it pulls in the LLM client).
@@ -105,7 +106,7 @@ def run_config(run: str, version: float) -> dict:
 @st.cache_data(show_spinner=False)
 def metrics_frame(run: str, version: float) -> pd.DataFrame:
     """``metrics.jsonl`` as a table (empty when the run has none)."""
-    return pd.DataFrame(rundir.read_jsonl(Path(run) / rundir.METRICS_FILE))
+    return pd.DataFrame(read_jsonl(Path(run) / rundir.METRICS_FILE))
 
 
 # ----- neuron index and purity ----------------------------------------------------------------------

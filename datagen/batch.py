@@ -20,11 +20,13 @@ from pathlib import Path
 
 from datagen.prompts import make_prompt_specs
 from datagen.runner import StoryRunConfig, done_ids, errors_path_for, pending_specs, story_record, story_validator
-from datagen.store import AppendLog, atomic_write_json, atomic_write_text, compact, iter_jsonl, prune_errors
+from datagen.store import prune_errors
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import AppendLog, compact, iter_jsonl, write_jsonl
 from tinyinterp.llm import ChatResult, InvalidReply, LLMClient
+from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name, new_chunk
 from tinyinterp.llm.reply import first_choice, message_content, usage_tokens
-from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class BatchRun:
 
     # -- state ---------------------------------------------------------------------------------
     def _save(self) -> None:
-        atomic_write_json(self.state_path, self.state)
+        atomic_write_json(self.state_path, self.state, sort_keys=True)
 
     def _load_or_prepare(self) -> None:
         sc = self.cfg.stories
@@ -77,15 +79,13 @@ class BatchRun:
         size = self.cfg.max_requests_per_batch
         for k in range(0, len(pending), size):
             name = f"round{round_no:02d}-input-{k // size:04d}.jsonl"
-            lines = [json.dumps({"custom_id": s.id, "method": "POST", "url": "/v1/chat/completions",
-                                 "body": {"model": self.client.model, "temperature": sc.temperature,
-                                          "max_tokens": sc.max_tokens, "seed": s.seed,
-                                          "messages": [{"role": "user", "content": s.prompt}]}})
+            lines = [{"custom_id": s.id, "method": "POST", "url": "/v1/chat/completions",
+                      "body": {"model": self.client.model, "temperature": sc.temperature,
+                               "max_tokens": sc.max_tokens, "seed": s.seed,
+                               "messages": [{"role": "user", "content": s.prompt}]}}
                      for s in pending[k:k + size]]
-            atomic_write_text(self.cfg.work_dir / name, "\n".join(lines) + "\n")  # type: ignore[operator]
-            self.state["chunks"].append({"input": name, "requests": len(lines), "file_id": None, "batch_id": None,
-                                         "status": None, "output_file_id": None, "error_file_id": None,
-                                         "downloaded": [], "merged": False})
+            write_jsonl(self.cfg.work_dir / name, lines)  # type: ignore[operator]
+            self.state["chunks"].append(new_chunk(name, len(lines)))
         self._save()
         log.info("batch round %d: %d requests in %d chunk(s)", round_no, len(pending), len(self.state["chunks"]))
 

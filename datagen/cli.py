@@ -1,36 +1,29 @@
 """``tinyinterp datagen stories|instruct|ood|batch``: generate TinyStories-style data with any OpenAI-compatible server.
 
-The API key is read from the environment only (``$OPENAI_API_KEY``, or the variable named by
-``--api-key-env``) so it never appears in shell history, process lists or saved files.
-Registered into the main CLI by ``tinyinterp/cli.py`` via ``add_subparser``; ``main(argv)`` runs it
-standalone (``python -m datagen.cli stories --n 10 --out s.jsonl``).
+The LLM options are :func:`tinyinterp.llm.options.add_llm_arguments` (the key comes from the environment
+only). Registered into the main CLI through the ``tinyinterp.commands`` entry point (``pyproject.toml``);
+``main(argv)`` runs it standalone (``python -m datagen.cli stories --n 10 --out s.jsonl``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from tinyinterp.llm import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, LLMClient, LLMConfig, Price
+from tinyinterp.commands import Command
+
+COMMAND = Command("datagen", "generate TinyStories-style datasets with an LLM", "datagen.cli:add_subparser")
+"""The ``tinyinterp.commands`` entry point (pyproject.toml). The LLM client (openai, ~2 s to import) is
+imported only when a datagen command runs, so ``tinyinterp --help`` stays fast."""
 
 
 def _add_llm_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LLM server")
-    g.add_argument("--base-url", default=None, help=f"OpenAI-compatible server root ending in /v1 (default ${ENV_BASE_URL}, "
-                                                    "else the OpenAI API)")
-    g.add_argument("--model", default=None, help=f"model name (default ${ENV_MODEL}, else gpt-4o-mini)")
-    g.add_argument("--api-key-env", default=ENV_API_KEY, help="name of the environment variable holding the API key "
-                                                              "(the key itself is never taken on the command line)")
-    g.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per request attempt before retrying (default 60)")
-    g.add_argument("--max-retries", type=int, default=6, help="retries per request on 429/5xx/timeouts/drops (default 6)")
-    g.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay in seconds; doubles each retry (default 1)")
-    g.add_argument("--price-in", type=float, default=None, help="USD per 1M prompt tokens for cost estimates (default: built-in table)")
-    g.add_argument("--price-out", type=float, default=None, help="USD per 1M completion tokens for cost estimates")
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from tinyinterp.llm.options import add_llm_arguments
+
+    add_llm_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _add_story_options(p: argparse.ArgumentParser) -> None:
@@ -43,14 +36,10 @@ def _add_story_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-features", type=int, default=3, help="at most this many features per prompt (default 3)")
 
 
-def make_client(args: argparse.Namespace) -> LLMClient:
-    prices = None
-    if args.price_in is not None or args.price_out is not None:
-        model = args.model or os.environ.get(ENV_MODEL) or "gpt-4o-mini"
-        prices = {model: Price(args.price_in or 0.0, args.price_out or 0.0)}
-    return LLMClient(LLMConfig(base_url=args.base_url, model=args.model, api_key=os.environ.get(args.api_key_env),
-                               max_concurrency=args.concurrency, timeout_s=args.timeout, max_retries=args.max_retries,
-                               backoff_base_s=args.backoff_base, prices=prices))
+def _client(args: argparse.Namespace):
+    from tinyinterp.llm.options import client_from_args
+
+    return client_from_args(args)
 
 
 def _story_cfg(args: argparse.Namespace):
@@ -69,7 +58,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
         for spec in make_prompt_specs(min(args.n, 5), args.seed, max_features=args.max_features):
             print(json.dumps({"id": spec.id, "prompt": spec.prompt}))
         return 0
-    summary = generate_stories(_story_cfg(args), make_client(args))
+    summary = generate_stories(_story_cfg(args), _client(args))
     print(json.dumps(summary.as_dict(), indent=2))
     return 0 if summary.failed == 0 else 1
 
@@ -78,7 +67,7 @@ def cmd_instruct(args: argparse.Namespace) -> int:
     from datagen.instruct import InstructRunConfig, generate_instruct
 
     cfg = InstructRunConfig(input=args.input, out=args.out, seed=args.seed, progress=not args.no_progress)
-    summary = generate_instruct(cfg, make_client(args))
+    summary = generate_instruct(cfg, _client(args))
     print(json.dumps(summary.as_dict(), indent=2))
     return 0 if summary.failed == 0 else 1
 
@@ -96,14 +85,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     cfg = BatchRunConfig(stories=_story_cfg(args), work_dir=args.work_dir, poll_interval_s=args.poll_interval,
                          max_requests_per_batch=args.max_requests_per_batch, wait=not args.no_wait,
                          max_wait_s=args.max_wait)
-    summary = run_batch(cfg, make_client(args))
+    summary = run_batch(cfg, _client(args))
     print(json.dumps(summary, indent=2))
     return 0 if summary["stories_missing"] == 0 or args.no_wait else 1
 
 
 def add_subparser(subparsers) -> None:
     """Register ``datagen`` and its sub-commands on the main CLI's subparsers."""
-    top = subparsers.add_parser("datagen", help="generate TinyStories-style datasets with an LLM",
+    top = subparsers.add_parser(COMMAND.name, help=COMMAND.help,
                                 description="Generate TinyStories, TinyStories-Instruct and Instruct-OOD data.")
     sub = top.add_subparsers(dest="datagen_command", metavar="{stories,instruct,ood,batch}", required=True)
 

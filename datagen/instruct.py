@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import random
 import re
@@ -29,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from datagen.runner import Job, RunSummary, done_ids, run_jobs
-from datagen.store import atomic_write_text, load_input_records
+from datagen.store import load_input_records
 from datagen.validation import check_content
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.instruct_format import LINE_KINDS, InstructFields, choose_lines, render_prompt, render_text
 from tinyinterp.instruct_format import seeded_rng as _rng
+from tinyinterp.jsonl import write_jsonl
 from tinyinterp.llm import InvalidReply, LLMClient
 
 __all__ = ["LINE_KINDS", "choose_lines", "render_instruct", "instruct_record", "make_ood_split", "write_ood_split"]
@@ -172,5 +172,5 @@ def write_ood_split(input_path: Path, out_dir: Path, seed: int = 0, test_fractio
     train, test = make_ood_split(load_input_records(Path(input_path)), seed, test_fraction)
     out_dir = Path(out_dir)
     for name, recs in (("train", train), ("test", test)):
-        atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+        write_jsonl(out_dir / f"{name}.jsonl", recs)
     return {"train": len(train), "test": len(test), "out": str(out_dir)}

@@ -26,9 +26,10 @@ from typing import Any, Callable
 from tqdm import tqdm
 
 from datagen.prompts import PromptSpec, make_prompt_specs
-from datagen.store import AppendLog, compact, prune_errors, read_records, repair_torn_tail
+from datagen.store import prune_errors
 from datagen.validation import check_content
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import AppendLog, compact, read_records, repair_torn_tail
 from tinyinterp.llm import ChatResult, InvalidReply, LLMClient, LLMError
 
 log = logging.getLogger(__name__)

@@ -1,40 +1,28 @@
-"""The ``tinyinterp`` command line: ``train``, ``sweep``, ``generate``, ``info``, ``analyze``, ``eval``, ``export``,
-``datagen``, ``explain``, ``explain-compare``, ``app``.
+"""The ``tinyinterp`` command line: ``main(argv)`` (what tests call) and the library's ``generate`` and ``info``.
 
-Each feature registers its own sub-command through ``add_subparser(subparsers)``; this
-module only owns ``generate`` and ``info`` and the error handling: a
-:class:`~tinyinterp.errors.TinyinterpError` becomes one line ``error: …`` and exit code 2.
-``main(argv)`` is what tests call.
+Sub-commands are :class:`~tinyinterp.commands.Command` entry points (``tinyinterp.commands`` in
+``pyproject.toml``): ``train``, ``sweep``, ``generate``, ``info``, ``analyze``, ``eval``, ``export``,
+``datagen``, ``explain``, ``explain-compare``, ``app``. ``main`` builds the full parser of the command
+it runs only, so ``tinyinterp --help`` lists every command without importing torch. A
+:class:`~tinyinterp.errors.TinyinterpError` becomes one line ``error: …`` and exit code 2
+(:func:`tinyinterp.cli_support.run_cli`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
 
-from tinyinterp.errors import TinyinterpError
-
-# Modules that contribute sub-commands, in the order they appear in --help.
-FEATURE_CLIS = (
-    "training.cli",
-    "training.scaling_cli",
-    "tinyinterp.interp.cli",
-    "tinyinterp.evaluation.cli",
-    "tinyinterp.hf.export",
-    "datagen.cli",
-    "tinyinterp.explain.cli",
-    "tinyinterp.dictionaries.cli",
-    "apps.cli",
-)
+from tinyinterp.cli_support import run_cli
+from tinyinterp.commands import GENERATE, INFO, add_commands
 
 
-def _add_generate(subparsers) -> None:
+def add_generate_subparser(subparsers) -> None:
     p = subparsers.add_parser(
-        "generate",
-        help="sample stories from a model",
+        GENERATE.name,
+        help=GENERATE.help,
         description="Continue prompts with a model (run dir, checkpoint, local HF folder or hub name).",
     )
     p.add_argument("model", help="run directory, checkpoint directory, HF model folder or hub name")
@@ -76,10 +64,10 @@ def _run_generate(args) -> int:
     return 0
 
 
-def _add_info(subparsers) -> None:
+def add_info_subparser(subparsers) -> None:
     p = subparsers.add_parser(
-        "info",
-        help="summarise a preset, run directory or model",
+        INFO.name,
+        help=INFO.help,
         description="Show a preset's shape, or a run/model's config, parameter count and training progress.",
     )
     p.add_argument("target", nargs="?", help="preset name, run directory or model; omit to list presets")
@@ -93,24 +81,28 @@ def _run_info(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: list[str]) -> str | None:
+    """The sub-command ``argv`` asks for: its first word that is not an option (the top level has no valued options)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``tinyinterp`` parser. Without ``argv`` every command gets its full parser; with ``argv``, only
+    the command it names does (the others get their help line), so listing commands stays light."""
     parser = argparse.ArgumentParser(
         prog="tinyinterp",
         description="Train, grade and look inside small TinyStories language models.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in FEATURE_CLIS[:1]:
-        importlib.import_module(module_name).add_subparser(subparsers)
-    _add_generate(subparsers)
-    _add_info(subparsers)
-    for module_name in FEATURE_CLIS[1:]:
-        importlib.import_module(module_name).add_subparser(subparsers)
+    wanted = None if argv is None else _command_word(argv)
+    add_commands(subparsers, full=lambda command: argv is None or command.name == wanted)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -121,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return run_cli(lambda: args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -23,14 +23,11 @@ import time
 from pathlib import Path
 
 from tinyinterp.cli import main as tinyinterp_main
-from tinyinterp.errors import TinyinterpError
+from tinyinterp.cli_support import run_cli
+from tinyinterp.envflags import env_flag
 from tinyinterp.zoo import PRESETS
 
 N_DEMO_PROMPTS = 5
-
-
-def _truthy(name: str) -> bool:
-    return os.environ.get(name, "").lower() not in ("", "0", "false", "no")
 
 
 def _step(title: str) -> None:
@@ -52,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default=os.environ.get("TINYINTERP_DEMO_PRESET", "tinystories-1m"), help="model preset (default tinystories-1m)")
     p.add_argument("--minutes", type=float, default=float(os.environ.get("TINYINTERP_DEMO_MINUTES", "7")),
                    help="training time budget in minutes (default 7; env TINYINTERP_DEMO_MINUTES)")
-    p.add_argument("--no-serve", action="store_true", default=_truthy("TINYINTERP_NO_SERVE") or _truthy("CI"),
+    p.add_argument("--no-serve", action="store_true", default=env_flag("TINYINTERP_NO_SERVE") or env_flag("CI"),
                    help="do not start the app at the end (default when CI or TINYINTERP_NO_SERVE is set)")
     p.add_argument("--port", type=int, default=8501, help="port of the app (default 8501)")
     return p.parse_args(argv)
@@ -62,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     start = time.time()
-    try:
+
+    def train_look_evaluate() -> None:  # steps 1-4; a user error in any of them ends the demo in one line
         _step(f"1. train {args.preset} for up to {args.minutes:g} minutes on CPU")
         seq_len = min(128, PRESETS[args.preset].n_ctx) if args.preset in PRESETS else 128
         # Time-bounded: the trainer times its first steps and fits the cosine schedule to the budget.
@@ -91,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
         _step("4. evaluation: completions, ROUGE memorisation, probes")
         _run(["eval", "demo", "--run", str(out)])
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+    code = run_cli(train_look_evaluate)
+    if code:
+        return code
     print(f"\ndemo finished in {(time.time() - start) / 60:.1f} minutes; run directory: {out}")
 
     _step("5. the app")

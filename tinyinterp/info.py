@@ -7,6 +7,7 @@ from pathlib import Path
 from tinyinterp import rundir
 from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import read_jsonl
 from tinyinterp.zoo import OFFICIAL_CHECKPOINTS, PRESETS, preset_config
 
 DEFAULT_VOCAB = 10_001  # 10,000 kept BPE tokens + <|endoftext|>, the paper's scheme
@@ -62,7 +63,7 @@ def describe_run(path: Path, checkpoint: Path | None = None) -> str:
         lines.append(f"  weights: {rundir.verify_tensors_file(weights)}")
     else:
         lines.append(f"  weights: {rundir.WEIGHTS_FILE} not written yet (training in progress or interrupted)")
-    metrics = rundir.read_jsonl(path / rundir.METRICS_FILE, skip_bad=True)
+    metrics = read_jsonl(path / rundir.METRICS_FILE, skip_bad=True)
     if metrics:
         last = metrics[-1]
         vals = [m for m in metrics if m.get("val_loss") is not None]

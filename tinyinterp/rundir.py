@@ -21,9 +21,9 @@ Integrity checks, each one line when it fails:
   ``RUN/.lock`` for the life of a training process. The kernel drops it when the process dies (even ``kill -9``), so a lock left by a
   killed process is never stale: the next trainer takes it over. A second live writer gets one line
   naming the holder.
-* **Metrics log.** ``metrics.jsonl`` is appended one fsynced line at a time. Readers skip a torn last
-  line; the lock holder cuts it off (:func:`repair_torn_tail`) before appending, so the next record
-  never lands on a half-written line.
+* **Metrics log.** ``metrics.jsonl`` is appended one fsynced line at a time (:mod:`tinyinterp.jsonl`).
+  Readers skip a torn last line; the lock holder cuts it off (:func:`tinyinterp.jsonl.repair_torn_tail`)
+  before appending, so the next record never lands on a half-written line.
 """
 
 from __future__ import annotations
@@ -41,13 +41,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from tinyinterp.atomic import (  # noqa: F401 (re-exported)
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    make_temp_file,
-    mode_for_new_file,
-)
+from tinyinterp.atomic import atomic_write_json, make_temp_file, mode_for_new_file
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import RunDirError
 from tinyinterp.runlayout import (  # noqa: F401 (the names live in runlayout; older callers read them here)
@@ -58,7 +52,6 @@ from tinyinterp.runlayout import (  # noqa: F401 (the names live in runlayout; o
     TOKENIZER_FILE,
     WEIGHTS_FILE,
 )
-from tinyinterp.runlock import LOCK_FILE, RunDirLockedError, lock_run_dir  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -121,67 +114,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunDirError(f"{path}: not valid JSON ({e})") from None
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one record and fsync: a crash loses at most the line being written."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path, skip_bad: bool = False) -> list[dict[str, Any]]:
-    """Read an append-only log, skipping a torn final line left by a crash.
-
-    A bad line elsewhere raises :class:`RunDirError`, or with ``skip_bad`` is dropped with a warning
-    (the trainer uses that to heal a log damaged by an older version before it rewrites it).
-    """
-    path = Path(path)
-    if not path.is_file():
-        if path.exists():  # a folder (or other non-file) in the log's place is damage, not "no log yet"
-            raise RunDirError(f"{path}: exists but is not a file; move it away (a new log starts) or put the log back")
-        return []
-    records = []
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    torn_tail = not text.endswith("\n")  # the last piece was never finished by its writer
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not an object")
-            records.append(record)
-        except ValueError:
-            if i == len(lines) - 1 and torn_tail:
-                log.warning("%s: ignoring torn last line", path)
-            elif skip_bad:
-                log.warning("%s:%d: dropping an unreadable line", path, i + 1)
-            else:
-                raise RunDirError(f"{path}:{i + 1}: not valid JSON; rerun `tinyinterp train` on this run to repair it") from None
-    return records
-
-
-def repair_torn_tail(path: Path) -> int:
-    """Cut ``path`` back to its last newline; returns the bytes removed (0 when intact).
-
-    Only a process holding the run's lock may call this: a reader doing it could cut the line a
-    live writer is in the middle of appending.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return 0
-    with open(path, "rb+") as f:
-        data = f.read()
-        keep = data.rfind(b"\n") + 1  # 0 when there is no newline at all
-        if keep < len(data):
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-            log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run", path, len(data) - keep)
-        return len(data) - keep
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.checkpoints import list_checkpoints
 from tinyinterp.errors import RunDirError
 from tinyinterp.runlayout import (
@@ -113,8 +114,8 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
             os.fsync(f.fileno())
         optimizer_digest = file_sha256(tmp / OPTIMIZER_FILE)  # of the bytes on disk: what a resume will read
         rundir.atomic_save_tensors(tmp / RNG_FILE, rng_state())
-        rundir.atomic_write_json(tmp / CONFIG_FILE, config)
-        rundir.atomic_write_json(tmp / STATE_FILE, {**state, "step": step, OPTIMIZER_CHECKSUM_KEY: optimizer_digest})  # last: marks the folder complete
+        atomic_write_json(tmp / CONFIG_FILE, config)
+        atomic_write_json(tmp / STATE_FILE, {**state, "step": step, OPTIMIZER_CHECKSUM_KEY: optimizer_digest})  # last: marks the folder complete
         _fsync_dir(tmp)
         if final.exists():  # re-saving a step (a resumed run ending where it started): swap, then delete
             old = root / f"{_OLD_SWAP_PREFIX}{checkpoint_name(step)}-{os.getpid()}"

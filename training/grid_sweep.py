@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyinterp import rundir
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.runlayout import CONFIG_FILE, SWEEP_SUMMARY_FILE
 from tinyinterp.scaling.summary import GRID, write_sweep_summary
@@ -110,12 +111,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.grid_swe
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        base = config_from_args(args)
-        summary = run_sweep(base, args.presets or [base.preset], args.lrs or [base.lr], args.out, progress=not args.no_progress)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _run_grid(args))
+
+
+def _run_grid(args: argparse.Namespace) -> int:
+    base = config_from_args(args)
+    summary = run_sweep(base, args.presets or [base.preset], args.lrs or [base.lr], args.out, progress=not args.no_progress)
     for e in summary["runs"]:
         val = f"{e['final_val_loss']:.4f}" if e.get("final_val_loss") is not None else "n/a"
         print(f"{e['name']:>32}: {e['steps']} steps, val loss {val}")

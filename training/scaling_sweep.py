@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.runlayout import CONFIG_FILE, SWEEP_SUMMARY_FILE
 from tinyinterp.scaling.summary import SCALING, write_sweep_summary
@@ -64,7 +66,7 @@ def _flock(path: Path, blocking: bool = True):
 def save_spec(spec: ScalingSpec, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / SPEC_FILE
-    rundir.atomic_write_json(path, spec.to_dict())
+    atomic_write_json(path, spec.to_dict())
     return path
 
 
@@ -343,11 +345,7 @@ def main(argv: list[str] | None = None, prog: str = _COMMAND) -> int:
     args = build_parser(prog).parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return args.func(args)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.cli_support import run_cli
+from tinyinterp.devices import resolve_device
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.runlayout import (
     CONFIG_FILE,
@@ -35,7 +37,7 @@ from tinyinterp.runlayout import (
 )
 from tinyinterp.runlock import lock_run_dir
 from training.config import DTYPES, TrainConfig
-from training.trainer import DistContext, Trainer, TrainResult, find_resume_point, resolve_device
+from training.trainer import DistContext, Trainer, TrainResult, find_resume_point
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return train_from_args(args)
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: train_from_args(args))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Read top to bottom in :meth:`Trainer.fit`. Design choices:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -41,11 +40,13 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.config import ModelConfig
+from tinyinterp.devices import resolve_device
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import append_jsonl, read_jsonl, repair_torn_tail, write_jsonl
 from tinyinterp.model import HookedTransformer
 from tinyinterp.runlock import lock_run_dir
-from tinyinterp.devices import resolve_device  # noqa: F401 (re-exported: training.trainer.resolve_device)
 from tinyinterp.checkpoints import latest_checkpoint
 from tinyinterp.runlayout import snapshot_dir
 from training import checkpoint as ckpt
@@ -192,8 +193,8 @@ class Trainer:
         path = self.run_dir / rundir.METRICS_FILE
         if not path.exists():
             return
-        rundir.repair_torn_tail(path)
-        records = rundir.read_jsonl(path, skip_bad=True)
+        repair_torn_tail(path)
+        records = read_jsonl(path, skip_bad=True)
         by_step: dict[int, dict[str, Any]] = {}
         for r in records:  # the last record of a step wins: it belongs to the run the checkpoint came from
             if isinstance(r.get("step"), int) and 0 < r["step"] <= self.step:
@@ -201,7 +202,7 @@ class Trainer:
         kept = [by_step[s] for s in sorted(by_step)]
         if kept != records:
             log.info("%s: keeping %d of %d records (training continues from step %d)", path, len(kept), len(records), self.step)
-            rundir.atomic_write_text(path, "".join(_json_line(r) for r in kept))
+            write_jsonl(path, kept)
 
     def maybe_resume(self) -> int | None:
         """Continue from ``resume_from`` (by default the newest checkpoint of the run dir); returns its step."""
@@ -322,7 +323,7 @@ class Trainer:
                 record["val_loss"] = val_loss
             if record is not None and self.dist.is_main:
                 with disk_errors(str(self.run_dir / rundir.METRICS_FILE)):
-                    rundir.append_jsonl(self.run_dir / rundir.METRICS_FILE, record)
+                    append_jsonl(self.run_dir / rundir.METRICS_FILE, record)
             if at_ckpt or done:
                 self.save_checkpoint(elapsed)
             if self.dist.is_main and snapshots.is_snapshot_step(self.step, cfg.snapshots_per_octave):
@@ -332,7 +333,7 @@ class Trainer:
                 break
         bar.close()
         if train_loss is None:  # resumed a run that had already reached its last step: report, don't train
-            records = rundir.read_jsonl(self.run_dir / rundir.METRICS_FILE)
+            records = read_jsonl(self.run_dir / rundir.METRICS_FILE)
             train_loss = records[-1]["train_loss"] if records else None
             val_loss = self.evaluate(model) if self.val_batches else None
         elapsed = self.elapsed_before + time.perf_counter() - start
@@ -425,8 +426,5 @@ class Trainer:
             rundir.save_run(self.run_dir, self.model, self.tokenizer, extra_config=extra)
         else:  # bare token-id training (tests): same files minus tokenizer.json
             rundir.save_weights(self.run_dir / rundir.WEIGHTS_FILE, self.model)
-            rundir.atomic_write_json(self.run_dir / rundir.CONFIG_FILE, {"model": self.model_cfg.to_dict(), **extra})
+            atomic_write_json(self.run_dir / rundir.CONFIG_FILE, {"model": self.model_cfg.to_dict(), **extra})
 
-
-def _json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record) + "\n"

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from apps import data, guard, session
-from tinyinterp.rundir import read_json, read_jsonl
+from tinyinterp.jsonl import read_jsonl
+from tinyinterp.rundir import read_json
 
 SUMMARY_FILE, CURVE_PNG, SCORES = data.GRADES_SUMMARY_FILE, data.GRADE_CURVE_PNG, data.GRADE_SCORES
 MAX_ROWS = 500

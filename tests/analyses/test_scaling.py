@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from analyses.scaling import main
 from tinyinterp.scaling.analysis import (OUT_SUBDIR, RESULT_FILE, RunCurve, ScalingResult, analyze, compute_optimal,
                                          fit_power_law, frontier)
-from tests.analyses.synthetic_sweep import ALPHA, BETA, TRAIN_TOKENS, make_sweep
+from tests.support.synthetic_sweep import ALPHA, BETA, TRAIN_TOKENS, make_sweep
 
 
 def _curve(name, flops, losses, n=1000, budget=1e9, tokens=None):

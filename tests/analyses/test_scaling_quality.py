@@ -10,12 +10,13 @@ import pytest
 from analyses import scaling, scaling_quality
 from tinyinterp.scaling.analysis import RESULT_FILE
 from analyses.scaling_quality import COMPLETION_TAG, QUALITY_FILE, RUN_CACHE_FILE, TABLE_FILE, QualityConfig
-from tests.analyses.synthetic_sweep import make_sweep
+from tests.support.synthetic_sweep import make_sweep
 from tests.support.openai_server import openai_server
 from tinyinterp.evaluation.completions import completions_path, eval_dir
 from tinyinterp.evaluation.grade_prompts import completion_turns
 from tinyinterp.evaluation.metrics import set_stats
-from tinyinterp.rundir import read_json, read_jsonl
+from tinyinterp.jsonl import read_jsonl
+from tinyinterp.rundir import read_json
 
 STORIES = ["Once upon a time, there was a little cat named Tom. Tom liked to play with his red ball.",
            "Lily was tired, so she went to bed. Her mom said good night and turned off the light."] * 10

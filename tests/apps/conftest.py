@@ -1,8 +1,8 @@
 """A small but real runs root for the app tests, built once per session.
 
-``runs_root/demo`` is a ``test-tiny`` model trained for a few hundred steps on little stories (so its
-neurons and heads are not pure noise), with a real ``metrics.jsonl`` from that training, its neuron
-index + purity, head classes, a saved comparison against ``runs_root/baseline`` (the same shape at
+``runs_root/demo`` is a ``test-tiny`` model trained by the real trainer (``training.train``) for 120 steps
+on little stories (so its neurons and heads are not pure noise), with the ``metrics.jsonl`` and final
+weights that training wrote, its neuron index + purity, head classes, a saved comparison against ``runs_root/baseline`` (the same shape at
 random init, analysed too) and grade files in the evaluation format. One story of the corpus contains
 ``<script>alert(1)</script>`` so the escaping tests can look for it.
 """
@@ -10,62 +10,46 @@ random init, analysed too) and grade files in the evaluation format. One story o
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 import streamlit  # noqa: F401  (imported at collection: its log handler must not bind to a test's capsys stream)
 import torch
 
-NAMES = ["Lily", "Tom", "Lucy", "Ben", "Mia", "Sam"]
-NOUNS = ["ball", "dog", "tree", "cake", "box", "cat", "park", "toy"]
-VERBS = ["jumped", "ran", "played", "looked", "found", "saw"]
-ADJS = ["big", "red", "happy", "little", "shiny", "soft"]
-SCRIPT_STORY = 'Lily saw a box. It said <script>alert(1)</script> on it. "What is this?" Lily asked Tom.'
-APP_FILE = Path(__file__).resolve().parents[2] / "apps" / "app.py"
+from tests.support.app_pages import APP_FILE, SCRIPT_STORY, app_stories
 
+def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int) -> None:
+    """``tinyinterp train`` itself (test-tiny, ``steps`` AdamW steps on one thread): a real ``metrics.jsonl``
+    with validation losses every 30 steps and the final weights, as a user's finished run has them."""
+    from tinyinterp.rundir import CHECKPOINTS_DIR
+    from tinyinterp.runlock import LOCK_FILE
+    from training.train import DATA_SUBDIR
+    from training.train import main as train_main
 
-def make_stories(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    stories = []
-    for _ in range(n):
-        a, b = rng.sample(NAMES, 2)
-        sents = [f"One day, {a} saw a {rng.choice(ADJS)} {rng.choice(NOUNS)}."]
-        for _ in range(rng.randint(3, 6)):
-            sents.append(f"{rng.choice([a, b])} {rng.choice(VERBS)} to the {rng.choice(ADJS)} {rng.choice(NOUNS)}.")
-        sents.append(f'{b} said: "I am {rng.choice(ADJS)}!"')
-        stories.append(" ".join(sents))
-    return stories
-
-
-def _train(model, corpus, steps: int, seq_len: int = 48, batch: int = 8, lr: float = 3e-3):
-    """A few hundred AdamW steps on random windows; returns metrics.jsonl records of the run."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    tokens = torch.from_numpy(np.asarray(corpus.tokens, dtype=np.int64))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    records = []
-    model.train()
-    for step in range(1, steps + 1):
-        starts = rng.integers(0, len(tokens) - seq_len - 1, size=batch)
-        x = torch.stack([tokens[s : s + seq_len] for s in starts])
-        loss = model(x, return_type="loss")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 10 == 0:
-            rec = {"step": step, "tokens": step * batch * seq_len, "train_loss": float(loss.detach()), "lr": lr, "tokens_per_s": 1e5}
-            if step % 30 == 0:
-                with torch.no_grad():
-                    rec["val_loss"] = float(model(tokens[: seq_len * 4].view(4, seq_len), return_type="loss"))
-            records.append(rec)
-    model.eval()
-    return records
+    texts = run.parent / f"{run.name}-texts"
+    texts.mkdir()
+    (texts / "train.txt").write_text("".join(f"{s}\n<|endoftext|>\n" for s in stories), encoding="utf-8")
+    (texts / "val.txt").write_text("".join(f"{s}\n<|endoftext|>\n" for s in stories[:8]), encoding="utf-8")
+    tokenizer.save(texts / "tokenizer.json")
+    assert train_main([
+        "--out", str(run), "--data", str(texts / "train.txt"), "--val-data", str(texts / "val.txt"),
+        "--tokenizer", str(texts / "tokenizer.json"), "--preset", "test-tiny", "--max-steps", str(steps),
+        "--batch-size", "8", "--seq-len", "48", "--lr", "3e-3", "--warmup-steps", "0", "--log-every", "10",
+        "--eval-every", "30", "--eval-batches", "2", "--ckpt-every", str(steps), "--threads", "1", "--no-progress",
+    ]) == 0
+    shutil.rmtree(texts)
+    # The pages were written against a finished run of config, tokenizer, weights and metrics: the trainer's
+    # resume state (checkpoints/, the tokenized data/, the lock file) is not part of what they show.
+    for leftover in (CHECKPOINTS_DIR, DATA_SUBDIR):
+        shutil.rmtree(run / leftover)
+    (run / LOCK_FILE).unlink(missing_ok=True)
 
 
 def _write_grades(eval_dir: Path) -> None:
     """grades.jsonl + grades_summary.json in the evaluation module's format (its own summarize)."""
-    from tinyinterp.rundir import append_jsonl, atomic_write_json
+    from tinyinterp.atomic import atomic_write_json
+    from tinyinterp.jsonl import append_jsonl
 
     rng = random.Random(0)
     records = []
@@ -106,17 +90,19 @@ def _build(root: Path) -> None:
     from tinyinterp.tokenizer import Tokenizer
     from tinyinterp.zoo import preset_config
 
-    stories = make_stories(80) + [SCRIPT_STORY]
+    stories = app_stories(80) + [SCRIPT_STORY]
     tokenizer = Tokenizer.train_bpe(stories * 3, vocab_size=300, progress=False)
     corpus = tokenize_corpus(stories, tokenizer, root / "corpus", progress=False)
     models = {}
     for name, seed, steps in (("demo", 0, 120), ("baseline", 1, 0)):
-        torch.manual_seed(seed)
-        model = HookedTransformer(preset_config("test-tiny", d_vocab=tokenizer.vocab_size), tokenizer=tokenizer)
-        records = _train(model, corpus, steps) if steps else []
-        run = rundir.save_run(root / name, model, tokenizer, {"train": {"max_steps": steps, "lr": 3e-3} if steps else None})
-        for r in records:
-            rundir.append_jsonl(run / rundir.METRICS_FILE, r)
+        if steps:
+            _train_with_the_trainer(root / name, stories, tokenizer, steps)
+            model = rundir.load_run(root / name)
+        else:  # the same shape at random init, saved without training
+            torch.manual_seed(seed)
+            model = HookedTransformer(preset_config("test-tiny", d_vocab=tokenizer.vocab_size), tokenizer=tokenizer)
+            rundir.save_run(root / name, model, tokenizer, {"train": None})
+        run = root / name
         analysis = run / rundir.ANALYSIS_DIR
         index = build_neuron_index(model, corpus, analysis / "neurons", NeuronIndexConfig(k=12, seq_len=64), progress=False)
         neuron_purity(index, tokenizer, corpus).save(analysis / "neurons")
@@ -169,35 +155,3 @@ def broken(runs_root, tmp_path, monkeypatch):
     shutil.copytree(runs_root, root, symlinks=True)
     monkeypatch.setenv(RUNS_ENV, str(root))
     return root
-
-
-def open_page(page: str, **query):
-    """An AppTest of ``page`` over the runs root in the environment (``make_app`` without its fixture)."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(APP_FILE), default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = str(value)
-    at.run()
-    if page != "runs":
-        at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def iframe_sources(at) -> list[str]:
-    """The circuitsvis document of every ``st.iframe`` on the current page (each one must be wrapped in
-    an inner ``sandbox="allow-scripts"`` frame, see :func:`apps.render.sandboxed`)."""
-    from apps.render import inner_document
-
-    return [inner_document(e.proto.srcdoc) for e in at.get("iframe")]
-
-
-def page_text(at) -> str:
-    """Everything textual on the page (markdown, html, captions, titles, metrics, code), for assertions."""
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "code", "text", "info", "warning", "error", "success"):
-        parts += [str(e.value) for e in at.get(kind)]
-    parts += [e.proto.body for e in at.get("html")]
-    parts += [f"{m.label} {m.value}" for m in at.metric]
-    return "\n".join(parts)

@@ -62,7 +62,7 @@ def _hostile_run(root: Path) -> tuple[int, int]:
     import tokenizers
     import torch
 
-    from tests.apps.conftest import make_stories
+    from tests.support.app_pages import app_stories
     from tinyinterp import rundir
     from tinyinterp.corpus import tokenize_corpus
     from tinyinterp.interp import HeadConfig, NeuronIndexConfig, analyze_heads, build_neuron_index, neuron_purity
@@ -70,7 +70,7 @@ def _hostile_run(root: Path) -> tuple[int, int]:
     from tinyinterp.tokenizer import Tokenizer
     from tinyinterp.zoo import preset_config
 
-    stories = [f"{s} {HOSTILE_TOKENS[i % len(HOSTILE_TOKENS)]} {s}" for i, s in enumerate(make_stories(40, seed=3))]
+    stories = [f"{s} {HOSTILE_TOKENS[i % len(HOSTILE_TOKENS)]} {s}" for i, s in enumerate(app_stories(40, seed=3))]
     hf = tokenizers.Tokenizer.from_str(Tokenizer.train_bpe(stories, vocab_size=300, progress=False).hf.to_str())
     hf.add_tokens([tokenizers.AddedToken(t, normalized=False) for t in HOSTILE_TOKENS])
     tokenizer = Tokenizer(hf)
@@ -111,7 +111,7 @@ def browser_root(runs_root, tmp_path_factory):
     torch.set_num_threads(1)
     try:
         hostile = _hostile_run(root)
-        from tests.apps.depth_fixtures import add_emergence, add_explanations
+        from tests.support.app_depth import add_emergence, add_explanations
         from tinyinterp.corpus import TokenizedCorpus
 
         add_explanations(root / "demo")  # the neuron table's scores, the neuron page's explanation

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from tests.apps.conftest import page_text
-from tests.apps.depth_fixtures import SNAPSHOT_STEPS, deep_app, deep_root  # noqa: F401  (fixtures)
+from tests.support.app_pages import page_text
+from tests.support.app_depth import SNAPSHOT_STEPS, deep_app, deep_root  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_run_without_emergence_says_how_to_make_one(make_app):
 
 def test_broken_step_file_is_one_line(deep_root, tmp_path, monkeypatch):  # noqa: F811
     from apps.state import RUNS_ENV
-    from tests.apps.conftest import open_page
+    from tests.support.app_pages import open_page
 
     root = tmp_path / "runs"
     shutil.copytree(deep_root, root, symlinks=True)

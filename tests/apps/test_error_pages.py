@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.apps.conftest import iframe_sources, open_page, page_text
+from tests.support.app_pages import iframe_sources, open_page, page_text
 
 NEURONS, HEADS = "analysis/neurons", "analysis/heads"
 

@@ -7,7 +7,7 @@ import html
 
 import pytest
 
-from tests.apps.conftest import page_text
+from tests.support.app_pages import page_text
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.apps.conftest import page_text
-from tests.apps.depth_fixtures import deep_app, deep_root  # noqa: F401  (fixtures)
+from tests.support.app_pages import page_text
+from tests.support.app_depth import deep_app, deep_root  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_old_index_without_distribution_degrades(broken):
     """An index built before histograms/logit effects: those panels say "rebuild", the rest still works."""
     from safetensors.torch import load_file, save_file
 
-    from tests.apps.conftest import open_page
+    from tests.support.app_pages import open_page
 
     path = broken / "demo" / "analysis" / "neurons" / "index.safetensors"
     tensors = {k: v for k, v in load_file(str(path)).items()
@@ -172,7 +172,7 @@ def test_garbled_explanations_file_reads_as_none(deep_root, tmp_path, monkeypatc
     import shutil
 
     from apps.state import RUNS_ENV
-    from tests.apps.conftest import open_page
+    from tests.support.app_pages import open_page
 
     root = tmp_path / "runs"
     shutil.copytree(deep_root, root, symlinks=True)
@@ -191,7 +191,7 @@ def test_missing_corpus_costs_one_line(broken):
     """Without the index's corpus the top examples say so once; the distribution panels do not repeat it."""
     import shutil
 
-    from tests.apps.conftest import open_page
+    from tests.support.app_pages import open_page
 
     shutil.rmtree(broken / "corpus")
     at = open_page("neurons", run="demo")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.apps.conftest import iframe_sources, page_text
+from tests.support.app_pages import iframe_sources, page_text
 
 
 @pytest.fixture(scope="module")

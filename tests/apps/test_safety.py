@@ -13,7 +13,7 @@ import pytest
 from apps.render import (attention_vis, examples_html, inner_document, network_references, neuron_vis, story_html,
                          tokens_html)
 from apps.state import PathOutsideRoot, RunsRoot
-from tests.apps.conftest import SCRIPT_STORY, iframe_sources
+from tests.support.app_pages import SCRIPT_STORY, iframe_sources
 
 SCRIPT = "<script>alert(1)</script>"
 HOSTILE = ['<img/src="x"/onerror=alert(4)>', "</script><script>alert(5)</script>", "\"'><b>q</b>"]
@@ -197,7 +197,7 @@ def test_rendered_pages_reference_nothing_on_the_network(make_app, page):
 def test_corpus_path_in_meta_is_confined_to_the_runs_root(runs_root, tmp_path, monkeypatch):
     """meta.json names the corpus; the app opens it only inside the runs root."""
     from apps.state import RUNS_ENV
-    from tests.apps.conftest import open_page
+    from tests.support.app_pages import open_page
 
     root = tmp_path / "root"
     shutil.copytree(runs_root / "demo", root / "demo")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.analyses.synthetic_sweep import make_sweep
-from tests.apps.conftest import page_text
+from tests.support.app_pages import page_text
+from tests.support.synthetic_sweep import make_sweep
 
 
 @pytest.fixture

@@ -103,28 +103,6 @@ def save_official_hf_model(out_dir: Path, name: str, seed: int = 0, tokenizer=No
     return out_dir
 
 
-def compare_caches(ours, theirs, arch: str) -> float:
-    """Max difference over every hook both caches hold; hook_attn_scores compared where unmasked."""
-    import torch
-
-    shared = sorted(set(ours.keys()) & set(theirs.keys()))
-    worst = 0.0
-    for name in shared:
-        a, b = ours[name], theirs[name]
-        assert a.shape == b.shape, name
-        if name.endswith("hook_attn_scores"):
-            if arch == "gpt_neo":
-                # TL 4.3's GPT-Neo bridge fires hook_attn_scores with the softmaxed pattern (a bridge quirk):
-                # check that it equals our pattern, so the quirk stays visible here if it is fixed.
-                b, a = b, ours[name.replace("hook_attn_scores", "hook_pattern")]
-            else:
-                unmasked = torch.isfinite(a)
-                assert (b[~unmasked] < -1e9).all() or not torch.isfinite(b[~unmasked]).any(), name
-                a, b = a[unmasked], b[unmasked]
-        worst = max(worst, (a - b).abs().max().item())
-    return worst
-
-
 # ----- small checkpoints written by hand (hostile-folder tests) --------------------------------------------
 
 

@@ -68,3 +68,40 @@ def test_analyze_with_an_empty_corpus_leaves_nothing_in_the_run_dir(capsys, tiny
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the tokenizing bar
     assert err.startswith("error: ") and "empty" in err
     assert sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*")) == before  # no empty tokens.bin, no folders
+
+
+ALL_COMMANDS = ("train", "sweep", "generate", "info", "analyze", "eval", "export", "datagen", "explain",
+                "explain-compare", "app")
+
+_HELP_PROBE = """
+import runpy, sys
+sys.argv = ["tinyinterp", "--help"]
+try:
+    runpy.run_module("tinyinterp.cli", run_name="__main__")
+except SystemExit as e:
+    assert e.code == 0, e.code
+print("HEAVY:", sorted(m for m in ("torch", "openai", "transformers", "streamlit") if m in sys.modules))
+"""
+
+
+def test_help_lists_every_command_without_importing_torch():
+    """`tinyinterp --help` / `python -m tinyinterp.cli --help`: entry-point commands, listed without heavy imports."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _HELP_PROBE], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY: []" in out.stdout
+    listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ")}
+    assert set(ALL_COMMANDS) <= listed
+
+
+def test_only_the_command_that_runs_builds_its_parser():
+    parser = build_parser(["-v", "info", "tinystories-1m"])
+    parsers = dict(_subcommands(parser))
+    assert set(ALL_COMMANDS) <= set(parsers)
+    assert parsers["info"]._actions and any(a.dest == "target" for a in parsers["info"]._actions)
+    assert not any(a.option_strings for a in parsers["train"]._actions)  # a help-line stub: no options yet
+    assert {name for name, _ in _subcommands(build_parser())} >= set(ALL_COMMANDS)

@@ -1,8 +1,23 @@
 """`make demo` end to end on a small copy of the data: train, stories, analyses, evaluation, app check."""
 
+import re
+
 import pytest
 
 from tinyinterp import demo, rundir
+from tinyinterp.evaluation.prompts import load_prompts
+
+
+def _continuations(printed: str, prompts: list[str]) -> list[str]:
+    """The text ``generate`` printed after each prompt in step 2 (``PROMPT + COMPLETION``, one blank line
+    after each), without the echoed command line; a prompt missing from the output fails the test."""
+    section = printed.split("=== 2. stories")[1].split("=== 3.")[0]
+    body = "\n".join(line for line in section.splitlines() if not line.startswith("$ "))
+    out = []
+    for prompt in prompts:
+        assert prompt in body, f"prompt not continued: {prompt[:40]!r}"
+        out.append(body.split(prompt, 1)[1].split("\n\n", 1)[0])
+    return out
 
 
 @pytest.fixture
@@ -30,7 +45,9 @@ def test_demo_runs_every_step_and_leaves_a_complete_run(small_data_dir, tmp_path
     assert rundir.is_run_dir(out)
     for step in ("1. train", "2. stories", "3. look inside", "4. evaluation", "5. the app"):
         assert step in printed
-    assert "Once upon a time" in printed or "One day" in printed  # the paper's prompts were continued
+    continuations = _continuations(printed, [p.text for p in load_prompts()[: demo.N_DEMO_PROMPTS]])
+    new_words = [w for text in continuations for w in re.findall(r"[A-Za-z]+", text)]
+    assert len(new_words) >= 5, f"the demo printed its prompts but (almost) no generated text: {continuations}"
     analysis = out / rundir.ANALYSIS_DIR
     assert (analysis / "neurons" / "purity.json").is_file() and (analysis / "heads" / "heads.json").is_file()
     assert any((out / "snapshots").glob("step_*/model.safetensors")), "the demo keeps log-spaced snapshots"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import tinyinterp
+from tests.support.hooks import compare_caches
 from tinyinterp import rundir
 from tinyinterp.cli import main
 from tinyinterp.errors import TinyinterpError
@@ -82,8 +83,6 @@ def test_export_writes_a_folder_transformers_loads_offline(neo_export, stories):
 
 
 def test_bridge_of_export_has_our_activations(neo_export, stories):
-    from tests.support.hf_models import compare_caches as _compare_caches
-
     run, out = neo_export
     ours = tinyinterp.load(run).process_weights()  # what the bridge's compatibility mode applies
     bridge = tinyinterp.load(out, backend="bridge")
@@ -92,7 +91,7 @@ def test_bridge_of_export_has_our_activations(neo_export, stories):
         our_logits, our_cache = ours.run_with_cache(tokens)
         their_logits, their_cache = bridge.run_with_cache(tokens)
     assert {"blocks.1.attn.hook_pattern", "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post"} <= set(their_cache.keys())
-    assert _compare_caches(our_cache, their_cache, "gpt_neo") < TOL
+    assert compare_caches(our_cache, their_cache, "gpt_neo") < TOL
     assert (our_logits.log_softmax(-1) - their_logits.log_softmax(-1)).abs().max() < TOL
 
 

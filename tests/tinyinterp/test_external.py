@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import tinyinterp
+from tests.support.hf_models import save_tiny_hf_model
+from tests.support.hooks import LEGACY_HOOKS
 from tinyinterp.errors import ModelLoadError
 from tinyinterp.hf.bridge import ExternalModel
-from tests.support.hf_models import save_tiny_hf_model
-from tests.tinyinterp.test_model import LEGACY_HOOKS
 
 
 @pytest.fixture(scope="module", params=["gpt2", "gpt-neo"])

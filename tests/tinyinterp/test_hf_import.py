@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import tinyinterp
+from tests.support.hf_models import save_official_hf_model
+from tests.support.hooks import compare_caches
 from tinyinterp.hf.bridge import ExternalModel
 from tinyinterp.model import HookedTransformer
-from tests.support.hf_models import compare_caches as _compare_caches, save_official_hf_model
 
 TOL = 1e-4
 
@@ -84,7 +85,7 @@ def test_native_hooks_match_bridge(case):
                   "mlp.hook_pre", "mlp.hook_post", "ln1.hook_normalized", "ln2.hook_normalized", "ln1.hook_scale")
     }
     assert expected <= set(ours.keys()) & set(theirs.keys())
-    assert _compare_caches(ours, theirs, arch) < TOL
+    assert compare_caches(ours, theirs, arch) < TOL
     assert (ours_logits.log_softmax(-1) - their_logits.log_softmax(-1)).abs().max() < TOL
 
 

@@ -3,23 +3,11 @@
 import pytest
 import torch
 
+from tests.support.hooks import LEGACY_HOOKS
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.model import HookedTransformer
 from tinyinterp.zoo import PRESETS, preset_config
-
-LEGACY_HOOKS = [
-    "hook_embed", "hook_pos_embed", "ln_final.hook_normalized",
-    *[
-        f"blocks.{layer}.{name}"
-        for layer in range(2)
-        for name in (
-            "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
-            "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_pattern",
-            "attn.hook_attn_scores", "mlp.hook_pre", "mlp.hook_post", "ln1.hook_normalized", "ln2.hook_normalized",
-        )
-    ],
-]
 
 
 def test_every_legacy_hook_name_fires_with_its_shape(tiny_model):

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 import tinyinterp
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import RunDirError
+from tinyinterp.jsonl import append_jsonl, read_jsonl
 
 
 def test_round_trip_preserves_weights_and_tokenizer(tiny_run, tiny_tokenizer):
@@ -64,25 +66,25 @@ def test_corrupt_config_names_the_file(tiny_run):
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "x.json"
-    rundir.atomic_write_json(target, {"v": 1})
+    atomic_write_json(target, {"v": 1})
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(rundir.os, "replace", boom)
     with pytest.raises(OSError):
-        rundir.atomic_write_json(target, {"v": 2})
+        atomic_write_json(target, {"v": 2})
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"], "no temp file may be left behind"
 
 
 def test_jsonl_reader_skips_a_torn_last_line(tmp_path):
     log = tmp_path / "metrics.jsonl"
-    rundir.append_jsonl(log, {"step": 1})
-    rundir.append_jsonl(log, {"step": 2})
+    append_jsonl(log, {"step": 1})
+    append_jsonl(log, {"step": 2})
     with open(log, "a") as f:
         f.write('{"step": 3, "lo')
-    assert [r["step"] for r in rundir.read_jsonl(log)] == [1, 2]
+    assert [r["step"] for r in read_jsonl(log)] == [1, 2]
 
 
 def test_tokenizer_from_another_run_with_the_same_vocab_size_is_refused(tiny_run, tiny_tokenizer):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tinyinterp import rundir
+from tinyinterp.jsonl import read_jsonl
 from training.train import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def test_two_process_ddp_matches_single_process(tmp_path, train_args):
     finally:
         torch.set_num_threads(threads)
 
-    ddp, single = (rundir.read_jsonl(r / rundir.METRICS_FILE) for r in (ddp_run, single_run))
+    ddp, single = (read_jsonl(r / rundir.METRICS_FILE) for r in (ddp_run, single_run))
     assert [r["step"] for r in ddp] == [r["step"] for r in single] == list(range(1, STEPS + 1))
     for a, b in zip(ddp, single):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.devices import resolve_device
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.checkpoints import latest_checkpoint
+from tinyinterp.jsonl import read_jsonl
 from training import checkpoint as ckpt
 from training.train import main
-from training.trainer import resolve_device
 
 
 def _one_line_error(capsys) -> str:
@@ -45,7 +46,7 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_previous_checkp
     model = rundir.load_run(latest_checkpoint(out))  # the previous checkpoint is intact
     assert model.cfg.preset == "test-tiny"
     assert main(common) == 0  # once there is space again, the rerun resumes from step 4
-    assert [r["step"] for r in rundir.read_jsonl(out / rundir.METRICS_FILE)] == list(range(1, 9))
+    assert [r["step"] for r in read_jsonl(out / rundir.METRICS_FILE)] == list(range(1, 9))
 
 
 class _RunsCode:

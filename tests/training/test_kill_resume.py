@@ -21,6 +21,7 @@ import pytest
 
 from tinyinterp import rundir
 from tinyinterp.checkpoints import latest_checkpoint
+from tinyinterp.jsonl import read_jsonl
 from training import checkpoint as ckpt
 from training.train import main
 
@@ -55,7 +56,7 @@ def test_torn_last_line_is_cut_before_the_next_record_is_appended(tmp_path, trai
     assert main([*common, "--max-steps", "4"]) == 0
     with open(out / rundir.METRICS_FILE, "ab") as f:  # killed halfway through writing step 5's record
         f.write(b'{"step": 5, "tokens": 17')
-    assert [r["step"] for r in rundir.read_jsonl(out / rundir.METRICS_FILE)] == [1, 2, 3, 4]  # readers tolerate it
+    assert [r["step"] for r in read_jsonl(out / rundir.METRICS_FILE)] == [1, 2, 3, 4]  # readers tolerate it
 
     assert main([*common, "--max-steps", "7"]) == 0
     assert _strict_steps(out) == list(range(1, 8))
@@ -140,8 +141,8 @@ def test_kill9_at_random_moments_then_resume_logs_every_step_exactly_once(tmp_pa
     plan = [(1, 0.0)] + [(rng.randint(1, 8), rng.uniform(0.0, 0.03)) for _ in range(rounds)]
     kills = 0
     for i, (new_records, delay) in enumerate(plan):
-        before = len(rundir.read_jsonl(metrics))
-        ready = lambda: len(rundir.read_jsonl(metrics)) >= before + new_records  # noqa: E731
+        before = len(read_jsonl(metrics))
+        ready = lambda: len(read_jsonl(metrics)) >= before + new_records  # noqa: E731
         if not _kill_when(_start(ctx, args, out), ready, delay):
             break  # it finished before the kill: nothing left to interrupt
         kills += 1

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from tinyinterp import rundir
 from tinyinterp.checkpoints import latest_checkpoint
+from tinyinterp.jsonl import read_jsonl
 from training.train import main
 from training.trainer import PAUSE_AFTER_CKPT_ENV
 
@@ -30,7 +31,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 
 def _steps(run: Path) -> list[int]:
-    return [r["step"] for r in rundir.read_jsonl(run / rundir.METRICS_FILE)]
+    return [r["step"] for r in read_jsonl(run / rundir.METRICS_FILE)]
 
 
 def test_kill9_then_resume_gives_identical_weights(tmp_path, train_args):
@@ -61,8 +62,8 @@ def test_kill9_then_resume_gives_identical_weights(tmp_path, train_args):
     assert main([*common, "--out", str(killed)]) == 0  # resumes automatically
     _assert_same_weights(straight / rundir.WEIGHTS_FILE, killed / rundir.WEIGHTS_FILE)
     assert _steps(killed) == list(range(1, 2 * N + 1))
-    straight_losses = [r["train_loss"] for r in rundir.read_jsonl(straight / rundir.METRICS_FILE)]
-    killed_losses = [r["train_loss"] for r in rundir.read_jsonl(killed / rundir.METRICS_FILE)]
+    straight_losses = [r["train_loss"] for r in read_jsonl(straight / rundir.METRICS_FILE)]
+    killed_losses = [r["train_loss"] for r in read_jsonl(killed / rundir.METRICS_FILE)]
     assert straight_losses == killed_losses
 
     # A crash after step 2N's metrics but before its checkpoint: resume from N rewrites N+1..2N once.

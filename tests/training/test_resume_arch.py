@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from tinyinterp import rundir
+from tinyinterp.jsonl import read_jsonl
 from training.train import main
 
 
@@ -16,7 +17,7 @@ def test_resume_uses_the_checkpoints_architecture(tmp_path, train_args):
     assert main([*args, "--out", str(run), "--max-steps", "6", "--ckpt-every", "2"]) == 0
     cfg = rundir.read_model_config(run)
     assert cfg.qkv_bias and cfg.unembed_bias and cfg.attn_types is None
-    steps = [r["step"] for r in rundir.read_jsonl(run / rundir.METRICS_FILE) if "train_loss" in r]
+    steps = [r["step"] for r in read_jsonl(run / rundir.METRICS_FILE) if "train_loss" in r]
     assert steps[-1] == 6
 
 

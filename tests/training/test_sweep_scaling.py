@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tinyinterp import rundir
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import read_jsonl
 from training.scaling_flops import flops_per_token, matmul_params
 from training.scaling_spec import SPEC_FILE, ScalingSpec, parse_shard, planned_flops, select
 from training.scaling_sweep import SUMMARY_FILE
@@ -142,7 +143,7 @@ def test_shards_list_summarize_and_rerun_skips(tmp_path, story_files, capsys):
         model = ModelConfig.from_dict(config["model"])
         assert (model.d_model, model.n_layers, model.n_heads) == (r["d_model"], 1, 2)
         assert r["tokens"] == 2048 and r["flops"] == 2048 * flops_per_token(model, 32)
-        records = rundir.read_jsonl(run / rundir.METRICS_FILE)
+        records = read_jsonl(run / rundir.METRICS_FILE)
         assert all(m["flops"] == m["tokens"] * r["flops_per_token"] for m in records)
         assert sum("val_loss" in m for m in records) >= 4
         assert r["epochs"] == pytest.approx(2048 / config["data"]["train_tokens"])

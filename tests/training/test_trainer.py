@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tinyinterp import rundir
+from tinyinterp.jsonl import read_jsonl
 from tinyinterp.model import HookedTransformer
 from tinyinterp.zoo import preset_config
 from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
@@ -21,7 +22,7 @@ def test_metrics_checkpoints_and_final_run_dir(tmp_path, train_args):
     run = tmp_path / "run"
     assert main([*train_args, "--out", str(run), "--max-steps", "8", "--log-every", "2", "--eval-every", "4",
                  "--ckpt-every", "4", "--keep-last", "1"]) == 0
-    records = rundir.read_jsonl(run / rundir.METRICS_FILE)
+    records = read_jsonl(run / rundir.METRICS_FILE)
     assert [r["step"] for r in records] == [2, 4, 6, 8]
     assert [("val_loss" in r) for r in records] == [False, True, False, True]
     cfg = TrainConfig(**{**TrainConfig(max_steps=8).to_dict(), "lr": 3e-3, "warmup_steps": 2})
@@ -68,7 +69,7 @@ def test_time_budget_stops_at_first_boundary(tmp_path, train_args):
     config = json.loads((run / rundir.CONFIG_FILE).read_text())
     assert config["result"]["steps"] == 3 and config["result"]["stopped_by"] == "max_minutes"
     assert [c.step for c in list_checkpoints(run)] == [3]
-    assert rundir.read_jsonl(run / rundir.METRICS_FILE)[-1]["step"] == 3
+    assert read_jsonl(run / rundir.METRICS_FILE)[-1]["step"] == 3
 
 
 def test_bad_settings_give_one_line_errors(tmp_path, train_args, capsys):
@@ -111,7 +112,7 @@ def test_time_budget_calibrates_a_saved_cosine_horizon(tmp_path, train_args):
     horizon = state["horizon"]
     assert horizon is not None and horizon % 2 == 0 and steps % 2 == 0 and steps <= horizon
     assert config["result"]["stopped_by"] == ("max_steps" if steps == horizon else "max_minutes")
-    last = rundir.read_jsonl(run / rundir.METRICS_FILE)[-1]
+    last = read_jsonl(run / rundir.METRICS_FILE)[-1]
     cfg = TrainConfig(lr=3e-3, warmup_steps=0, max_minutes=0.05)
     assert last["lr"] == pytest.approx(lr_at(steps - 1, cfg, horizon))  # the schedule followed the saved horizon
 

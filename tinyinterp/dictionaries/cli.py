@@ -12,7 +12,6 @@ corpus (``RUN/data/train``), evaluation uses its validation corpus (``RUN/data/v
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from tinyinterp.errors import TinyinterpError
 
 
 def add_subparser(subparsers) -> None:
-    p = subparsers.add_parser("sae", help="sparse dictionaries: train, cache activations, evaluate",
+    from tinyinterp.commands import SAE
+
+    p = subparsers.add_parser(SAE.name, help=SAE.help,
                               description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="sae_command", metavar="ACTION", required=True)
 

@@ -1,7 +1,8 @@
 """Evaluation as in the TinyStories paper: completions, LLM grades, ROUGE memorization/diversity, probes.
 
 Modules: ``prompts`` (prompt files), ``completions`` (n samples per prompt per checkpoint),
-``grade_prompts`` (the paper's grading texts + grade parser), ``grading`` (two-turn LLM grading,
+``grade_prompts`` (the paper's grading texts), ``grade_parsing`` (a grade reply read exactly or
+flagged), ``grading`` (two-turn LLM grading,
 cache, cost, CIs, curve over checkpoints), ``metrics`` (no-LLM metrics), ``rouge`` (ROUGE-k equal
 to rouge-score + exact n-gram index), ``memorization`` (the three ROUGE analyses + histograms),
 ``similarity`` (★ plot similarity with an offline sentence-embedding model), ``probes``,

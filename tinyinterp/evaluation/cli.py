@@ -12,7 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from tinyinterp.commands import EVAL
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.llm.options import add_llm_arguments, client_from_args
 
 
 def _run_arg(p: argparse.ArgumentParser) -> None:
@@ -34,17 +36,8 @@ def _completion_args(p: argparse.ArgumentParser) -> None:
                    help="do it for every checkpoints/step_*/ of the run instead of the final weights")
 
 
-def _llm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", default=None,
-                   help="OpenAI-compatible server root ending in /v1 (default $OPENAI_BASE_URL, else the OpenAI API)")
-    p.add_argument("--grader-model", default=None, help="grader model name (default $TINYINTERP_LLM_MODEL or gpt-4o-mini)")
-    p.add_argument("--max-concurrency", type=int, default=8, help="LLM requests in flight at once (default 8)")
-    p.add_argument("--max-retries", type=int, default=6, help="retries of a failed request (default 6)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request attempt (default 60)")
-
-
 def add_subparser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="completions, LLM grades, ROUGE memorization, probes",
+    p = subparsers.add_parser(EVAL.name, help=EVAL.help,
                               description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="eval_command", metavar="STEP", required=True)
 
@@ -60,7 +53,7 @@ def add_subparser(subparsers) -> None:
                                    "hash, prompt, completion, grader model). Completions missing are sampled first.")
     _run_arg(g)
     _completion_args(g)
-    _llm_args(g)
+    add_llm_arguments(g)  # the grader
     g.add_argument("--structured", choices=("auto", "on", "off"), default="auto",
                    help="ask for JSON-schema output: auto = if the server supports it (default auto)")
     g.add_argument("--parse-retries", type=int, default=2,
@@ -87,7 +80,7 @@ def add_subparser(subparsers) -> None:
     _run_arg(pr)
     pr.add_argument("--probes", type=Path, default=None, help="YAML probe file (default: the packaged set)")
     pr.add_argument("--llm-judge", action="store_true", help="also ask an LLM whether each answer makes sense")
-    _llm_args(pr)
+    add_llm_arguments(pr)  # the judge of --llm-judge
     pr.set_defaults(func=run_probes)
 
     d = sub.add_parser("demo", help="quick LLM-free evaluation (what `make demo` runs)",
@@ -114,13 +107,6 @@ def _prompts(args):
     return prompts[: args.max_prompts] if args.max_prompts else prompts
 
 
-def _client(args):
-    from tinyinterp.llm import LLMClient, LLMConfig
-
-    return LLMClient(LLMConfig(base_url=args.base_url, model=args.grader_model, max_concurrency=args.max_concurrency,
-                               max_retries=args.max_retries, timeout_s=args.timeout))
-
-
 def run_complete(args) -> int:
     from tinyinterp.evaluation import pipeline
     from tinyinterp.evaluation.completions import completions_path
@@ -139,7 +125,7 @@ def run_grade(args) -> int:
 
     if args.parse_retries < 0:
         raise TinyinterpError(f"--parse-retries must be >= 0, got {args.parse_retries}")
-    grader = Grader(_client(args), GraderConfig(structured=args.structured, parse_retries=args.parse_retries))
+    grader = Grader(client_from_args(args), GraderConfig(structured=args.structured, parse_retries=args.parse_retries))
     out = pipeline.grade(args.run, grader, _prompts(args), _completion_config(args), args.all_checkpoints,
                          progress=not args.no_progress)
     for tag, s in out["checkpoints"].items():
@@ -162,7 +148,7 @@ def run_rouge(args) -> int:
 def run_probes(args) -> int:
     from tinyinterp.evaluation import pipeline
 
-    out = pipeline.probes(args.run, args.probes, _client(args) if args.llm_judge else None,
+    out = pipeline.probes(args.run, args.probes, client_from_args(args) if args.llm_judge else None,
                           progress=not args.no_progress)
     cats = ", ".join(f"{k} {v:.2f}" for k, v in out["by_category"].items())
     print(f"probe accuracy {out['accuracy']:.2f} over {out['n_probes']} probes ({cats})")

@@ -24,7 +24,7 @@ from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.evaluation.prompts import EvalPrompt
 from tinyinterp.generation import SamplingConfig, generate_tokens
 from tinyinterp.checkpoints import FINAL_TAG, Checkpoint
-from tinyinterp.rundir import append_jsonl, read_jsonl
+from tinyinterp.jsonl import append_jsonl, read_jsonl
 from tinyinterp.runlayout import COMPLETIONS_SUBDIR, eval_dir
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,7 @@ turn 2 asks for grades of grammar, creativity, consistency and plot and an age g
 
 from __future__ import annotations
 
-from tinyinterp.evaluation.grade_parsing import (  # noqa: F401  (re-exported: the grade format's one home)
-    AGE_GROUPS, REQUIRED_SCORES, SCORES, Grades, grades_json, parse_grades,
-)
+from tinyinterp.evaluation.grade_parsing import AGE_GROUPS, SCORES
 
 # --- story-completion variant (paper transcript, verbatim; trailing spaces are the paper's) ---
 COMPLETION_TURN1_INTRO = (

@@ -30,11 +30,10 @@ from pathlib import Path
 import openai
 
 from tinyinterp.evaluation.completions import record_prompt
-from tinyinterp.evaluation.grade_prompts import (
-    AGE_GROUPS, GRADE_SCHEMA, SCORES, completion_turns, instruct_turns, parse_grades,
-)
+from tinyinterp.evaluation.grade_parsing import AGE_GROUPS, SCORES, parse_grades
+from tinyinterp.evaluation.grade_prompts import GRADE_SCHEMA, completion_turns, instruct_turns
+from tinyinterp.jsonl import append_jsonl, read_jsonl
 from tinyinterp.llm import InvalidReply, LLMClient, LLMError
-from tinyinterp.rundir import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import DataError
 from tinyinterp.evaluation.rouge import NgramIndex, rouge_n
-from tinyinterp.rundir import atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -22,19 +22,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from datagen.store import iter_jsonl, read_records
-from tinyinterp.atomic import atomic_write_json, atomic_write_text
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.explain.explainer import Explanation
 from tinyinterp.explain.prompts import parse_explanation, simulate_json_messages, simulate_messages
-from tinyinterp.explain.results import AppendLog, neuron_id
+from tinyinterp.explain.results import neuron_id
 from tinyinterp.explain.runner import ExplainRunConfig, ExplainRunner
 from tinyinterp.explain.simulator import LLMSimulator, Simulation
+from tinyinterp.jsonl import AppendLog, iter_jsonl, read_records, write_jsonl
 from tinyinterp.llm import InvalidReply, LLMClient
+from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name, new_chunk
 from tinyinterp.llm.reply import message_content, usage_tokens
-from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -103,11 +102,9 @@ class BatchExplain:
         size = self.cfg.max_requests_per_batch
         for k in range(0, len(lines), size):
             name = f"round{round_no:02d}-{phase}-input-{k // size:04d}.jsonl"
-            atomic_write_text(self.work / name, "".join(json.dumps({**ln, "method": "POST", "url": "/v1/chat/completions"})
-                                                        + "\n" for ln in lines[k:k + size]))
-            self.state["chunks"].append({"input": name, "requests": len(lines[k:k + size]), "file_id": None,
-                                         "batch_id": None, "status": None, "output_file_id": None,
-                                         "error_file_id": None, "downloaded": [], "merged": False})
+            chunk = lines[k:k + size]
+            write_jsonl(self.work / name, ({**ln, "method": "POST", "url": "/v1/chat/completions"} for ln in chunk))
+            self.state["chunks"].append(new_chunk(name, len(chunk)))
         self._save()
         log.info("batch round %d (%s): %d requests", round_no, phase, len(lines))
 

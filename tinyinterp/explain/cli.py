@@ -5,7 +5,7 @@ offline; ``--explainer llm`` talks to any OpenAI-compatible server (``--base-url
 ``$OPENAI_API_KEY``). ``--dry-run`` prints the cost estimate and stops; RUN may then also be a preset
 name (``tinystories-33m``): records are cut from the shared TinyStories text with the GPT-2 BPE.
 ``--batch`` uses the OpenAI Batch API (half price; rerun the same command to collect). Rerunning
-continues where a run stopped. Registered into the main CLI by ``tinyinterp/cli.py``.
+continues where a run stopped. LLM options: :mod:`tinyinterp.llm.options`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
+from tinyinterp.commands import EXPLAIN
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.llm.options import add_llm_arguments, client_from_args, model_from_args, prices_from_args
 
 
 def _int_list(text: str) -> list[int]:
@@ -36,10 +38,8 @@ def _neuron_list(text: str) -> list[tuple[int | None, int]]:
 
 
 def add_subparser(subparsers) -> None:
-    from datagen.cli import _add_llm_options
-
     p = subparsers.add_parser(
-        "explain", help="explain neurons in words and score the explanations by simulation",
+        EXPLAIN.name, help=EXPLAIN.help,
         description=__doc__.split("\n\n")[0] + " Writes RUN/analysis/explanations/<explainer>.jsonl.")
     p.add_argument("run", help="run directory with analysis/neurons (or, with --dry-run, a preset name)")
     p.add_argument("--index", type=Path, default=None,
@@ -77,11 +77,9 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--no-wait", action="store_true", help="with --batch: submit and return instead of polling")
     p.add_argument("--poll-interval", type=float, default=30.0, help="with --batch: seconds between polls (default 30)")
     p.add_argument("--summary", action="store_true", help="print the score distribution per explainer and layer, then stop")
-    _add_llm_options(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_llm_arguments(p)
     p.set_defaults(func=run_explain)
-    from tinyinterp.explain.compare import add_subparser as add_compare_subparser
-
-    add_compare_subparser(subparsers)  # `tinyinterp explain-compare A B`: scores per layer, two models
 
 
 def _run_config(args):
@@ -96,22 +94,6 @@ def _run_config(args):
                             max_neurons=args.max_neurons, records=records, simulation=args.simulation,
                             neuron_concurrency=args.neuron_concurrency or 2 * args.concurrency, seed=args.seed,
                             progress=not args.no_progress)
-
-
-def _model_name(args) -> str:
-    import os
-
-    from tinyinterp.llm import DEFAULT_MODEL, ENV_MODEL
-
-    return args.model or os.environ.get(ENV_MODEL) or DEFAULT_MODEL
-
-
-def _prices(args):
-    from tinyinterp.llm import Price
-
-    if args.price_in is None and args.price_out is None:
-        return None
-    return {_model_name(args): Price(args.price_in or 0.0, args.price_out or 0.0)}
 
 
 def _dry_run_preset(args) -> int:
@@ -132,7 +114,7 @@ def _dry_run_preset(args) -> int:
     n = len(layers) * cfg.d_mlp if run_cfg.neurons is None else len(run_cfg.neurons)
     n = min(n, run_cfg.max_neurons or n)
     samples = synthetic_records(ids, tok.token_str, run_cfg.records, n=16, seed=args.seed)
-    est = estimate(samples, n, _model_name(args), lambda s: len(tok.encode(s)), args.simulation, _prices(args))
+    est = estimate(samples, n, model_from_args(args), lambda s: len(tok.encode(s)), args.simulation, prices_from_args(args))
     print(f"preset {args.run} ({PRESETS[args.run].description}): {cfg.n_layers} layers x {cfg.d_mlp} neurons")
     print(est.format())
     return 0
@@ -174,9 +156,7 @@ def run_explain(args) -> int:
         return _dry_run(args, model, index, cfg, out)
     client = None
     if args.explainer == "llm":
-        from datagen.cli import make_client
-
-        client = make_client(args)
+        client = client_from_args(args)
     from tinyinterp.explain.runner import ExplainRunner
 
     if args.batch:
@@ -200,15 +180,15 @@ def _dry_run(args, model, index, cfg, out: Path) -> int:
     from tinyinterp.explain.results import explainer_slug, finished_ids, neuron_id, results_path
     from tinyinterp.explain.runner import selected_neurons
 
-    done = finished_ids(results_path(out, explainer_slug(cfg.explainer, _model_name(args))))
+    done = finished_ids(results_path(out, explainer_slug(cfg.explainer, model_from_args(args))))
     pending = [p for p in selected_neurons(index, cfg) if neuron_id(*p) not in done]
-    print(f"{len(pending)} neurons to explain ({explainer_slug(cfg.explainer, _model_name(args))})")
+    print(f"{len(pending)} neurons to explain ({explainer_slug(cfg.explainer, model_from_args(args))})")
     if cfg.explainer == "llm" and pending:
         builder = RecordBuilder(model, index, cfg.records)
         layer = pending[0][0]
         sample = [n for l, n in pending if l == layer][:8]
-        est = estimate(list(builder.build(layer, sample).values()), len(pending), _model_name(args),
-                       lambda s: len(builder.tokenizer.encode(s)), args.simulation, _prices(args))
+        est = estimate(list(builder.build(layer, sample).values()), len(pending), model_from_args(args),
+                       lambda s: len(builder.tokenizer.encode(s)), args.simulation, prices_from_args(args))
         print(est.format())
     return 0
 

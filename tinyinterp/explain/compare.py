@@ -20,7 +20,7 @@ same TEXTS to both; a tokenized corpus folder fits only the tokenizer it was mad
 of ``tinyinterp explain`` (--layers/--neurons/--max-neurons, record counts, --explainer) should be used for
 both sides; compare like with like (--explainer picks the slug, baseline by default).
 
-Registered by ``tinyinterp/explain/cli.py``.
+Registered by the ``explain-compare`` entry of :mod:`tinyinterp.commands`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tinyinterp.commands import EXPLAIN_COMPARE
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.explain.results import load_explanations, results_folder, score_summary
 from tinyinterp.atomic import atomic_write_bytes, atomic_write_json
@@ -214,7 +215,7 @@ def compare(a_path, b_path, explainer: str = "baseline", out: Path | None = None
 
 def add_subparser(subparsers) -> None:
     p = subparsers.add_parser(
-        "explain-compare", help="explanation scores per layer (relative depth), two models side by side",
+        EXPLAIN_COMPARE.name, help=EXPLAIN_COMPARE.help,
         description=__doc__.split("Registered by")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)  # keeps the command lines on their own lines
     p.add_argument("a", help="run directory with analysis/explanations, or an `explain --out` folder")

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from datagen.store import AppendLog, iter_jsonl, read_records
+from tinyinterp.jsonl import read_records
 from tinyinterp.runlayout import EXPLANATIONS_SUBDIR, explanations_dir
 ERRORS_SUFFIX = ".errors.jsonl"
 FINISHED = ("ok", "flagged")
 COLUMNS = ["explainer", "layer", "neuron", "explanation", "score", "score_top", "score_random", "status",
            "n_flagged", "simulation", "model", "id"]
 
-__all__ = ["AppendLog", "EXPLANATIONS_SUBDIR", "explanations_dir", "results_folder", "explainer_slug", "neuron_id",
+__all__ = ["EXPLANATIONS_SUBDIR", "explanations_dir", "results_folder", "explainer_slug", "neuron_id",
            "finished_ids", "load_explanations", "score_summary", "results_path", "errors_path"]
 
 
@@ -91,7 +91,3 @@ def score_summary(run_dir: str | Path) -> pd.DataFrame:
         n="count", mean="mean", median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75),
         **{"share_ge_0.5": lambda s: float((s >= 0.5).mean()) if len(s) else float("nan")}).reset_index()
     return out[cols]
-
-
-def iter_errors(out_dir: Path, slug: str):
-    return iter_jsonl(errors_path(out_dir, slug))

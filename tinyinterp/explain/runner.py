@@ -28,11 +28,10 @@ from tinyinterp.errors import TinyinterpError
 from tinyinterp.explain.baseline import BaselineExplainer, BaselineSimulator
 from tinyinterp.explain.explainer import LLMExplainer
 from tinyinterp.explain.records import NeuronRecords, RecordBuilder, RecordConfig
-from tinyinterp.explain.results import (
-    AppendLog, errors_path, explainer_slug, finished_ids, neuron_id, results_path,
-)
+from tinyinterp.explain.results import errors_path, explainer_slug, finished_ids, neuron_id, results_path
 from tinyinterp.explain.scoring import score_simulations
 from tinyinterp.explain.simulator import LLMSimulator
+from tinyinterp.jsonl import AppendLog
 from tinyinterp.llm import LLMClient, LLMError
 
 log = logging.getLogger(__name__)

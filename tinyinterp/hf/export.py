@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 
 from tinyinterp.atomic import current_umask
+from tinyinterp.commands import EXPORT
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.hf.convert import hf_config_dict, hf_state_dict
 
@@ -192,8 +193,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
 
 def add_subparser(subparsers) -> None:
     p = subparsers.add_parser(
-        "export",
-        help="write a run as a Hugging Face model folder",
+        EXPORT.name,
+        help=EXPORT.help,
         description=(
             "Write RUN (a run or checkpoint directory) as a Hugging Face folder: config.json, model.safetensors "
             "and tokenizer files, loadable offline with AutoModelForCausalLM / AutoTokenizer.from_pretrained(DIR) "

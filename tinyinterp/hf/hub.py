@@ -21,10 +21,10 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from tinyinterp.errors import ModelLoadError
+from tinyinterp.envflags import env_flag
 
 log = logging.getLogger(__name__)
 
-_FALSY = ("", "0", "false", "no", "off")
 PROBE_TIMEOUT_S = 3.0
 """Seconds the hub endpoint has to answer one HTTP request before it counts as unreachable."""
 CALL_TIMEOUT_S = 30.0
@@ -33,7 +33,7 @@ CALL_TIMEOUT_S = 30.0
 
 def offline_mode() -> bool:
     """True when the user asked the HF libraries to stay offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)."""
-    return any(os.environ.get(name, "").strip().lower() not in _FALSY for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return env_flag("HF_HUB_OFFLINE") or env_flag("HF_DATASETS_OFFLINE")
 
 
 def endpoint() -> str:

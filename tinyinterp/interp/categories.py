@@ -44,8 +44,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.lexicon import load_lexicon
-from tinyinterp.rundir import atomic_write_json, read_json
+from tinyinterp.rundir import read_json
 
 CATEGORIES = (
     "noun", "verb", "adjective", "pronoun", "determiner", "preposition",

@@ -5,8 +5,8 @@ takes). Results go to ``MODEL/analysis/`` for a run directory (where the app and
 else to ``--out``. ``--corpus`` is a tokenized corpus folder, or a ``.txt``/``.jsonl`` file or folder of
 documents that is tokenized with the model's tokenizer first (into ``<out>/corpus_<fingerprint>``).
 
-    tinyinterp analyze neurons runs/demo --corpus runs/demo/corpus/val
-    tinyinterp analyze heads runs/demo --corpus runs/demo/corpus/val
+    tinyinterp analyze neurons runs/demo --corpus runs/demo/data/val
+    tinyinterp analyze heads runs/demo --corpus runs/demo/data/val
     tinyinterp analyze compare runs/demo gpt2-xl --corpus stories.txt --out analysis/ours_vs_gpt2xl
 """
 
@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from tinyinterp import rundir
+from tinyinterp.commands import ANALYZE
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.runlayout import ANALYSIS_DIR, COMPARE_SUBDIR, EMERGENCE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, corpus_dir
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def add_subparser(subparsers) -> None:
-    p = subparsers.add_parser("analyze", help="neuron index, head classes, model comparison",
+    p = subparsers.add_parser(ANALYZE.name, help=ANALYZE.help,
                               description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
 

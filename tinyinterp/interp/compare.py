@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.interp.categories import PurityResult, neuron_purity
 from tinyinterp.interp.heads import HEAD_CLASSES, HeadConfig, HeadResult, analyze_heads
 from tinyinterp.interp.inputs import model_name
 from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
-from tinyinterp.rundir import atomic_write_json, read_json
+from tinyinterp.rundir import read_json
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,10 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from tinyinterp import rundir
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.checkpoints import ALL_KINDS, Checkpoint, list_checkpoints
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.jsonl import read_jsonl
 from tinyinterp.runlayout import EMERGENCE_SUMMARY_FILE, METRICS_FILE, STEP_GLOB, emergence_dir, parse_step_name, step_name
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ class EmergenceConfig:
 
 def _metrics_by_step(run_dir: Path) -> dict[int, dict]:
     by_step: dict[int, dict] = {}
-    for record in rundir.read_jsonl(Path(run_dir) / METRICS_FILE, skip_bad=True):
+    for record in read_jsonl(Path(run_dir) / METRICS_FILE, skip_bad=True):
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             merged = by_step.setdefault(record["step"], {})
             merged.update(record)
@@ -259,7 +261,7 @@ def analyze_checkpoint(model, corpus, checkpoint: Checkpoint, out: Path, config:
         "prompt_mean_distance": float(distance.mean()), "prompt_prev_token": float(prev.mean()),
         "heads": head_rows,
     }
-    rundir.atomic_write_json(out / SUMMARY_FILE, summary)  # last: marks the step done
+    atomic_write_json(out / SUMMARY_FILE, summary)  # last: marks the step done
     return summary
 
 

@@ -41,13 +41,14 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.interp.activations import iter_activations
 from tinyinterp.interp.inputs import check_model_corpus, document_windows, mlp_hook_names, model_name
 from tinyinterp.interp.neuron_distribution import batch_order, finalize_distribution, init_distribution, update_distribution
 from tinyinterp.interp.neuron_logits import logit_effects
 from tinyinterp.interp.neuron_query import NeuronQueries
-from tinyinterp.rundir import ANALYSIS_DIR, atomic_save_tensors, atomic_write_json, read_json
+from tinyinterp.rundir import ANALYSIS_DIR, atomic_save_tensors, read_json
 
 log = logging.getLogger(__name__)
 

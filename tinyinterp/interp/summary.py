@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyinterp.cli_support import run_cli
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE, ROLE_MIN_DISTINCT, ROLE_THRESHOLD, PurityResult
 from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, HeadResult
@@ -86,12 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="run directory (or its analysis/ folder)")
     parser.add_argument("--top", type=int, default=8, help="role neurons to list (default 8)")
     args = parser.parse_args(argv)
-    try:
-        print(summarize(args.run_dir, n_top=args.top))
-    except TinyinterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: print(summarize(args.run_dir, n_top=args.top)))
 
 
 if __name__ == "__main__":

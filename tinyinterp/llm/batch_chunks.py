@@ -3,7 +3,7 @@
 Shared by datagen's story batches and the neuron-explanation batches. A chunk is a JSON-friendly dict
 kept in the caller's state file: ``input`` (file name of the request lines in ``work_dir``), ``file_id``,
 ``batch_id``, ``status``, ``output_file_id``, ``error_file_id``, ``downloaded`` (file ids already
-saved). Every step saves the state through ``save`` right after it succeeds, so a killed process
+saved), ``merged`` (set by the caller once it has used the downloads); :func:`new_chunk` makes one. Every step saves the state through ``save`` right after it succeeds, so a killed process
 resumes at the step it was in and never uploads or creates a batch twice.
 """
 
@@ -17,9 +17,10 @@ from tinyinterp.atomic import atomic_write_text
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
-def new_chunk(input_name: str) -> dict:
-    return {"input": input_name, "file_id": None, "batch_id": None, "status": None, "output_file_id": None,
-            "error_file_id": None, "downloaded": []}
+def new_chunk(input_name: str, requests: int) -> dict:
+    """A chunk not yet uploaded: ``requests`` lines in ``work_dir/input_name``; ``merged`` is the caller's flag."""
+    return {"input": input_name, "requests": requests, "file_id": None, "batch_id": None, "status": None,
+            "output_file_id": None, "error_file_id": None, "downloaded": [], "merged": False}
 
 
 def download_name(chunk: dict, key: str) -> str:

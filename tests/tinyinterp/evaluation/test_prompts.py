@@ -7,9 +7,8 @@ import json
 import pytest
 
 from tinyinterp.errors import DataError
-from tinyinterp.evaluation.grade_prompts import (
-    COMPLETION_TURN2, INSTRUCT_TURN2, Grades, completion_turns, instruct_turns, parse_grades,
-)
+from tinyinterp.evaluation.grade_parsing import Grades, parse_grades
+from tinyinterp.evaluation.grade_prompts import COMPLETION_TURN2, INSTRUCT_TURN2, completion_turns, instruct_turns
 from tinyinterp.evaluation.prompts import load_prompts
 from tinyinterp.instruct_format import InstructFields, parse_text
 from tinyinterp.llm import InvalidReply

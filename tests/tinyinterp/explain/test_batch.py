@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.support.explain_server import explain_server
-from tests.tinyinterp.explain.conftest import NAME_NEURON, PLANT_LAYER, RANDOM_NEURON
+from tests.support.planted_neurons import NAME_NEURON, PLANT_LAYER, RANDOM_NEURON
 from tinyinterp.explain import ExplainRunConfig
 from tinyinterp.explain.batch import BatchExplainConfig, run_batch
 from tinyinterp.llm import LLMClient, LLMConfig

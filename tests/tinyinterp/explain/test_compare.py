@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from tests.tinyinterp.interp.conftest import make_model, make_stories
+from tests.support.story_world import make_model, make_stories
 from tinyinterp import rundir
 from tinyinterp.cli import main
 from tinyinterp.explain import load_explanations, score_summary

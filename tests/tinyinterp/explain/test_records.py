@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.tinyinterp.explain.conftest import NAME_NEURON, PLANT_LAYER, RANDOM_NEURON
+from tests.support.planted_neurons import NAME_NEURON, PLANT_LAYER, RANDOM_NEURON
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.explain.records import RecordBuilder, RecordConfig, normalize
 
@@ -28,7 +28,7 @@ def test_records_match_the_index_and_hold_out_disjoint_top_ranks(planted):
 
 
 def test_name_neuron_records_are_active_exactly_on_names(planted):
-    from tests.tinyinterp.interp.conftest import NAMES
+    from tests.support.story_world import NAMES
 
     model, index = planted
     recs = RecordBuilder(model, index, RecordConfig()).build(PLANT_LAYER, [NAME_NEURON])[NAME_NEURON]

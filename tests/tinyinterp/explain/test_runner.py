@@ -7,9 +7,9 @@ import json
 import pytest
 
 from tests.support.explain_server import ExplainServer, explain_server
-from tests.tinyinterp.explain.conftest import NAME_NEURON, PLANT_LAYER, RANDOM_NEURON
-from tinyinterp.explain import ExplainRunConfig, ExplainRunner, load_explanations, select_neurons
+from tests.support.planted_neurons import NAME_NEURON, PLANT_LAYER, RANDOM_NEURON
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.explain import ExplainRunConfig, ExplainRunner, load_explanations, select_neurons
 from tinyinterp.llm import LLMClient, LLMConfig
 
 PAIRS = [(PLANT_LAYER, NAME_NEURON), (PLANT_LAYER, RANDOM_NEURON)]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.tinyinterp.interp.conftest import make_model, make_stories
+from tests.support.story_world import make_model, make_stories
 from tinyinterp import rundir
 from tinyinterp.interp.cli import main as analyze
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tinyinterp.interp.conftest import make_model, make_stories
+from tests.support.story_world import make_model, make_stories
 from tinyinterp import rundir
 from tinyinterp.interp.cli import main
 from tinyinterp.interp.compare import ComparisonResult, compare

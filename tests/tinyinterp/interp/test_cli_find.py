@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tinyinterp.interp.conftest import make_model
+from tests.support.story_world import make_model
 from tinyinterp import rundir
 from tinyinterp.interp.cli import main as analyze
 

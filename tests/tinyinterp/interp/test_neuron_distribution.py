@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.tinyinterp.interp.test_neuron_index import CFG, brute_force
+from tests.support.neuron_oracle import CFG, brute_force
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.neuron_distribution import (
     N_BINS, ZERO_BIN, activation_bins, bin_edges, bin_ranges, position_priority, quantile_bins,
@@ -18,7 +18,7 @@ from tinyinterp.interp.neuron_index import NeuronIndex, NeuronIndexConfig, build
 
 @pytest.fixture(scope="module")
 def built(story_tokenizer, story_corpus, tmp_path_factory):
-    from tests.tinyinterp.interp.conftest import make_model
+    from tests.support.story_world import make_model
 
     model = make_model(story_tokenizer)
     index = build_neuron_index(model, story_corpus, tmp_path_factory.mktemp("idx"), NeuronIndexConfig(**CFG, k_negative=4),

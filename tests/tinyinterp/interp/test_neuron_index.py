@@ -6,23 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.neuron_oracle import CFG, brute_force
 from tinyinterp.errors import DataError, TinyinterpError
-from tinyinterp.interp.inputs import ModelHookError, document_windows
+from tinyinterp.interp.inputs import ModelHookError
 from tinyinterp.interp.neuron_index import PROGRESS_FILE, NeuronIndex, NeuronIndexConfig, build_neuron_index
-
-CFG = dict(k=6, seq_len=24, batch_size=5, shard_docs=7)
-
-
-def brute_force(model, corpus, seq_len):
-    """All MLP activations of every token (fine for a tiny corpus): (L, n_tokens, N) and positions."""
-    acts, positions = [], []
-    for _, start, length in document_windows(corpus, seq_len):
-        tokens = torch.as_tensor(np.asarray(corpus.tokens[start : start + length], dtype=np.int64))[None]
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("mlp.hook_post"))
-        acts.append(torch.stack([cache[f"blocks.{l}.mlp.hook_post"][0] for l in range(model.cfg.n_layers)]))
-        positions.append(torch.arange(start, start + length))
-    return torch.cat(acts, 1), torch.cat(positions)
-
 
 @pytest.fixture
 def built(story_model, story_corpus, tmp_path):
@@ -101,7 +88,7 @@ def test_empty_corpus_is_refused(story_model, story_corpus, tmp_path):
 
 
 def test_other_tokenizer_is_refused(story_corpus, tmp_path):
-    from tests.tinyinterp.interp.conftest import make_model, make_stories
+    from tests.support.story_world import make_model, make_stories
     from tinyinterp.tokenizer import Tokenizer
 
     other = Tokenizer.train_bpe(make_stories(50, seed=7), vocab_size=420, progress=False)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.tinyinterp.interp.conftest import make_model, make_stories
+from tests.support.story_world import make_model, make_stories
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.tinyinterp.interp.conftest import make_model
+from tests.support.story_world import make_model
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
 from tinyinterp.interp.neuron_logits import logit_effects, neuron_weights

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tinyinterp.interp.conftest import make_model
-from tests.tinyinterp.interp.test_neuron_index import brute_force
+from tests.support.neuron_oracle import brute_force
+from tests.support.story_world import make_model
 from tinyinterp.corpus import tokenize_corpus
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index

@@ -13,7 +13,7 @@ from transformer_lens import head_detector, patching
 from transformer_lens.model_protocol import TransformerLensModelWithWeights
 from transformer_lens.SVDInterpreter import SVDInterpreter
 
-from .conftest import bridged_pair, record_diff
+from tests.support.tl_models import bridged_pair, record_diff
 
 CLEAN = "When Lily and Tom went to the park, Tom gave the ball to"
 CORRUPT = "When Lily and Tom went to the park, Lily gave the ball to"

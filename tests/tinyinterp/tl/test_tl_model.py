@@ -14,7 +14,7 @@ from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.model import HookedTransformer, _attention_mask
 
-from .conftest import build
+from tests.support.tl_models import build
 
 PROMPT = "When Lily and Tom went to the park, Tom gave the ball to"
 

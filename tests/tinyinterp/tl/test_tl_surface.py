@@ -26,7 +26,7 @@ from transformer_lens.SVDInterpreter import SVDInterpreter
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.zoo import arch_fields
 
-from .conftest import bridged_pair, build, record_diff
+from tests.support.tl_models import bridged_pair, build, record_diff
 
 # Short, so that the (layer, head, dest, src) sweep stays a few hundred forwards per model.
 CLEAN = "Lily and Tom. Tom helped"
