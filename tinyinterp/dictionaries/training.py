@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from tinyinterp.atomic import atomic_write_text
+from tinyinterp.runlayout import OPTIMIZER_FILE, STATE_FILE
 from tinyinterp.dictionaries.activations import ActivationStream, CachedActivations
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError, TrainConfig
 from tinyinterp.dictionaries.formats import save_dictionary
@@ -41,8 +42,6 @@ from tinyinterp.dictionaries.sparse_coder import PARAMETERS, SparseCoder
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.json"
-OPTIMIZER_FILE = "optimizer.pt"
 CODER_FILE = "coder.safetensors"
 TRAIN_LOG = "train_log.jsonl"
 TRAIN_CFG = "train_cfg.json"
@@ -198,7 +197,7 @@ class DictionaryTrainer:
     def run(self, progress: bool = True, log_every: int = 20) -> SparseCoder:
         from tqdm import tqdm
 
-        from tinyinterp.rundir import append_jsonl
+        from tinyinterp.jsonl import append_jsonl
 
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,7 @@ class ScalingResult:
 
 def load_curves(sweep_dir: Path) -> list[RunCurve]:
     """Every finished run of the sweep with its validation curve (runs from ``sweep_summary.json``)."""
-    from tinyinterp.rundir import read_jsonl
+    from tinyinterp.jsonl import read_jsonl
 
     sweep_dir = Path(sweep_dir)
     summary = read_sweep_summary(sweep_dir, SCALING)
