@@ -38,7 +38,7 @@ def test_env_flag_one_rule(monkeypatch, value, on):
 def test_demo_app_and_hub_read_a_flag_the_same_way(monkeypatch, ci, on):
     from apps.cli import NO_SERVE_ENV, serving_disabled
     from tinyinterp.demo import parse_args
-    from tinyinterp.hub import offline_mode
+    from tinyinterp.hf.hub import offline_mode
 
     monkeypatch.delenv(NO_SERVE_ENV, raising=False)
     monkeypatch.setenv("CI", ci)
