@@ -64,7 +64,9 @@ from tqdm.auto import tqdm
 
 from tinyinterp.errors import DataError
 from tinyinterp.interp.categories import CAT, CATEGORIES, TokenCategorizer
-from tinyinterp.interp.head_decomposition import QueryGroupCounts, fit_decomposition, group_index, group_mass, n_groups
+from tinyinterp.interp.head_decomposition import (FACTORS, SEMANTIC_FACTORS, QueryGroupCounts, fit_decomposition, group_index,
+                                                  group_mass, n_groups)
+from tinyinterp.interp.head_relations import boundary_flags
 from tinyinterp.interp.inputs import check_model_corpus, model_name, pattern_hook_names
 from tinyinterp.rundir import atomic_write_json, read_json
 
@@ -72,24 +74,29 @@ log = logging.getLogger(__name__)
 
 HEADS_FILE = "heads.json"
 HEAD_CLASSES = ("local", "semantic", "mixed")
+FACTOR_METRICS = tuple(f"{f}_explained" for f in SEMANTIC_FACTORS) + ("semantic_explained",)
 METRICS = (
     "structure", "distance_explained", "content_explained", "joint_explained", "margin",
+    *FACTOR_METRICS, "factor_explained", "factor_margin",
     "mean_distance", "local_1", "local_2", "local_4", "entropy", "distance_r2", "distance_kl",
     "name_ratio", "noun_ratio", "prev_token", "duplicate_token", "induction",
 )
+_THRESHOLD_NAMES = ("min_structure", "explained", "dominance", "sufficiency")
 
 
 @dataclass
 class HeadThresholds:
     min_structure: float = 0.1
-    """local/semantic: the pattern removes at least this share of the uniform entropy beyond the sink."""
+    """local/semantic: the pattern removes at least this share of the uniform entropy beyond the defaults."""
     explained: float = 0.5
-    """The winning factor (distance or content) alone explains at least this share of the structure …"""
+    """The winning family (distance, or the semantic factors together) alone explains at least this share …"""
     dominance: float = 0.1
-    """… and at least this much more than the other factor alone."""
+    """… at least this much more than the other family alone …"""
+    sufficiency: float = 0.1
+    """… and the other family adds less than this on top of it (joint minus winner): else it needs both."""
 
     def __post_init__(self):
-        for name in ("min_structure", "explained", "dominance"):
+        for name in _THRESHOLD_NAMES:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"HeadThresholds.{name}={value}: must be in [0, 1] (a share)")
@@ -106,14 +113,27 @@ class HeadConfig:
     thresholds: HeadThresholds = field(default_factory=HeadThresholds)
 
 
+def _share(metrics: dict[str, np.ndarray], name: str, fallback: str | None = None) -> np.ndarray:
+    value = metrics.get(name, metrics.get(fallback) if fallback else None)
+    return np.nan_to_num(np.asarray(value, dtype=np.float64), nan=0.0)
+
+
 def class_margins(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.ndarray, np.ndarray]:
-    """Per head, how far it is inside the local and the semantic rule (>= 0: the rule holds)."""
-    structure = np.nan_to_num(metrics["structure"], nan=0.0) - th.min_structure
-    dist = np.nan_to_num(metrics["distance_explained"], nan=0.0)
-    cont = np.nan_to_num(metrics["content_explained"], nan=0.0)
-    local = np.minimum.reduce([structure, dist - th.explained, dist - cont - th.dominance])
-    semantic = np.minimum.reduce([structure, cont - th.explained, cont - dist - th.dominance])
-    return local, semantic
+    """Per head, how far it is inside the local and the semantic rule (>= 0: the rule holds).
+
+    Results from before the semantic factors have no ``semantic_explained``: the content model stands
+    in for the family, and without a joint share the sufficiency rule holds trivially.
+    """
+    structure = _share(metrics, "structure") - th.min_structure
+    dist = _share(metrics, "distance_explained")
+    sem = _share(metrics, "semantic_explained", "content_explained")
+    joint = np.maximum(_share(metrics, "joint_explained"), np.maximum(dist, sem)) if "joint_explained" in metrics else np.maximum(dist, sem)
+
+    def rule(win, other):
+        return np.minimum.reduce([structure, win - th.explained, win - other - th.dominance,
+                                  th.sufficiency - (joint - win)])
+
+    return rule(dist, sem), rule(sem, dist)
 
 
 def classify(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +142,34 @@ def classify(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.nda
     classes = np.where(local >= 0, "local", np.where(semantic >= 0, "semantic", "mixed"))
     margin = np.where(local >= 0, local, np.where(semantic >= 0, semantic, -np.maximum(local, semantic)))
     return classes, margin
+
+
+def winning_factor(metrics: dict[str, np.ndarray], classes: np.ndarray,
+                   th: HeadThresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L, H) the factor that explains each head, its explained share, and its lead over the runner-up.
+
+    A local head's factor is ``distance``; a semantic head's the semantic factor that explains most on
+    its own. A mixed head with structure names the best factor of each family (``distance+recency``) and
+    the joint share, or ``none`` when it has no structure. The lead is the winner's share minus the best
+    share of any other single factor (negative when the semantic family wins only together); for
+    ``distance+…`` heads the joint share minus the better family's (what needing both buys); NaN for ``none``.
+    """
+    shares = np.stack([_share(metrics, f"{f}_explained") for f in FACTORS], -1)  # (L, H, F)
+    names = np.asarray(FACTORS, dtype=object)
+    best_sem = 1 + shares[..., 1:].argmax(-1)
+    win = np.where(classes == "local", 0, best_sem)
+    win_share = np.take_along_axis(shares, win[..., None], -1)[..., 0]
+    others = np.where(np.arange(len(FACTORS)) == win[..., None], -np.inf, shares).max(-1)
+    factor = names[win].astype(object)
+    explained, lead = win_share, win_share - others
+    structured = np.nan_to_num(np.asarray(metrics["structure"], dtype=np.float64)) >= th.min_structure
+    both = (classes == "mixed") & structured
+    factor = np.where(both, "distance+" + names[best_sem].astype(object), factor)
+    explained = np.where(both, _share(metrics, "joint_explained"), explained)
+    family_best = np.maximum(shares[..., 0], _share(metrics, "semantic_explained"))
+    lead = np.where(both, explained - family_best, lead)  # what the combination adds over either family
+    none = (classes == "mixed") & ~structured
+    return (np.where(none, "none", factor), np.where(none, np.nan, explained), np.where(none, np.nan, lead))
 
 
 @dataclass
@@ -138,6 +186,14 @@ class HeadResult:
     thresholds: HeadThresholds = field(default_factory=HeadThresholds)
     content_logits: np.ndarray | None = None
     """(L, H, n_categories) the content model's logit for each key category (mean-centred per head)."""
+    head_factor: np.ndarray | None = None
+    """(L, H) the factor that explains the head (:func:`winning_factor`); None in results saved before it."""
+
+    def factor(self) -> np.ndarray:
+        """(L, H) each head's winning factor ('' in results saved before the factors existed)."""
+        if self.head_factor is None:
+            return np.full(self.head_class.shape, "", dtype=object)
+        return np.asarray(self.head_factor, dtype=object)
 
     def content_category(self) -> np.ndarray:
         """(L, H) the key category each head's content model prefers most ('' when unknown)."""
@@ -154,6 +210,7 @@ class HeadResult:
             "layer": np.repeat(np.arange(L), H), "head": np.tile(np.arange(H), L),
             **{m: self.metrics.get(m, missing).reshape(-1) for m in METRICS},
             "content_category": self.content_category().reshape(-1), "head_class": self.head_class.reshape(-1),
+            "factor": self.factor().reshape(-1),
         })
 
     def by_class(self) -> dict[str, list[tuple[int, int]]]:
@@ -173,6 +230,7 @@ class HeadResult:
             "kernel": np.round(self.kernel, 6).tolist(), "head_class": self.head_class.tolist(),
             "thresholds": dataclasses.asdict(self.thresholds),
             "content_logits": None if self.content_logits is None else np.round(self.content_logits, 4).tolist(),
+            "head_factor": None if self.head_factor is None else np.asarray(self.head_factor).tolist(),
         })
         return path
 
@@ -185,6 +243,7 @@ class HeadResult:
             kernel=np.asarray(d["kernel"]), head_class=np.asarray(d["head_class"]),
             thresholds=HeadThresholds(**{k: v for k, v in d["thresholds"].items() if k in _THRESHOLD_FIELDS}),
             content_logits=None if d.get("content_logits") is None else np.asarray(d["content_logits"]),
+            head_factor=None if d.get("head_factor") is None else np.asarray(d["head_factor"], dtype=object),
         )
 
 
@@ -294,10 +353,12 @@ def analyze_heads(model, corpus, config: HeadConfig | None = None, progress: boo
         tokens = np.stack([np.asarray(corpus.tokens[s : s + T], dtype=np.int64) for s in chunk])
         batch["tokens"] = torch.from_numpy(tokens)
         if categorizer is not None:
-            labels = torch.from_numpy(np.stack([categorizer.label_stream(row) for row in tokens]))
+            labels = np.stack([categorizer.label_stream(row) for row in tokens])
         else:
-            labels = torch.full(tokens.shape, -1)
-        batch["labels"], batch["groups"] = labels, group_index(batch["tokens"], labels)
+            labels = np.full(tokens.shape, -1)
+        flags = torch.from_numpy(boundary_flags(tokens, labels, categorizer))
+        batch["labels"] = torch.from_numpy(labels)
+        batch["groups"] = group_index(batch["tokens"], batch["labels"], flags)
         counts.add(batch["groups"])
         model.run_with_hooks(batch["tokens"].to(cfg.device), fwd_hooks=hooks, return_type=None)
     return _result(model_name(model), accs, counts, len(starts), cfg.thresholds)
@@ -313,30 +374,41 @@ def _result(name: str, accs: list[_HeadAccumulator], counts: QueryGroupCounts, n
     entropy = torch.cat([acc.sums["entropy"] for acc in accs]).numpy()
     log.info("fitting distance/content attention models to %d heads", L * H)
     parts = fit_decomposition(mass, entropy, counts)
-    for m in ("structure", "distance_explained", "content_explained", "joint_explained"):
-        metrics[m] = parts[m].reshape(L, H)
+    for m, value in parts.items():
+        if m not in ("content_logits", "kl_base"):
+            metrics[m] = value.reshape(L, H)
     head_class, metrics["margin"] = classify(metrics, thresholds)
+    factor, metrics["factor_explained"], metrics["factor_margin"] = winning_factor(metrics, head_class, thresholds)
     kernel = np.stack([pl[1] for pl in per_layer])
     return HeadResult(name, counts.T, n_samples, metrics, kernel, head_class, thresholds,
-                      parts["content_logits"].reshape(L, H, -1))
+                      parts["content_logits"].reshape(L, H, -1), factor)
 
 
 def head_metrics_from_patterns(patterns, tokens, labels=None, thresholds: HeadThresholds | None = None,
-                               name: str = "patterns") -> HeadResult:
+                               name: str = "patterns", tokenizer=None, categorizer=None) -> HeadResult:
     """Metrics and classes of heads given their patterns directly (no model), e.g. constructed heads.
 
     ``patterns``: ``(B, H, T, T)`` for one layer, or ``(B, L, H, T, T)``; rows sum to 1 over keys
     ``k <= q``. ``tokens``: ``(B, T)`` token ids; ``labels``: ``(B, T)`` category indices of
-    :data:`tinyinterp.interp.categories.CATEGORIES` (``None``: unknown). Same metrics as :func:`analyze_heads`.
+    :data:`tinyinterp.interp.categories.CATEGORIES` (``None``: from the tokenizer if one is given, else
+    unknown). ``tokenizer`` (or a ready ``categorizer``, :class:`TokenCategorizer`) decides sentence and
+    paragraph ends for the structure factor, as :func:`analyze_heads` does; without either, every
+    punctuation token ends a sentence. Same metrics as :func:`analyze_heads`.
     """
     p = torch.as_tensor(patterns, dtype=torch.float64)
     p = p[:, None] if p.dim() == 4 else p
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     if p.dim() != 5 or p.shape[-1] != p.shape[-2] or tokens.shape != (p.shape[0], p.shape[-1]):
         raise DataError(f"patterns {tuple(p.shape)} / tokens {tuple(tokens.shape)}: need (B, [L,] H, T, T) and (B, T)")
-    labels = torch.full(tokens.shape, -1) if labels is None else torch.as_tensor(labels, dtype=torch.long)
+    if categorizer is None and tokenizer is not None:
+        categorizer = TokenCategorizer(tokenizer)
+    if labels is None:
+        labels = (np.stack([categorizer.label_stream(r) for r in tokens.numpy()]) if categorizer is not None
+                  else np.full(tokens.shape, -1))
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    flags = torch.from_numpy(boundary_flags(tokens.numpy(), labels.numpy(), categorizer))
     B, L, H, T, _ = p.shape
-    groups = group_index(tokens, labels)
+    groups = group_index(tokens, labels, flags)
     counts = QueryGroupCounts(T)
     counts.add(groups)
     accs = [_HeadAccumulator(H, T) for _ in range(L)]
