@@ -1,36 +1,48 @@
-"""How much of a head's attention relative position explains, and how much key content explains.
+"""How much of a head's attention relative position explains, and how much each kind of key relation explains.
 
 Every (query q, key k <= q) pair of a window falls into one *group*: its distance bucket (``q - k``
-exact up to 15, then half-octave buckets) crossed with its key slot. The key slot is the key's token
-category (:data:`tinyinterp.interp.categories.CATEGORIES`) and two token-identity relations to the
-query that do not depend on distance: ``dup`` (the key is an earlier copy of the query token) and
-``ind`` (the token before the key is a copy of the query token: the induction target). The first key
-of a window (``k = 0``) has its own slot, the *sink*: small models park attention there as a no-op.
+exact up to 15, then half-octave buckets) crossed with its key slot. The key slot
+(:mod:`tinyinterp.interp.head_relations`) is the key's token category
+(:data:`tinyinterp.interp.categories.CATEGORIES`) and its relations to the query that do not depend on
+distance in tokens: ``dup``/``ind`` (an earlier copy of the query token / the token after one),
+``qcat`` (the query's category), ``rank`` (most recent / second most recent key of its category; the
+query itself) and three structure bits (last sentence end, start of the query's sentence, of its
+paragraph). Two keys are no-op *defaults* every model has a logit for: the window's first token
+(``k = 0``, the *sink*) and the query itself: small models park attention on either when there is
+nothing to fetch.
 
-Four log-linear attention models are fitted to each head by maximum likelihood (the head's pattern is
-the soft target, every query of every window weighs the same; ``z`` is the logit of a key, softmaxed
-over the keys the query sees):
+Log-linear attention models are fitted to each head by maximum likelihood (the head's pattern is the
+soft target, every query of every window weighs the same; ``z`` is the logit of a key, softmaxed over
+the keys the query sees). Each adds named *factors* (:data:`FACTORS`) to the defaults
+``z = s·[k = 0] + t·[k = q]``:
 
-- ``base``:     ``z = s·[k = 0]``                                  (uniform, plus the sink)
-- ``distance``: ``z = s·[k = 0] + a[bucket(q - k)]``
-- ``content``:  ``z = s·[k = 0] + b[category(k)] + c·dup + e·ind``
-- ``joint``:    both.
+- ``distance``:       ``a[bucket(q - k)]``                               (the local family)
+- ``category``:       ``b[category(k)]``                                 (the semantic family, from here)
+- ``token``:          ``c·dup + e·ind``
+- ``query_category``: ``f·[category(k) = category(q)]``
+- ``recency``:        ``g_r[category(k)]·[rank(k) = r] + h_r·qcat·[rank(k) = r]``, r in {0, 1}:
+  "the most recent noun", "the previous word of the query's part of speech": distance counted in keys
+  of one category (a content-gated distance);
+- ``structure``:      ``i·[last sentence end] + j·[sentence start] + l·[paragraph start]``.
+
+:data:`MODELS` fits the base (defaults only), each factor alone, ``content`` (category + token: the
+pre-factor content model, so ``content_explained`` keeps its meaning), ``semantic`` (all five semantic
+factors) and ``joint`` (everything).
 
 The fit only needs, per head, the attention mass per group summed over all queries (accumulated
 while the model runs, ``(H, n_groups)``), and, shared by all heads, how many keys of each group every
-query sees (a sparse ``(queries, n_groups)`` count matrix built from the tokens alone). With ``KL_m``
-the mean KL divergence per query from the pattern to model ``m``, the *explained share* of model ``m``
-is ``1 - KL_m / KL_base`` (0: no better than uniform-plus-sink; 1: the pattern itself), and the
-*structure* of the head is ``KL_base / mean log(#visible keys)``: the share of the uniform entropy the
-pattern removes beyond the sink (0 for a uniform head or a pure first-token head, 1 for a one-hot head).
+query sees (a sparse ``(queries, n_groups)`` count matrix built from the tokens alone; groups no query
+sees are dropped before fitting). With ``KL_m`` the mean KL divergence per query from the pattern to
+model ``m``, the *explained share* of model ``m`` is ``1 - KL_m / KL_base`` (0: no better than the
+defaults; 1: the pattern itself), and the *structure* of the head is ``KL_base / mean log(#visible
+keys)``: the share of the uniform entropy the pattern removes beyond the defaults (0 for a uniform, a
+first-token or an attend-to-itself head, 1 for a one-hot head).
 
-Content is the key's category and its identity *relative to the query* (dup/ind); a head that seeks
-one particular token (say every ``.``) is seen through that token's category. Fitting is one L-BFGS
-run per model over all heads at once (about a minute for 128 heads x 64 windows x 128 tokens on one
-CPU core); the distance and content models merge queries that see the same groups, so only the joint
-model works on every query.
+Fitting is one L-BFGS run per model over all heads at once; models with few distinct groups merge
+queries that see the same groups, so only the semantic and joint models work on every query (a few
+minutes of one CPU core for 128 heads x 64 windows x 128 tokens).
 
-    >>> groups = group_index(tokens, labels)                   # (B, T, T), once per batch
+    >>> groups = group_index(tokens, labels, flags)            # (B, T, T), once per batch
     >>> counts = QueryGroupCounts(T); counts.add(groups)
     >>> mass = group_mass(pattern, groups, counts.size)        # (H, n_groups) per batch, summed
     >>> shares = fit_decomposition(mass, entropy_sum, counts)  # dict of (H,) arrays

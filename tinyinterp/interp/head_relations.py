@@ -12,16 +12,18 @@ key k <= q) pair by its distance bucket and a *key slot*. This module computes t
   does, 2 otherwise (and for the query itself): a content-gated distance, counted in keys of category
   c instead of in tokens;
 - ``struct``: three bits for sentence and paragraph structure. ``BOUNDARY``: the key is the last
-  sentence end before the query (k < q); ``SENTENCE``: the key opens the query's sentence (the first
-  token after the last sentence end at or before the query, the query itself included);
-  ``PARAGRAPH``: the key opens the query's paragraph (after the last newline).
+  sentence end before the query (k < q); ``SENTENCE``: the key opens the query's sentence;
+  ``PARAGRAPH``: the key opens the query's paragraph.
 
 Sentence ends are the tokens :class:`tinyinterp.interp.categories.TokenCategorizer` marks as a full stop
-(ending in ``.``, ``!``, ``?`` or ``…``, maybe with a closing quote; a newline; the end of text); newlines
-end paragraphs.
-Without a tokenizer every punctuation token counts as a sentence end and there are no paragraphs.
+(ending in ``.``, ``!``, ``?`` or ``…``, maybe with a closing quote; the end of text); newlines end
+paragraphs. Whitespace tokens (a newline) between units belong to neither, so both the token right
+after the end and the first non-space token after it count as the start: after ``happy.\\n`` the
+sentence opens at ``\\n`` and at ``One``, and the last sentence end is the ``.``. Without a tokenizer
+every punctuation token counts as a sentence end and there are no paragraphs.
 
-    >>> rel = pair_relations(tokens, labels, ends, newline)   # dict of (B, T, T) integer tensors
+    >>> flags = torch.from_numpy(boundary_flags(tokens.numpy(), labels.numpy(), categorizer))  # (B, T, 3)
+    >>> rel = pair_relations(tokens, labels, flags)   # dict of (B, T, T) integer tensors
 """
 
 from __future__ import annotations

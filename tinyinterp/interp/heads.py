@@ -18,32 +18,36 @@ TransformerLens's head-detector scores. Per head (all averaged over windows and 
 - ``prev_token`` / ``duplicate_token`` / ``induction``: ``transformer_lens.head_detector`` scores with
   its default ``"mul"`` measure (share of attention on the detection pattern), averaged over windows.
 
-- ``structure``, ``distance_explained``, ``content_explained``, ``joint_explained``: the decomposition
-  of :mod:`tinyinterp.interp.head_decomposition`. Log-linear attention models are fitted to the head by
-  maximum likelihood: distance only (a logit per relative-position bucket), content only (a logit per key
-  token category, plus "the key is an earlier copy of the query token" and "the key follows one"), and
-  both; every model, the baseline included, also has a logit for the window's first token (the sink).
-  ``*_explained`` is the share of the baseline KL divergence (uniform plus sink) that the model removes;
-  ``structure`` is that baseline KL over the mean log number of visible keys (0: uniform or pure sink,
-  1: one-hot). ``content_category`` (in :meth:`HeadResult.to_frame`) is the key category the content
-  model prefers most;
-- ``margin``: how far the class decision sits from its nearest threshold (below).
+- ``structure`` and the ``*_explained`` shares: the decomposition of
+  :mod:`tinyinterp.interp.head_decomposition`. Log-linear attention models are fitted to the head by
+  maximum likelihood, each from named factors on top of the two no-op defaults every model has (the
+  window's first token, the *sink*, and the query itself): ``distance_explained`` (a logit per relative
+  position bucket: the local family), ``category_explained``, ``token_explained`` (earlier copy of the
+  query token / the token after one), ``query_category_explained`` (the key has the query's category),
+  ``recency_explained`` (the most recent / second most recent key of a category, or of the query's
+  category), ``structure_explained`` (last sentence end, start of the query's sentence, of its
+  paragraph); ``semantic_explained`` (those five together: the semantic family), ``joint_explained``
+  (both families) and ``content_explained`` (category + token: the content model of older results).
+  A share is the part of the defaults-only KL divergence the model removes; ``structure`` is that KL
+  over the mean log number of visible keys (0: uniform, pure sink or pure self; 1: one-hot).
+  ``content_category`` (in :meth:`HeadResult.to_frame`) is the key category the content model prefers most;
+- ``margin``: how far the class decision sits from its nearest threshold (below);
+- ``factor`` (``HeadResult.head_factor``, column ``factor``), ``factor_explained``, ``factor_margin``: the
+  factor that explains the head (:func:`winning_factor`), its share alone and its lead over the runner-up.
 
-Classification (:class:`HeadThresholds`, the paper's "local" heads attend by distance and "semantic"
-heads attend by meaning): **local** if distance explains at least ``explained`` (0.5) of the structure
-*and* at least ``dominance`` (0.1) more than content does, whatever the width of the window;
-**semantic** if content explains at least 0.5 and at least 0.1 more than distance does, wherever the
-attended tokens sit; both need ``structure >= min_structure`` (0.1). Otherwise **mixed**: heads that
-need both factors (e.g. "the previous token if it is a noun"), and heads with no structure beyond the
-sink. Uniform-over-everything and attend-to-the-first-token heads are mixed on purpose: they select
-nothing by distance or by content (both are a no-op the sink or the baseline already describe), so
-calling them local (the flat distance profile fits) or semantic would be a claim about nothing.
-``margin`` is ``min(structure - 0.1, share - 0.5, share - other_share - 0.1)`` of the winning factor
-for a local/semantic head, and minus the larger such value over both factors for a mixed head: a
-positive margin is how far (in explained share) every threshold could move against the head before
-its class changes. The thresholds are round numbers chosen before looking at any model, not fitted.
-A head whose fallback (e.g. "itself when the query token has no earlier copy") covers many queries
-sits near the local/semantic boundary: the fallback is distance-explained.
+Classification (:class:`HeadThresholds`; the paper's "local" heads attend by distance and "semantic"
+heads by meaning or role). A *family* wins when it alone explains at least ``explained`` (0.5), at least
+``dominance`` (0.1) more than the other family alone, and the other family adds less than
+``sufficiency`` (0.1) on top of it (``joint - winner``); the head also needs ``structure >=
+min_structure`` (0.1). **local**: the distance family wins; **semantic**: the semantic family wins (its
+best single factor named); otherwise **mixed**: heads that need both families ("the previous token if it
+is a noun, else itself": distance picks the key, the category gates it) and heads with no structure
+beyond the defaults (uniform, first token, itself: they select nothing, so calling them local or
+semantic would be a claim about nothing). ``margin`` is the smallest of the four slack terms of the
+winning family for a local/semantic head, and minus the larger family's value for a mixed head: a
+positive margin is how far (in explained share) every threshold could move against the head before its
+class changes. The thresholds are round numbers chosen before looking at any model; their reasons are
+in ``docs/heads.md``.
 
     >>> result = analyze_heads(model, corpus, HeadConfig(n_samples=64, seq_len=128))
     >>> result.by_class()["local"][:3]; result.to_frame().head()
