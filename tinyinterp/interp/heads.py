@@ -410,6 +410,9 @@ def head_metrics_from_patterns(patterns, tokens, labels=None, thresholds: HeadTh
         labels = (np.stack([categorizer.label_stream(r) for r in tokens.numpy()]) if categorizer is not None
                   else np.full(tokens.shape, -1))
     labels = torch.as_tensor(labels, dtype=torch.long)
+    if categorizer is None:
+        log.warning("no tokenizer: every punctuation token counts as a sentence end for the structure factor "
+                    "(pass tokenizer= or categorizer= for real sentence and paragraph boundaries)")
     flags = torch.from_numpy(boundary_flags(tokens.numpy(), labels.numpy(), categorizer))
     B, L, H, T, _ = p.shape
     groups = group_index(tokens, labels, flags)
