@@ -131,7 +131,9 @@ def class_margins(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[n
     structure = _share(metrics, "structure") - th.min_structure
     dist = _share(metrics, "distance_explained")
     sem = _share(metrics, "semantic_explained", "content_explained")
-    joint = np.maximum(_share(metrics, "joint_explained"), np.maximum(dist, sem)) if "joint_explained" in metrics else np.maximum(dist, sem)
+    joint = np.maximum(dist, sem)  # the joint model nests both families; clipping only absorbs fit noise
+    if "joint_explained" in metrics:
+        joint = np.maximum(joint, _share(metrics, "joint_explained"))
 
     def rule(win, other):
         return np.minimum.reduce([structure, win - th.explained, win - other - th.dominance,
