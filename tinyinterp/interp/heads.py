@@ -155,10 +155,12 @@ def winning_factor(metrics: dict[str, np.ndarray], classes: np.ndarray,
     """(L, H) the factor that explains each head, its explained share, and its lead over the runner-up.
 
     A local head's factor is ``distance``; a semantic head's the semantic factor that explains most on
-    its own. A mixed head with structure names the best factor of each family (``distance+recency``) and
-    the joint share, or ``none`` when it has no structure. The lead is the winner's share minus the best
-    share of any other single factor (negative when the semantic family wins only together); for
-    ``distance+…`` heads the joint share minus the better family's (what needing both buys); NaN for ``none``.
+    its own. A mixed head with structure: ``distance+recency`` when it needs both families (the joint
+    model adds at least ``sufficiency`` over either), ``distance/recency`` when both explain it about
+    equally (no dominance), ``unexplained`` when even the joint model explains less than ``explained``;
+    ``none`` without structure. The lead is the winner's share minus the best share of any other single
+    factor (negative when the semantic family wins only together); for mixed heads the joint share minus
+    the better family's (what combining them buys); NaN for ``none``.
     """
     shares = np.stack([_share(metrics, f"{f}_explained") for f in FACTORS], -1)  # (L, H, F)
     names = np.asarray(FACTORS, dtype=object)
@@ -169,11 +171,13 @@ def winning_factor(metrics: dict[str, np.ndarray], classes: np.ndarray,
     factor = names[win].astype(object)
     explained, lead = win_share, win_share - others
     structured = np.nan_to_num(np.asarray(metrics["structure"], dtype=np.float64)) >= th.min_structure
-    both = (classes == "mixed") & structured
-    factor = np.where(both, "distance+" + names[best_sem].astype(object), factor)
-    explained = np.where(both, _share(metrics, "joint_explained"), explained)
+    mixed = (classes == "mixed") & structured
+    joint = _share(metrics, "joint_explained")
     family_best = np.maximum(shares[..., 0], _share(metrics, "semantic_explained"))
-    lead = np.where(both, explained - family_best, lead)  # what the combination adds over either family
+    pair = "distance" + np.where(joint - family_best >= th.sufficiency, "+", "/").astype(object) + names[best_sem]
+    factor = np.where(mixed, np.where(joint < th.explained, "unexplained", pair), factor)
+    explained = np.where(mixed, joint, explained)
+    lead = np.where(mixed, joint - family_best, lead)  # what the combination adds over either family
     none = (classes == "mixed") & ~structured
     return (np.where(none, "none", factor), np.where(none, np.nan, explained), np.where(none, np.nan, lead))
 

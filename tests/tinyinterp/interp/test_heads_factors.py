@@ -132,6 +132,24 @@ def test_heads_saved_before_the_factors_still_load(windows, sharp, tmp_path):
     assert (again.head_class == result.head_class).all() and again.thresholds == HeadThresholds()
 
 
+def test_mixed_heads_say_why():
+    """needs both families / both explain it equally / nothing explains it / no structure: four labels."""
+    from tinyinterp.interp.heads import FACTORS, classify, winning_factor
+
+    cases = {  # structure, distance, semantic (= recency alone), joint
+        "distance+recency": (0.5, 0.55, 0.55, 1.0), "distance/recency": (0.5, 0.9, 0.95, 0.95),
+        "unexplained": (0.5, 0.05, 0.3, 0.32), "none": (0.0, np.nan, np.nan, np.nan)}
+    metrics = {f"{f}_explained": np.zeros((1, len(cases))) for f in FACTORS}
+    for i, (structure, dist, sem, joint) in enumerate(cases.values()):
+        for name, value in (("structure", structure), ("distance_explained", dist), ("recency_explained", sem),
+                            ("semantic_explained", sem), ("joint_explained", joint)):
+            metrics.setdefault(name, np.zeros((1, len(cases))))[0, i] = value
+    classes, _ = classify(metrics, HeadThresholds())
+    factor, explained, lead = winning_factor(metrics, classes, HeadThresholds())
+    assert (classes == "mixed").all() and list(factor[0]) == list(cases)
+    assert explained[0, 0] == 1.0 and lead[0, 0] == pytest.approx(0.45) and np.isnan(lead[0, 3])
+
+
 def test_pair_relations_known_answers():
     """Recency, query category and sentence structure on a hand-made window."""
     # 0 One 1 day 2 , 3 Lily 4 ran 5 . 6 \n 7 She 8 ran 9 .
