@@ -35,6 +35,12 @@ def _clear_bad_link() -> None:
     st.session_state.pop(BAD_LINK_KEY, None)
 
 
+def open_head(layer: int, head: int) -> None:
+    """Make (layer, head) the chosen head (a click in the class grid); a callback, so before the pickers exist."""
+    st.session_state[LAYER_KEY], st.session_state[HEAD_KEY] = int(layer), int(head)
+    _clear_bad_link()
+
+
 def apply_table_selection(selection, shown: pd.DataFrame) -> None:
     """A row selected in the heads table becomes the chosen head (once per new selection)."""
     rows = list(getattr(getattr(selection, "selection", None), "rows", []) or [])
@@ -104,11 +110,15 @@ def head_panel(sel, result, text: str) -> None:
     version = data.model_version(sel.path)
     with guard.panel("QK/OV circuits"):
         circuit = analysis_data.head_circuit(str(sel.path), version, layer, head)
-        cols = st.columns(4)
+        cols = st.columns(5)
         cols[0].metric("head", f"L{layer}H{head}")
         if result is not None:
             with guard.panel("heads.json"):
-                cols[1].metric("class", str(result.to_frame().set_index(["layer", "head"]).loc[(layer, head), "head_class"]))
+                row = result.to_frame().set_index(["layer", "head"]).loc[(layer, head)]
+                cols[1].metric("class", str(row["head_class"]))
+                cols[4].metric("factor", str(row["factor"]) or "—",
+                               help="the factor that explains the head, and its explained share alone; '' in "
+                                    "results analysed before the factors existed")
         cols[2].metric("OV copying score", f"{circuit['copying_score']:.2f}",
                        help="Σλ/Σ|λ| over the eigenvalues of the full OV circuit: 1 copies, −1 suppresses")
         cols[3].metric("self top-1", f"{circuit['self_top1']:.2f}",

@@ -1,8 +1,10 @@
 """Heads page: the local / semantic / mixed classification of every attention head, and live patterns.
 
-The table holds every metric of :class:`tinyinterp.interp.HeadResult` (sortable by clicking a column,
-or with the sort picker; filter by class). Below it, the chosen heads' attention patterns on any text
-are drawn with circuitsvis ``attention_heads`` (inlined, offline), and their distance profiles as lines.
+The table holds every metric of :class:`tinyinterp.interp.HeadResult`, the winning factor beside the
+class (sortable by clicking a column, or with the sort picker; filter by class). Next to it a layers x
+heads grid coloured by class gives the overview; a click on a cell opens that head in the panel below.
+Below that, the chosen heads' attention patterns on any text are drawn with circuitsvis
+``attention_heads`` (inlined, offline), and their distance profiles as lines.
 """
 
 from __future__ import annotations
@@ -26,6 +28,32 @@ def _head_name(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
 
 
+CLASS_COLOURS = {"local": "blue", "semantic": "green", "mixed": "gray"}
+"""Streamlit colour names for the grid cells (markdown ``:colour[...]``)."""
+FIRST_COLUMNS = ["layer", "head", "head_class", "factor", "margin", "factor_margin"]
+
+
+def _cell_label(cls: str) -> str:
+    return f":{CLASS_COLOURS.get(cls, 'gray')}[**{cls[:1].upper() or '?'}**]"
+
+
+def _grid(frame: pd.DataFrame) -> None:
+    """Layers x heads, one button per head labelled and coloured by class; a click opens the head."""
+    st.caption(" · ".join(f"{_cell_label(c)} {c}" for c in HEAD_CLASSES) + " — click a head to open it")
+    n_heads = int(frame["head"].max()) + 1
+    rows = frame.set_index(["layer", "head"])
+    for layer in sorted(frame.layer.unique()):
+        cols = st.columns([1] + [1] * n_heads, gap="small")
+        cols[0].markdown(f"`L{layer}`")
+        for head in range(n_heads):
+            row = rows.loc[(layer, head)]
+            factor = row["factor"] or "—"
+            cols[1 + head].button(
+                _cell_label(str(row["head_class"])), key=f"head_cell_{layer}_{head}",
+                help=f"{_head_name(layer, head)}: {row['head_class']} · {factor} (margin {row['margin']:.2f})",
+                on_click=head_panels.open_head, args=(int(layer), head), width="stretch")
+
+
 def _table(frame: pd.DataFrame, result) -> None:
     counts = result.counts()
     cols = st.columns(len(HEAD_CLASSES) + 1)
@@ -39,11 +67,17 @@ def _table(frame: pd.DataFrame, result) -> None:
     ascending = (sort_by == "layer") != reverse
     shown = frame[frame.head_class.isin(classes)].sort_values(sort_by, ascending=ascending, kind="stable")
     shown = shown.reset_index(drop=True)
-    picked = st.dataframe(shown, hide_index=True, width="stretch", key="heads_table", on_select="rerun",
-                          selection_mode="single-row",
-                          column_config={m: st.column_config.NumberColumn(format="%.3f") for m in METRICS})
-    head_panels.apply_table_selection(picked, shown)  # a selected row opens that head below
-    st.caption(f"{len(shown)} of {len(frame)} heads · select a row to open its circuits · thresholds: {result.thresholds}")
+    shown = shown[FIRST_COLUMNS + [c for c in shown.columns if c not in FIRST_COLUMNS]]
+    table, grid = st.columns([3, 2])
+    with table:
+        picked = st.dataframe(shown, hide_index=True, width="stretch", key="heads_table", on_select="rerun",
+                              selection_mode="single-row",
+                              column_config={m: st.column_config.NumberColumn(format="%.3f") for m in METRICS})
+        head_panels.apply_table_selection(picked, shown)  # a selected row opens that head below
+    with grid:
+        _grid(frame)
+    st.caption(f"{len(shown)} of {len(frame)} heads · select a row or a grid cell to open its circuits · "
+               f"thresholds: {result.thresholds}")
 
 
 def _default_heads(result, names: list[str]) -> list[str]:

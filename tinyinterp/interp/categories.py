@@ -72,6 +72,7 @@ Kitty Spot Molly Billy Lisa Mike Joe Zoe Ann Jill Kate Luke Leo Rex Tweety Bella
 Jen Jenny Tina Mimi Sophie Lola Rosie Toby Danny Johnny Susie Freddy Peter Fred Tommy Lila Jimmy Ollie Chloe Grace
 Jim Joy Nick Dan Ted Fin""".split())
 _SENTENCE_END = re.compile(r"""[.!?:"“”'\n]\s*$""")
+_FULL_STOP = re.compile(r"""[.!?…]["”’']?\s*$""")  # a sentence really ends (no colon, no opening quote)
 
 
 class TokenCategorizer:
@@ -85,14 +86,21 @@ class TokenCategorizer:
         self.starts_with_letter = np.zeros(n, dtype=bool)  # letter as first char (no leading space)
         self.ends_alnum = np.zeros(n, dtype=bool)
         self.ends_sentence = np.zeros(n, dtype=bool)
+        self.full_stop = np.zeros(n, dtype=bool)  # ends a sentence for the head structure factors
+        self.has_newline = np.zeros(n, dtype=bool)  # ends a paragraph (head structure factors)
+        self.is_space = np.zeros(n, dtype=bool)  # whitespace only: between sentences, part of neither
         for t in range(n):
             text = tokenizer.token_str(t)
             self.cat_mid[t], self.cat_start[t] = _categorize(text, lexicon)
             self.starts_with_letter[t] = bool(text) and text[0].isalpha()
             self.ends_alnum[t] = bool(text) and text[-1].isalnum()
             self.ends_sentence[t] = bool(_SENTENCE_END.search(text))
+            self.full_stop[t] = bool(_FULL_STOP.search(text))
+            self.has_newline[t] = "\n" in text
+            self.is_space[t] = bool(text) and text.isspace()
         if getattr(tokenizer, "eot_id", None) is not None:
             self.ends_sentence[tokenizer.eot_id] = True
+            self.full_stop[tokenizer.eot_id] = self.has_newline[tokenizer.eot_id] = True  # a document ends
 
     def label(self, tokens: np.ndarray, prev_tokens: np.ndarray) -> np.ndarray:
         """Category index of each occurrence; ``prev_tokens`` is -1 at a document start."""

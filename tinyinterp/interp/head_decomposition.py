@@ -1,36 +1,48 @@
-"""How much of a head's attention relative position explains, and how much key content explains.
+"""How much of a head's attention relative position explains, and how much each kind of key relation explains.
 
 Every (query q, key k <= q) pair of a window falls into one *group*: its distance bucket (``q - k``
-exact up to 15, then half-octave buckets) crossed with its key slot. The key slot is the key's token
-category (:data:`tinyinterp.interp.categories.CATEGORIES`) and two token-identity relations to the
-query that do not depend on distance: ``dup`` (the key is an earlier copy of the query token) and
-``ind`` (the token before the key is a copy of the query token: the induction target). The first key
-of a window (``k = 0``) has its own slot, the *sink*: small models park attention there as a no-op.
+exact up to 15, then half-octave buckets) crossed with its key slot. The key slot
+(:mod:`tinyinterp.interp.head_relations`) is the key's token category
+(:data:`tinyinterp.interp.categories.CATEGORIES`) and its relations to the query that do not depend on
+distance in tokens: ``dup``/``ind`` (an earlier copy of the query token / the token after one),
+``qcat`` (the query's category), ``rank`` (most recent / second most recent key of its category; the
+query itself) and three structure bits (last sentence end, start of the query's sentence, of its
+paragraph). Two keys are no-op *defaults* every model has a logit for: the window's first token
+(``k = 0``, the *sink*) and the query itself: small models park attention on either when there is
+nothing to fetch.
 
-Four log-linear attention models are fitted to each head by maximum likelihood (the head's pattern is
-the soft target, every query of every window weighs the same; ``z`` is the logit of a key, softmaxed
-over the keys the query sees):
+Log-linear attention models are fitted to each head by maximum likelihood (the head's pattern is the
+soft target, every query of every window weighs the same; ``z`` is the logit of a key, softmaxed over
+the keys the query sees). Each adds named *factors* (:data:`FACTORS`) to the defaults
+``z = s·[k = 0] + t·[k = q]``:
 
-- ``base``:     ``z = s·[k = 0]``                                  (uniform, plus the sink)
-- ``distance``: ``z = s·[k = 0] + a[bucket(q - k)]``
-- ``content``:  ``z = s·[k = 0] + b[category(k)] + c·dup + e·ind``
-- ``joint``:    both.
+- ``distance``:       ``a[bucket(q - k)]``                               (the local family)
+- ``category``:       ``b[category(k)]``                                 (the semantic family, from here)
+- ``token``:          ``c·dup + e·ind``
+- ``query_category``: ``f·[category(k) = category(q)]``
+- ``recency``:        ``g_r[category(k)]·[rank(k) = r] + h_r·qcat·[rank(k) = r]``, r in {0, 1}:
+  "the most recent noun", "the previous word of the query's part of speech": distance counted in keys
+  of one category (a content-gated distance);
+- ``structure``:      ``i·[last sentence end] + j·[sentence start] + l·[paragraph start]``.
+
+:data:`MODELS` fits the base (defaults only), each factor alone, ``content`` (category + token: the
+pre-factor content model, so ``content_explained`` keeps its meaning), ``semantic`` (all five semantic
+factors) and ``joint`` (everything).
 
 The fit only needs, per head, the attention mass per group summed over all queries (accumulated
 while the model runs, ``(H, n_groups)``), and, shared by all heads, how many keys of each group every
-query sees (a sparse ``(queries, n_groups)`` count matrix built from the tokens alone). With ``KL_m``
-the mean KL divergence per query from the pattern to model ``m``, the *explained share* of model ``m``
-is ``1 - KL_m / KL_base`` (0: no better than uniform-plus-sink; 1: the pattern itself), and the
-*structure* of the head is ``KL_base / mean log(#visible keys)``: the share of the uniform entropy the
-pattern removes beyond the sink (0 for a uniform head or a pure first-token head, 1 for a one-hot head).
+query sees (a sparse ``(queries, n_groups)`` count matrix built from the tokens alone; groups no query
+sees are dropped before fitting). With ``KL_m`` the mean KL divergence per query from the pattern to
+model ``m``, the *explained share* of model ``m`` is ``1 - KL_m / KL_base`` (0: no better than the
+defaults; 1: the pattern itself), and the *structure* of the head is ``KL_base / mean log(#visible
+keys)``: the share of the uniform entropy the pattern removes beyond the defaults (0 for a uniform, a
+first-token or an attend-to-itself head, 1 for a one-hot head).
 
-Content is the key's category and its identity *relative to the query* (dup/ind); a head that seeks
-one particular token (say every ``.``) is seen through that token's category. Fitting is one L-BFGS
-run per model over all heads at once (about a minute for 128 heads x 64 windows x 128 tokens on one
-CPU core); the distance and content models merge queries that see the same groups, so only the joint
-model works on every query.
+Fitting is one L-BFGS run per model over all heads at once; models with few distinct groups merge
+queries that see the same groups, so only the semantic and joint models work on every query (a few
+minutes of one CPU core for 128 heads x 64 windows x 128 tokens).
 
-    >>> groups = group_index(tokens, labels)                   # (B, T, T), once per batch
+    >>> groups = group_index(tokens, labels, flags)            # (B, T, T), once per batch
     >>> counts = QueryGroupCounts(T); counts.add(groups)
     >>> mass = group_mass(pattern, groups, counts.size)        # (H, n_groups) per batch, summed
     >>> shares = fit_decomposition(mass, entropy_sum, counts)  # dict of (H,) arrays
@@ -45,16 +57,28 @@ import scipy.optimize
 import scipy.sparse
 import torch
 
-from tinyinterp.interp.categories import CAT, CATEGORIES
+from tinyinterp.interp.head_relations import (BOUNDARY, N_CATS, N_RANKS, N_STRUCT, PARAGRAPH, SELF_RANK, SENTENCE,
+                                              pair_relations)
 
 log = logging.getLogger(__name__)
 
 N_EXACT = 16
 """Distances 0..15 each get their own bucket (uniform-over-last-k heads need exact distances)."""
-N_CATS = len(CATEGORIES)
-N_SLOTS = 4 * N_CATS + 1  # category x dup x ind, plus the sink slot (key 0)
+N_REL = 2 * 2 * 2 * N_RANKS * N_STRUCT  # dup x ind x qcat x rank x struct bits
+N_SLOTS = N_CATS * N_REL + 1  # category x relations, plus the sink slot (k = 0)
 SINK_SLOT = N_SLOTS - 1
-MODELS = ("base", "distance", "content", "joint")
+N_DEFAULTS = 2
+"""The first columns of every model: the two no-op targets, the sink (first token) and the query itself."""
+FACTORS = ("distance", "category", "token", "query_category", "recency", "structure")
+"""The named factors. ``distance`` alone is the local family; the other five are the semantic family."""
+SEMANTIC_FACTORS = FACTORS[1:]
+MODELS = {
+    "base": (), "distance": ("distance",), "content": ("category", "token"),
+    **{f: (f,) for f in SEMANTIC_FACTORS},
+    "semantic": SEMANTIC_FACTORS, "joint": FACTORS,
+}
+"""Model name -> the factors it adds to the defaults (sink and self). ``content`` is the pre-factor content model (category +
+token identity), kept so ``content_explained`` means what it meant in older results."""
 MAX_LOGIT = 30.0
 """Bound on every fitted parameter: a one-hot head drives its logits to infinity otherwise."""
 L2 = 1e-6
@@ -74,25 +98,24 @@ def n_groups(T: int) -> int:
     return len(bucket_edges(T)) * N_SLOTS
 
 
-def group_index(tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def group_index(tokens: torch.Tensor, labels: torch.Tensor, flags: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, T, T)`` group of every (query, key) pair; -1 where the key is not visible (``k > q``).
 
     ``tokens``/``labels`` are ``(B, T)``; labels are category indices (-1: unknown, counted as other).
+    ``flags`` ``(B, T, 3)`` bool marks sentence ends, newlines and whitespace
+    (:func:`tinyinterp.interp.head_relations.boundary_flags`; ``None``: punctuation ends sentences).
     """
     B, T = tokens.shape
     edges = torch.from_numpy(bucket_edges(T))
     q = torch.arange(T)
     dist = (q[:, None] - q[None, :]).clamp(min=0)
     bucket = torch.searchsorted(edges, dist, right=True) - 1  # (T, T)
-    cat = torch.where(labels >= 0, labels, CAT["other"]).long()  # (B, T)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    same = tokens[:, :, None] == tokens[:, None, :]  # (B, q, k)
-    dup = same & torch.ones(T, T, dtype=torch.bool).tril(-1)  # an earlier copy of the query token
-    ind = torch.zeros_like(dup)
-    ind[:, :, 1:] = dup[:, :, :-1]  # the key right after an earlier copy of the query token
-    slot = cat[:, None, :] + N_CATS * dup.long() + 2 * N_CATS * ind.long()  # (B, q, k)
+    r = pair_relations(tokens, labels, flags)
+    rel = r["dup"] + 2 * r["ind"] + 4 * r["qcat"] + 8 * r["rank"] + 8 * N_RANKS * r["struct"]
+    slot = r["cat"] + N_CATS * rel  # (B, q, k)
     slot[:, :, 0] = SINK_SLOT
     groups = bucket[None] * N_SLOTS + slot
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
     return torch.where(causal[None], groups, torch.full_like(groups, -1))
 
 
@@ -132,22 +155,42 @@ class QueryGroupCounts:
         return float(np.mean(np.log(np.arange(1, self.T + 1))))  # every window has queries 0..T-1
 
 
-def design(T: int, model: str) -> np.ndarray:
-    """``(n_groups, P)`` features of each group under ``model`` (one of :data:`MODELS`).
+def _factor_columns(factor: str, bucket: np.ndarray, slot: np.ndarray, nb: int) -> list[np.ndarray]:
+    """The feature columns one factor gives the groups ``(bucket, slot)`` (content ones zero on the defaults)."""
+    real = (slot != SINK_SLOT)[:, None]
+    if factor == "distance":
+        return [np.eye(nb)[bucket]]
+    cat, rel = slot % N_CATS, slot // N_CATS
+    bit = lambda value: (value.astype(bool)[:, None] & real).astype(float)  # noqa: E731
+    cats = np.where(real, np.eye(N_CATS)[cat], 0.0)
+    rank, struct, qcat = (rel // 8) % N_RANKS, rel // (8 * N_RANKS), (rel >> 2) & 1
+    if factor == "category":
+        return [cats]
+    if factor == "token":  # the key is an earlier copy of the query token / follows one
+        return [bit(rel & 1), bit((rel >> 1) & 1)]
+    if factor == "query_category":
+        return [bit(qcat)]
+    if factor == "recency":  # the most recent / second most recent key of its category, and of the query's
+        return [cats * (rank == r)[:, None] for r in (0, 1)] + [bit(qcat & (rank == r)) for r in (0, 1)]
+    if factor == "structure":
+        return [bit(struct & b) for b in (BOUNDARY, SENTENCE, PARAGRAPH)]
+    raise ValueError(f"unknown factor {factor!r}")
 
-    Columns: sink, then the distance buckets (distance/joint), then the categories, dup, ind (content/joint).
+
+def design(T: int, model: str, groups: np.ndarray | None = None) -> np.ndarray:
+    """``(len(groups), P)`` features of each group under ``model`` (a key of :data:`MODELS`).
+
+    Columns: the sink and self defaults, then each factor of the model in :data:`FACTORS` order. ``groups``: the group ids
+    to describe (default: all ``n_groups(T)``).
     """
     nb = len(bucket_edges(T))
-    g = np.arange(nb * N_SLOTS)
+    g = np.arange(nb * N_SLOTS) if groups is None else np.asarray(groups, dtype=np.int64)
     bucket, slot = g // N_SLOTS, g % N_SLOTS
-    sink = slot == SINK_SLOT
-    cols = [sink[:, None].astype(float)]
-    if model in ("distance", "joint"):
-        cols.append(np.eye(nb)[bucket])
-    if model in ("content", "joint"):
-        cat, rel = slot % N_CATS, slot // N_CATS
-        cols += [np.where(sink[:, None], 0.0, np.eye(N_CATS)[cat]),
-                 (((rel & 1) == 1) & ~sink)[:, None].astype(float), (((rel >> 1) == 1) & ~sink)[:, None].astype(float)]
+    is_self = ((slot // N_CATS) // 8 % N_RANKS == SELF_RANK) & (slot != SINK_SLOT)  # the query itself (k = q > 0)
+    cols = [(slot == SINK_SLOT)[:, None].astype(float), is_self[:, None].astype(float)]
+    for factor in FACTORS:
+        if factor in MODELS[model]:
+            cols += _factor_columns(factor, bucket, slot, nb)
     return np.concatenate(cols, axis=1)
 
 
@@ -207,32 +250,37 @@ def _fit(mass: np.ndarray, counts: scipy.sparse.csr_matrix, phi: np.ndarray,
 
 
 def fit_decomposition(mass: np.ndarray, entropy_sum: np.ndarray, counts: QueryGroupCounts) -> dict[str, np.ndarray]:
-    """Explained shares of the four models for ``H`` heads.
+    """Explained shares of every model of :data:`MODELS` for ``H`` heads.
 
     ``mass`` (H, n_groups) from :func:`group_mass` over all windows, ``entropy_sum`` (H,) the summed
-    pattern entropy over the same queries (nats). Returns (H,) arrays: ``structure``,
-    ``distance_explained``, ``content_explained``, ``joint_explained``, ``kl_base`` (nats per query), and
+    pattern entropy over the same queries (nats). Returns (H,) arrays: ``structure``, ``kl_base`` (nats
+    per query), ``<model>_explained`` for every model but the base (``distance_explained``,
+    ``content_explained``, ``category_explained``, …, ``semantic_explained``, ``joint_explained``), and
     ``content_logits`` (H, n_categories): the content model's preference for each key category.
     """
     matrix = counts.matrix()
+    used = np.unique(matrix.indices)  # groups some query sees: most (bucket, slot) pairs never occur
+    matrix = matrix[:, used]
     Q = matrix.shape[0]
-    mass_t = np.asarray(mass, dtype=np.float64).T  # (G, H)
+    mass_t = np.asarray(mass, dtype=np.float64).T[used]  # (G, H)
     entropy = np.asarray(entropy_sum, dtype=np.float64) / Q
     kl, params = {}, {}
     for m in MODELS:
         init = None
-        if m == "joint":  # start from the two single-factor fits: far fewer iterations on the big problem
-            d, c = params["distance"], params["content"]
-            init = np.concatenate([d[:1] + c[:1] - params["base"], d[1:], c[1:]])
-        ce, params[m] = _fit(mass_t, matrix, design(counts.T, m), init)
+        if m == "joint":  # start from the two family fits: far fewer iterations on the big problem
+            d, c = params["distance"], params["semantic"]
+            n = N_DEFAULTS
+            init = np.concatenate([d[:n] + c[:n] - params["base"], d[n:], c[n:]])
+        ce, params[m] = _fit(mass_t, matrix, design(counts.T, m, used), init)
         kl[m] = np.maximum(ce - entropy, 0.0)
     base = kl["base"]
     structure = base / counts.mean_log_visible()
     has = structure > 1e-4  # below this the pattern is uniform-plus-sink: there is nothing to explain
     safe = np.where(has, base, 1.0)
     out = {"kl_base": base, "structure": structure}
-    for m in ("distance", "content", "joint"):
-        out[f"{m}_explained"] = np.where(has, np.clip(1 - kl[m] / safe, 0.0, 1.0), np.nan)
-    cat_logits = params["content"][1 : 1 + N_CATS].T  # (H, n_categories)
+    for m in MODELS:
+        if m != "base":
+            out[f"{m}_explained"] = np.where(has, np.clip(1 - kl[m] / safe, 0.0, 1.0), np.nan)
+    cat_logits = params["content"][N_DEFAULTS : N_DEFAULTS + N_CATS].T  # (H, n_categories)
     out["content_logits"] = cat_logits - cat_logits.mean(1, keepdims=True)
     return out

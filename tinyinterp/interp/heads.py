@@ -18,32 +18,36 @@ TransformerLens's head-detector scores. Per head (all averaged over windows and 
 - ``prev_token`` / ``duplicate_token`` / ``induction``: ``transformer_lens.head_detector`` scores with
   its default ``"mul"`` measure (share of attention on the detection pattern), averaged over windows.
 
-- ``structure``, ``distance_explained``, ``content_explained``, ``joint_explained``: the decomposition
-  of :mod:`tinyinterp.interp.head_decomposition`. Log-linear attention models are fitted to the head by
-  maximum likelihood: distance only (a logit per relative-position bucket), content only (a logit per key
-  token category, plus "the key is an earlier copy of the query token" and "the key follows one"), and
-  both; every model, the baseline included, also has a logit for the window's first token (the sink).
-  ``*_explained`` is the share of the baseline KL divergence (uniform plus sink) that the model removes;
-  ``structure`` is that baseline KL over the mean log number of visible keys (0: uniform or pure sink,
-  1: one-hot). ``content_category`` (in :meth:`HeadResult.to_frame`) is the key category the content
-  model prefers most;
-- ``margin``: how far the class decision sits from its nearest threshold (below).
+- ``structure`` and the ``*_explained`` shares: the decomposition of
+  :mod:`tinyinterp.interp.head_decomposition`. Log-linear attention models are fitted to the head by
+  maximum likelihood, each from named factors on top of the two no-op defaults every model has (the
+  window's first token, the *sink*, and the query itself): ``distance_explained`` (a logit per relative
+  position bucket: the local family), ``category_explained``, ``token_explained`` (earlier copy of the
+  query token / the token after one), ``query_category_explained`` (the key has the query's category),
+  ``recency_explained`` (the most recent / second most recent key of a category, or of the query's
+  category), ``structure_explained`` (last sentence end, start of the query's sentence, of its
+  paragraph); ``semantic_explained`` (those five together: the semantic family), ``joint_explained``
+  (both families) and ``content_explained`` (category + token: the content model of older results).
+  A share is the part of the defaults-only KL divergence the model removes; ``structure`` is that KL
+  over the mean log number of visible keys (0: uniform, pure sink or pure self; 1: one-hot).
+  ``content_category`` (in :meth:`HeadResult.to_frame`) is the key category the content model prefers most;
+- ``margin``: how far the class decision sits from its nearest threshold (below);
+- ``factor`` (``HeadResult.head_factor``, column ``factor``), ``factor_explained``, ``factor_margin``: the
+  factor that explains the head (:func:`winning_factor`), its share alone and its lead over the runner-up.
 
-Classification (:class:`HeadThresholds`, the paper's "local" heads attend by distance and "semantic"
-heads attend by meaning): **local** if distance explains at least ``explained`` (0.5) of the structure
-*and* at least ``dominance`` (0.1) more than content does, whatever the width of the window;
-**semantic** if content explains at least 0.5 and at least 0.1 more than distance does, wherever the
-attended tokens sit; both need ``structure >= min_structure`` (0.1). Otherwise **mixed**: heads that
-need both factors (e.g. "the previous token if it is a noun"), and heads with no structure beyond the
-sink. Uniform-over-everything and attend-to-the-first-token heads are mixed on purpose: they select
-nothing by distance or by content (both are a no-op the sink or the baseline already describe), so
-calling them local (the flat distance profile fits) or semantic would be a claim about nothing.
-``margin`` is ``min(structure - 0.1, share - 0.5, share - other_share - 0.1)`` of the winning factor
-for a local/semantic head, and minus the larger such value over both factors for a mixed head: a
-positive margin is how far (in explained share) every threshold could move against the head before
-its class changes. The thresholds are round numbers chosen before looking at any model, not fitted.
-A head whose fallback (e.g. "itself when the query token has no earlier copy") covers many queries
-sits near the local/semantic boundary: the fallback is distance-explained.
+Classification (:class:`HeadThresholds`; the paper's "local" heads attend by distance and "semantic"
+heads by meaning or role). A *family* wins when it alone explains at least ``explained`` (0.5), at least
+``dominance`` (0.1) more than the other family alone, and the other family adds less than
+``sufficiency`` (0.1) on top of it (``joint - winner``); the head also needs ``structure >=
+min_structure`` (0.1). **local**: the distance family wins; **semantic**: the semantic family wins (its
+best single factor named); otherwise **mixed**: heads that need both families ("the previous token if it
+is a noun, else itself": distance picks the key, the category gates it) and heads with no structure
+beyond the defaults (uniform, first token, itself: they select nothing, so calling them local or
+semantic would be a claim about nothing). ``margin`` is the smallest of the four slack terms of the
+winning family for a local/semantic head, and minus the larger family's value for a mixed head: a
+positive margin is how far (in explained share) every threshold could move against the head before its
+class changes. The thresholds are round numbers chosen before looking at any model; their reasons are
+in ``docs/heads.md``.
 
     >>> result = analyze_heads(model, corpus, HeadConfig(n_samples=64, seq_len=128))
     >>> result.by_class()["local"][:3]; result.to_frame().head()
@@ -65,7 +69,9 @@ from tqdm.auto import tqdm
 from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import DataError
 from tinyinterp.interp.categories import CAT, CATEGORIES, TokenCategorizer
-from tinyinterp.interp.head_decomposition import QueryGroupCounts, fit_decomposition, group_index, group_mass, n_groups
+from tinyinterp.interp.head_decomposition import (FACTORS, SEMANTIC_FACTORS, QueryGroupCounts, fit_decomposition, group_index,
+                                                  group_mass, n_groups)
+from tinyinterp.interp.head_relations import boundary_flags
 from tinyinterp.interp.inputs import check_model_corpus, model_name, pattern_hook_names
 from tinyinterp.rundir import read_json
 
@@ -73,24 +79,29 @@ log = logging.getLogger(__name__)
 
 HEADS_FILE = "heads.json"
 HEAD_CLASSES = ("local", "semantic", "mixed")
+FACTOR_METRICS = tuple(f"{f}_explained" for f in SEMANTIC_FACTORS) + ("semantic_explained",)
 METRICS = (
     "structure", "distance_explained", "content_explained", "joint_explained", "margin",
+    *FACTOR_METRICS, "factor_explained", "factor_margin",
     "mean_distance", "local_1", "local_2", "local_4", "entropy", "distance_r2", "distance_kl",
     "name_ratio", "noun_ratio", "prev_token", "duplicate_token", "induction",
 )
+_THRESHOLD_NAMES = ("min_structure", "explained", "dominance", "sufficiency")
 
 
 @dataclass
 class HeadThresholds:
     min_structure: float = 0.1
-    """local/semantic: the pattern removes at least this share of the uniform entropy beyond the sink."""
+    """local/semantic: the pattern removes at least this share of the uniform entropy beyond the defaults."""
     explained: float = 0.5
-    """The winning factor (distance or content) alone explains at least this share of the structure …"""
+    """The winning family (distance, or the semantic factors together) alone explains at least this share …"""
     dominance: float = 0.1
-    """… and at least this much more than the other factor alone."""
+    """… at least this much more than the other family alone …"""
+    sufficiency: float = 0.1
+    """… and the other family adds less than this on top of it (joint minus winner): else it needs both."""
 
     def __post_init__(self):
-        for name in ("min_structure", "explained", "dominance"):
+        for name in _THRESHOLD_NAMES:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"HeadThresholds.{name}={value}: must be in [0, 1] (a share)")
@@ -107,14 +118,29 @@ class HeadConfig:
     thresholds: HeadThresholds = field(default_factory=HeadThresholds)
 
 
+def _share(metrics: dict[str, np.ndarray], name: str, fallback: str | None = None) -> np.ndarray:
+    value = metrics.get(name, metrics.get(fallback) if fallback else None)
+    return np.nan_to_num(np.asarray(value, dtype=np.float64), nan=0.0)
+
+
 def class_margins(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.ndarray, np.ndarray]:
-    """Per head, how far it is inside the local and the semantic rule (>= 0: the rule holds)."""
-    structure = np.nan_to_num(metrics["structure"], nan=0.0) - th.min_structure
-    dist = np.nan_to_num(metrics["distance_explained"], nan=0.0)
-    cont = np.nan_to_num(metrics["content_explained"], nan=0.0)
-    local = np.minimum.reduce([structure, dist - th.explained, dist - cont - th.dominance])
-    semantic = np.minimum.reduce([structure, cont - th.explained, cont - dist - th.dominance])
-    return local, semantic
+    """Per head, how far it is inside the local and the semantic rule (>= 0: the rule holds).
+
+    Results from before the semantic factors have no ``semantic_explained``: the content model stands
+    in for the family, and without a joint share the sufficiency rule holds trivially.
+    """
+    structure = _share(metrics, "structure") - th.min_structure
+    dist = _share(metrics, "distance_explained")
+    sem = _share(metrics, "semantic_explained", "content_explained")
+    joint = np.maximum(dist, sem)  # the joint model nests both families; clipping only absorbs fit noise
+    if "joint_explained" in metrics:
+        joint = np.maximum(joint, _share(metrics, "joint_explained"))
+
+    def rule(win, other):
+        return np.minimum.reduce([structure, win - th.explained, win - other - th.dominance,
+                                  th.sufficiency - (joint - win)])
+
+    return rule(dist, sem), rule(sem, dist)
 
 
 def classify(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +149,38 @@ def classify(metrics: dict[str, np.ndarray], th: HeadThresholds) -> tuple[np.nda
     classes = np.where(local >= 0, "local", np.where(semantic >= 0, "semantic", "mixed"))
     margin = np.where(local >= 0, local, np.where(semantic >= 0, semantic, -np.maximum(local, semantic)))
     return classes, margin
+
+
+def winning_factor(metrics: dict[str, np.ndarray], classes: np.ndarray,
+                   th: HeadThresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L, H) the factor that explains each head, its explained share, and its lead over the runner-up.
+
+    A local head's factor is ``distance``; a semantic head's the semantic factor that explains most on
+    its own. A mixed head with structure: ``distance+recency`` when it needs both families (the joint
+    model adds at least ``sufficiency`` over either), ``distance/recency`` when both explain it about
+    equally (no dominance), ``unexplained`` when even the joint model explains less than ``explained``;
+    ``none`` without structure. The lead is the winner's share minus the best share of any other single
+    factor (negative when the semantic family wins only together); for mixed heads the joint share minus
+    the better family's (what combining them buys); NaN for ``none``.
+    """
+    shares = np.stack([_share(metrics, f"{f}_explained") for f in FACTORS], -1)  # (L, H, F)
+    names = np.asarray(FACTORS, dtype=object)
+    best_sem = 1 + shares[..., 1:].argmax(-1)
+    win = np.where(classes == "local", 0, best_sem)
+    win_share = np.take_along_axis(shares, win[..., None], -1)[..., 0]
+    others = np.where(np.arange(len(FACTORS)) == win[..., None], -np.inf, shares).max(-1)
+    factor = names[win].astype(object)
+    explained, lead = win_share, win_share - others
+    structured = np.nan_to_num(np.asarray(metrics["structure"], dtype=np.float64)) >= th.min_structure
+    mixed = (classes == "mixed") & structured
+    joint = _share(metrics, "joint_explained")
+    family_best = np.maximum(shares[..., 0], _share(metrics, "semantic_explained"))
+    pair = "distance" + np.where(joint - family_best >= th.sufficiency, "+", "/").astype(object) + names[best_sem]
+    factor = np.where(mixed, np.where(joint < th.explained, "unexplained", pair), factor)
+    explained = np.where(mixed, joint, explained)
+    lead = np.where(mixed, joint - family_best, lead)  # what the combination adds over either family
+    none = (classes == "mixed") & ~structured
+    return (np.where(none, "none", factor), np.where(none, np.nan, explained), np.where(none, np.nan, lead))
 
 
 @dataclass
@@ -139,6 +197,14 @@ class HeadResult:
     thresholds: HeadThresholds = field(default_factory=HeadThresholds)
     content_logits: np.ndarray | None = None
     """(L, H, n_categories) the content model's logit for each key category (mean-centred per head)."""
+    head_factor: np.ndarray | None = None
+    """(L, H) the factor that explains the head (:func:`winning_factor`); None in results saved before it."""
+
+    def factor(self) -> np.ndarray:
+        """(L, H) each head's winning factor ('' in results saved before the factors existed)."""
+        if self.head_factor is None:
+            return np.full(self.head_class.shape, "", dtype=object)
+        return np.asarray(self.head_factor, dtype=object)
 
     def content_category(self) -> np.ndarray:
         """(L, H) the key category each head's content model prefers most ('' when unknown)."""
@@ -155,6 +221,7 @@ class HeadResult:
             "layer": np.repeat(np.arange(L), H), "head": np.tile(np.arange(H), L),
             **{m: self.metrics.get(m, missing).reshape(-1) for m in METRICS},
             "content_category": self.content_category().reshape(-1), "head_class": self.head_class.reshape(-1),
+            "factor": self.factor().reshape(-1),
         })
 
     def by_class(self) -> dict[str, list[tuple[int, int]]]:
@@ -174,6 +241,7 @@ class HeadResult:
             "kernel": np.round(self.kernel, 6).tolist(), "head_class": self.head_class.tolist(),
             "thresholds": dataclasses.asdict(self.thresholds),
             "content_logits": None if self.content_logits is None else np.round(self.content_logits, 4).tolist(),
+            "head_factor": None if self.head_factor is None else np.asarray(self.head_factor).tolist(),
         })
         return path
 
@@ -186,6 +254,7 @@ class HeadResult:
             kernel=np.asarray(d["kernel"]), head_class=np.asarray(d["head_class"]),
             thresholds=HeadThresholds(**{k: v for k, v in d["thresholds"].items() if k in _THRESHOLD_FIELDS}),
             content_logits=None if d.get("content_logits") is None else np.asarray(d["content_logits"]),
+            head_factor=None if d.get("head_factor") is None else np.asarray(d["head_factor"], dtype=object),
         )
 
 
@@ -295,10 +364,12 @@ def analyze_heads(model, corpus, config: HeadConfig | None = None, progress: boo
         tokens = np.stack([np.asarray(corpus.tokens[s : s + T], dtype=np.int64) for s in chunk])
         batch["tokens"] = torch.from_numpy(tokens)
         if categorizer is not None:
-            labels = torch.from_numpy(np.stack([categorizer.label_stream(row) for row in tokens]))
+            labels = np.stack([categorizer.label_stream(row) for row in tokens])
         else:
-            labels = torch.full(tokens.shape, -1)
-        batch["labels"], batch["groups"] = labels, group_index(batch["tokens"], labels)
+            labels = np.full(tokens.shape, -1)
+        flags = torch.from_numpy(boundary_flags(tokens, labels, categorizer))
+        batch["labels"] = torch.from_numpy(labels)
+        batch["groups"] = group_index(batch["tokens"], batch["labels"], flags)
         counts.add(batch["groups"])
         model.run_with_hooks(batch["tokens"].to(cfg.device), fwd_hooks=hooks, return_type=None)
     return _result(model_name(model), accs, counts, len(starts), cfg.thresholds)
@@ -314,30 +385,44 @@ def _result(name: str, accs: list[_HeadAccumulator], counts: QueryGroupCounts, n
     entropy = torch.cat([acc.sums["entropy"] for acc in accs]).numpy()
     log.info("fitting distance/content attention models to %d heads", L * H)
     parts = fit_decomposition(mass, entropy, counts)
-    for m in ("structure", "distance_explained", "content_explained", "joint_explained"):
-        metrics[m] = parts[m].reshape(L, H)
+    for m, value in parts.items():
+        if m not in ("content_logits", "kl_base"):
+            metrics[m] = value.reshape(L, H)
     head_class, metrics["margin"] = classify(metrics, thresholds)
+    factor, metrics["factor_explained"], metrics["factor_margin"] = winning_factor(metrics, head_class, thresholds)
     kernel = np.stack([pl[1] for pl in per_layer])
     return HeadResult(name, counts.T, n_samples, metrics, kernel, head_class, thresholds,
-                      parts["content_logits"].reshape(L, H, -1))
+                      parts["content_logits"].reshape(L, H, -1), factor)
 
 
 def head_metrics_from_patterns(patterns, tokens, labels=None, thresholds: HeadThresholds | None = None,
-                               name: str = "patterns") -> HeadResult:
+                               name: str = "patterns", tokenizer=None, categorizer=None) -> HeadResult:
     """Metrics and classes of heads given their patterns directly (no model), e.g. constructed heads.
 
     ``patterns``: ``(B, H, T, T)`` for one layer, or ``(B, L, H, T, T)``; rows sum to 1 over keys
     ``k <= q``. ``tokens``: ``(B, T)`` token ids; ``labels``: ``(B, T)`` category indices of
-    :data:`tinyinterp.interp.categories.CATEGORIES` (``None``: unknown). Same metrics as :func:`analyze_heads`.
+    :data:`tinyinterp.interp.categories.CATEGORIES` (``None``: from the tokenizer if one is given, else
+    unknown). ``tokenizer`` (or a ready ``categorizer``, :class:`TokenCategorizer`) decides sentence and
+    paragraph ends for the structure factor, as :func:`analyze_heads` does; without either, every
+    punctuation token ends a sentence. Same metrics as :func:`analyze_heads`.
     """
     p = torch.as_tensor(patterns, dtype=torch.float64)
     p = p[:, None] if p.dim() == 4 else p
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     if p.dim() != 5 or p.shape[-1] != p.shape[-2] or tokens.shape != (p.shape[0], p.shape[-1]):
         raise DataError(f"patterns {tuple(p.shape)} / tokens {tuple(tokens.shape)}: need (B, [L,] H, T, T) and (B, T)")
-    labels = torch.full(tokens.shape, -1) if labels is None else torch.as_tensor(labels, dtype=torch.long)
+    if categorizer is None and tokenizer is not None:
+        categorizer = TokenCategorizer(tokenizer)
+    if labels is None:
+        labels = (np.stack([categorizer.label_stream(r) for r in tokens.numpy()]) if categorizer is not None
+                  else np.full(tokens.shape, -1))
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if categorizer is None:
+        log.warning("no tokenizer: every punctuation token counts as a sentence end for the structure factor "
+                    "(pass tokenizer= or categorizer= for real sentence and paragraph boundaries)")
+    flags = torch.from_numpy(boundary_flags(tokens.numpy(), labels.numpy(), categorizer))
     B, L, H, T, _ = p.shape
-    groups = group_index(tokens, labels)
+    groups = group_index(tokens, labels, flags)
     counts = QueryGroupCounts(T)
     counts.add(groups)
     accs = [_HeadAccumulator(H, T) for _ in range(L)]

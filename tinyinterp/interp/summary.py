@@ -54,8 +54,12 @@ def _head_lines(heads: HeadResult, n_list: int) -> list[str]:
     frame = heads.to_frame()
     if frame.structure.notna().any():  # the distance/content decomposition exists (results since issue 11)
         flat = int(((frame.head_class == "mixed") & ~(frame.structure >= heads.thresholds.min_structure)).sum())
-        lines.append(f"  (mixed: {flat} select nothing beyond uniform or the first token, structure < "
+        lines.append(f"  (mixed: {flat} select nothing beyond uniform, the first token or themselves, structure < "
                      f"{heads.thresholds.min_structure:g}; {counts['mixed'] - flat} need both distance and content)")
+    if (frame.factor != "").any():  # the named factors exist (results since issue 21)
+        sem = frame.factor[frame.head_class == "semantic"].value_counts()
+        if len(sem):
+            lines.append("  semantic by factor: " + ", ".join(f"{f} {n}" for f, n in sem.items()))
     for c in HEAD_CLASSES:
         sub = frame[frame.head_class == c]
         if len(sub):
