@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.apps.conftest import open_page
+from tests.support.app_pages import open_page
 
 CLASS_COLOURS = {"local": "blue", "semantic": "green", "mixed": "gray"}  # as apps/views/heads.py draws them
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.tinyinterp.interp.conftest import make_model, make_stories
+from tests.support.story_world import make_model, make_stories
 
 SAE_HOOK = "blocks.1.hook_resid_post"
 COMMON = ["--tokens", "6144", "--batch-tokens", "512", "--buffer-tokens", "1024", "--checkpoint-every", "4",

@@ -9,7 +9,7 @@ import pytest
 from tinyinterp.cli import main
 from tinyinterp.dictionaries import DictionaryConfig, DictionaryError, SparseCoder, save_dictionary
 
-from .conftest import SAE_HOOK
+SAE_HOOK = "blocks.1.hook_resid_post"  # the hook of the session SAE (conftest)
 
 
 def _fails(argv, capsys, *needles):

@@ -13,7 +13,7 @@ import torch
 
 from tinyinterp.dictionaries import load_dictionary
 
-from .conftest import SAE_HOOK
+SAE_HOOK = "blocks.1.hook_resid_post"  # the hook of the session SAE (conftest)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

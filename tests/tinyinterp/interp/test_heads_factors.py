@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.tinyinterp.interp.factor_heads import HEADS, patterns, soften, tinystories_windows
+from tests.support.factor_heads import HEADS, patterns, soften, tinystories_windows
 from tinyinterp.interp.categories import CAT, TokenCategorizer
 from tinyinterp.interp.head_relations import BOUNDARY, PARAGRAPH, SELF_RANK, SENTENCE, boundary_flags, pair_relations
 from tinyinterp.interp.heads import HeadResult, HeadThresholds, head_metrics_from_patterns
