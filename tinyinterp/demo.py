@@ -5,7 +5,8 @@
 2. print completions of a handful of the paper's evaluation prompts;
 3. build the neuron index and head classes and print their summary, then the same analyses at every
    log-spaced snapshot of training (``analyze emergence``: how roles and head classes appeared), and
-   explain every neuron with the offline baseline explainer, scored by simulation (``explain``);
+   explain every neuron with the offline baseline explainer, scored by simulation (``explain``), and
+   train a small TopK transcoder of block 0's MLP and evaluate it as SAELens would (``sae``);
 4. write completions, ROUGE histograms and probe scores into the run directory;
 5. start the Streamlit app on the run (skipped with ``--no-serve``, ``TINYINTERP_NO_SERVE=1`` or ``CI``).
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from tinyinterp.cli import main as tinyinterp_main
 from tinyinterp.cli_support import run_cli
 from tinyinterp.envflags import env_flag
+from tinyinterp.runlayout import dictionaries_dir
 from tinyinterp.zoo import PRESETS
 
 N_DEMO_PROMPTS = 5
@@ -84,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         # Every neuron gets an explanation and a simulation score offline (the baseline explainer; an
         # LLM explainer is `tinyinterp explain RUN --explainer llm --model ...`).
         _run(["explain", str(out)])
+        # Features instead of neurons: a small transcoder of block 0's MLP (about a minute at the default
+        # budget), evaluated on the held-out text with SAELens's metrics (docs/dictionaries.md).
+        sae_tokens = str(int(min(400_000, max(16_384, 40_000 * args.minutes))))
+        sae_dir = dictionaries_dir(out) / "demo-transcoder"
+        _run(["sae", "train", str(out), "--transcoder", "0", "--width", "512", "--k", "16", "--tokens", sae_tokens,
+              "--out", str(sae_dir), "--no-progress"])
+        _run(["sae", "eval", str(out), "--dict", str(sae_dir), "--tokens", "20000", "--no-progress"])
         # How those roles appeared: the same analyses at every log-spaced snapshot of the run.
         _run(["analyze", "emergence", str(out), "--max-docs", "100", "--n-samples", "24", "--no-progress"])
 

@@ -53,3 +53,5 @@ def test_demo_runs_every_step_and_leaves_a_complete_run(small_data_dir, tmp_path
     assert any((out / "snapshots").glob("step_*/model.safetensors")), "the demo keeps log-spaced snapshots"
     assert (analysis / "emergence" / "emergence.png").is_file()
     assert any((analysis / "eval").rglob("*.json")), "evaluation results must land in the run directory"
+    sae_eval = json.loads((analysis / "dictionaries" / "demo-transcoder" / "eval.json").read_text())
+    assert sae_eval["kind"] == "transcoder" and 0 < sae_eval["l0"] <= 16 and sae_eval["n_tokens"] > 0
