@@ -1,5 +1,6 @@
 """`make demo` end to end on a small copy of the data: train, stories, analyses, evaluation, app check."""
 
+import json
 import re
 
 import pytest
