@@ -23,7 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.HookedRootModule import HookedRootModule
+
+try:  # TL 3.9 / 4.x: its own module (importing it from hook_points there is deprecated and warns)
+    from transformer_lens.HookedRootModule import HookedRootModule
+except ImportError:  # older TL (e.g. 3.2.1) has it only in hook_points
+    from transformer_lens.hook_points import HookedRootModule
 
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
