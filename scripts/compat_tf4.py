@@ -1,10 +1,10 @@
 """The transformers-4.x half of ``make compat``: a ``tinyinterp export`` opens with AutoTokenizer and
 AutoModelForCausalLM under transformers 4.x, tokenizes as we do and gives our logits (within 1e-4).
 
-Runs in a venv with only torch + transformers<4.58 (no tinyinterp): it reads the folder and the reference
+Runs with transformers 4.57 (installed --target .venv-tf4) ahead of the compat venv on the path; it only reads the folder and the reference
 written by scripts/compat_saelens.py.
 
-    .venv-tf4/bin/python scripts/compat_tf4.py compat-out
+    PYTHONPATH=.venv-tf4 .venv-compat/bin/python scripts/compat_tf4.py compat-out
 """
 
 from __future__ import annotations
