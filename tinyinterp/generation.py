@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -140,10 +141,30 @@ def sample_tokens(
     freq_penalty: float = 0.0,
     progress: bool = False,
 ) -> torch.Tensor:
-    """THE sampling loop: continue ``tokens`` (batch, pos) by up to ``max_new`` tokens; returns them
-    (batch, n_new). With ``cfg.stop_at_eot`` a row that produced ``eot_id`` gets ``eot_id`` from then
-    on and the loop ends when every row has. ``attention_mask`` (batch, pos), True = real token, marks
-    left padding (our models only); ``freq_penalty`` subtracts penalty x count of each token so far."""
+    """Continue ``tokens`` (batch, pos) by up to ``max_new`` tokens with :func:`sample_steps`; returns
+    the new tokens (batch, n_new)."""
+    steps = list(sample_steps(model, tokens, cfg, max_new, eot_id, generator, attention_mask, freq_penalty, progress))
+    if not steps:
+        return torch.empty(tokens.shape[0], 0, dtype=torch.long, device=tokens.device)
+    return torch.stack(steps, dim=1)
+
+
+def sample_steps(
+    model,
+    tokens: torch.Tensor,
+    cfg: SamplingConfig,
+    max_new: int,
+    eot_id: int | None,
+    generator: torch.Generator | None,
+    attention_mask: torch.Tensor | None = None,
+    freq_penalty: float = 0.0,
+    progress: bool = False,
+) -> Iterator[torch.Tensor]:
+    """THE sampling loop: yield the next token of every row (batch,), up to ``max_new`` times.
+
+    With ``cfg.stop_at_eot`` a row that produced ``eot_id`` gets ``eot_id`` from then on and the loop
+    ends when every row has. ``attention_mask`` (batch, pos), True = real token, marks padding (our
+    models only); ``freq_penalty`` subtracts penalty x count of each token so far."""
     use_cache = cfg.use_kv_cache and hasattr(model, "new_kv_cache")
     kv_cache = model.new_kv_cache() if use_cache else None
     batch = tokens.shape[0]
@@ -154,8 +175,8 @@ def sample_tokens(
     for _ in tqdm(range(max_new), disable=not progress, desc="generate"):
         mask_kw = {}
         if use_cache:
-            if attention_mask is not None and step_input is tokens:
-                mask_kw = {"attention_mask": attention_mask}  # later steps: the cache remembers it
+            if real is not None and step_input is tokens:
+                mask_kw = {"attention_mask": real}  # later steps: the cache remembers it
             logits = model(step_input, kv_cache=kv_cache, **mask_kw)[:, -1]
         else:
             if real is not None:
@@ -172,11 +193,11 @@ def sample_tokens(
             nxt = torch.where(alive, nxt, torch.full_like(nxt, eot_id))
         new_tokens = torch.cat([new_tokens, nxt[:, None]], dim=1)
         step_input = nxt[:, None]
+        yield nxt
         if cfg.stop_at_eot and eot_id is not None:
             alive &= nxt != eot_id
             if not alive.any():
                 break
-    return new_tokens
 
 
 def prompt_ids(tokenizer, text: str, prepend_bos: bool = True, max_len: int | None = None) -> list[int]:

@@ -85,6 +85,91 @@ def _is_hooked(*hook_points: HookPoint) -> bool:
     )
 
 
+class Embed(nn.Embedding):
+    """Token embedding; ``W_E`` (d_vocab, d_model) is its weight, as on TL's ``Embed`` (the parameter
+    stays ``embed.weight`` so every saved run loads)."""
+
+    @property
+    def W_E(self) -> torch.Tensor:
+        return self.weight
+
+
+class PosEmbed(nn.Embedding):
+    """Learned positions; ``W_pos`` (n_ctx, d_model) is its weight, as on TL's ``PosEmbed``."""
+
+    @property
+    def W_pos(self) -> torch.Tensor:
+        return self.weight
+
+
+class Unembed(nn.Linear):
+    """Unembedding; ``W_U`` (d_model, d_vocab) is a view of its weight, ``b_U`` its bias (zeros, a copy,
+    when the architecture has none), as on TL's ``Unembed``."""
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        return self.weight.T
+
+    @property
+    def b_U(self) -> torch.Tensor:
+        if self.bias is None:
+            return torch.zeros(self.out_features, device=self.weight.device, dtype=self.weight.dtype)
+        return self.bias
+
+
+def hook_aliases(n_layers: int) -> dict[str, str]:
+    """TL 4.3's bridge-style hook names → ours, for every alias that observes AND patches the same
+    tensor as the bridge (``utils.get_act_name("in", l)`` = ``blocks.{l}.hook_in`` = ``hook_resid_pre``).
+
+    Left out on purpose: names whose patching would differ (``ln1.hook_in`` feeds only ln1 on the
+    bridge, ours would be the whole residual; ``attn.q.hook_in`` feeds only q)."""
+    aliases = {
+        "embed.hook_in": "hook_tokens",
+        "embed.hook_out": "hook_embed",
+        "pos_embed.hook_out": "hook_pos_embed",
+        "ln_final.hook_in": f"blocks.{n_layers - 1}.hook_resid_post",
+        "ln_final.hook_out": "ln_final.hook_normalized",
+        "unembed.hook_in": "ln_final.hook_normalized",
+    }
+    for l in range(n_layers):
+        b = f"blocks.{l}."
+        aliases.update({
+            b + "hook_in": b + "hook_resid_pre",
+            b + "hook_out": b + "hook_resid_post",
+            b + "ln1.hook_out": b + "ln1.hook_normalized",
+            b + "attn.hook_in": b + "ln1.hook_normalized",
+            b + "attn.q.hook_out": b + "attn.hook_q",
+            b + "attn.k.hook_out": b + "attn.hook_k",
+            b + "attn.v.hook_out": b + "attn.hook_v",
+            b + "attn.o.hook_in": b + "attn.hook_z",
+            b + "attn.o.hook_out": b + "hook_attn_out",
+            b + "attn.hook_out": b + "hook_attn_out",
+            b + "ln2.hook_in": b + "hook_resid_mid",
+            b + "ln2.hook_out": b + "ln2.hook_normalized",
+            b + "mlp.hook_in": b + "ln2.hook_normalized",
+            b + "mlp.in.hook_in": b + "ln2.hook_normalized",
+            b + "mlp.in.hook_out": b + "mlp.hook_pre",
+            b + "mlp.out.hook_in": b + "mlp.hook_post",
+            b + "mlp.out.hook_out": b + "hook_mlp_out",
+            b + "mlp.hook_out": b + "hook_mlp_out",
+        })
+    return aliases
+
+
+class _AliasedCache(dict):
+    """A cache dict that also answers to the bridge-style aliases of the names it holds."""
+
+    def __init__(self, data: dict, aliases: dict[str, str]):
+        super().__init__(data)
+        self._aliases = aliases
+
+    def __missing__(self, key):
+        target = self._aliases.get(key) if isinstance(key, str) else None
+        if target is None or not dict.__contains__(self, target):
+            raise KeyError(key)
+        return dict.__getitem__(self, target)
+
+
 class LayerNorm(nn.Module):
     """LayerNorm as TransformerLens writes it: ``hook_scale`` (batch, pos, 1) = sqrt(var + eps), then
     ``hook_normalized`` = (x - mean) / scale * w + b. ``affine=False`` is TL's ``LNPre`` (the weights
@@ -314,17 +399,35 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.embed = nn.Embedding(cfg.d_vocab, cfg.d_model)
-        self.pos_embed = nn.Embedding(cfg.n_ctx, cfg.d_model)
+        self.embed = Embed(cfg.d_vocab, cfg.d_model)
+        self.pos_embed = PosEmbed(cfg.n_ctx, cfg.d_model)
+        self.hook_tokens = HookPoint()  # (batch, pos) token ids; fires only with cfg.use_hook_tokens, as TL
         self.hook_embed = HookPoint()  # (batch, pos, d_model)
         self.hook_pos_embed = HookPoint()
         self.blocks = nn.ModuleList(TransformerBlock(cfg, layer) for layer in range(cfg.n_layers))
         self.ln_final = LayerNorm(cfg.d_model, cfg.layer_norm_eps, cfg.normalization_type == "LN")
-        self.unembed = nn.Linear(cfg.d_model, cfg.d_vocab, bias=cfg.unembed_bias)
+        self.unembed = Unembed(cfg.d_model, cfg.d_vocab, bias=cfg.unembed_bias)
         if cfg.tie_embeddings:
             self.unembed.weight = self.embed.weight
         self.reset_parameters()
         self.setup()  # HookedRootModule: index every HookPoint by name
+
+    def setup(self) -> None:
+        """HookedRootModule's index of modules and HookPoints, plus TL 4.3's bridge-style aliases
+        (:func:`hook_aliases`) in ``mod_dict``: ``run_with_hooks``/``add_hook``/``run_with_cache`` and the
+        cache accept them. ``hook_dict`` keeps one name per HookPoint (ours), so caching all stores each once."""
+        super().setup()
+        self.hook_alias_dict = hook_aliases(self.cfg.n_layers)
+        for alias, target in self.hook_alias_dict.items():
+            self.mod_dict[alias] = self.hook_dict[target]
+
+    def _canonical_names(self, names_filter):
+        """``names_filter`` with aliases replaced by our names (strings and lists; functions see ours)."""
+        if isinstance(names_filter, str):
+            return self.hook_alias_dict.get(names_filter, names_filter)
+        if isinstance(names_filter, (list, tuple)):
+            return [self.hook_alias_dict.get(n, n) for n in names_filter]
+        return names_filter
 
     def run_with_cache(self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
         """Run and cache activations: ``(output, ActivationCache)`` (a plain dict with
@@ -333,7 +436,10 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         (``stop_at_layer``, ``prepend_bos``, ``padding_side``, ``attention_mask``, ...); the input may be text."""
         from transformer_lens.ActivationCache import ActivationCache
 
+        if "names_filter" in kwargs:
+            kwargs["names_filter"] = self._canonical_names(kwargs["names_filter"])
         out, cache_dict = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
+        cache_dict = _AliasedCache(cache_dict, self.hook_alias_dict)
         if not return_cache_object:
             return out, cache_dict
         return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
@@ -344,6 +450,42 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         if param is not None:  # TL utilities read cfg.device / cfg.dtype
             self.cfg.device, self.cfg.dtype = str(param.device), param.dtype
         return module
+
+    def tl_named_parameters(self):
+        """``(name, tensor)`` in TL's names and shapes (``embed.W_E``, ``blocks.0.attn.W_Q`` ...), as the
+        bridge's ``tl_named_parameters``: an iterator over :meth:`tl_state_dict` (copies)."""
+        return iter(self.tl_state_dict().items())
+
+    def enable_compatibility_mode(
+        self,
+        disable_warnings: bool = False,
+        no_processing: bool = False,
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        fold_value_biases: bool = True,
+        refactor_factored_attn_matrices: bool = False,
+    ):
+        """TL 4's bridge call, which its demos make on every model: HookedTransformer's load-time weight
+        processing — here :meth:`process_weights` with the same keywords (none with ``no_processing``).
+        Our hook names are already the legacy ones, so there is nothing else to switch on.
+        Idempotent: a second call leaves the weights as they are (to float error). Returns the model."""
+        if not no_processing:
+            self.process_weights(
+                fold_ln=fold_ln, center_writing_weights=center_writing_weights, center_unembed=center_unembed,
+                fold_value_biases=fold_value_biases, refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+            )
+        self.compatibility_mode = True
+        return self
+
+    def input_to_embed(self, input, prepend_bos: bool | None = None, padding_side: str | None = None,
+                       attention_mask: torch.Tensor | None = None):
+        """TL's ``input_to_embed``: ``(residual entering block 0, tokens, None, attention_mask)``; feed the
+        residual back with ``forward(residual, start_at_layer=0, tokens=tokens, attention_mask=...)``.
+        The third element (TL's shortformer positions) is always ``None``: positions are in the residual."""
+        tokens, mask = self._tokens_and_mask(input, prepend_bos, padding_side, attention_mask)
+        resid = self.forward(tokens, stop_at_layer=0, attention_mask=mask)
+        return resid, tokens, None, mask
 
     def loss_fn(self, logits: torch.Tensor, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 per_token: bool = False) -> torch.Tensor:
@@ -466,6 +608,8 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
             else:  # positions count real tokens only; padding gets a zero position embedding, as TL
                 positions = (full_mask.cumsum(dim=1) - 1).clamp(min=0)[:, past:]
                 pos_embed = self.pos_embed(positions) * full_mask[:, past:, None]
+            if self.cfg.use_hook_tokens:
+                tokens = self.hook_tokens(tokens)
             resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(pos_embed)
         for block in self.blocks[start_at_layer:stop_at_layer]:
             resid = block(resid, kv_cache, full_mask)

@@ -181,9 +181,80 @@ class TokenMethods:
         ``do_sample=False`` is greedy. Rows that produce ``eos_token_id`` (default ``<|endoftext|>``) are
         padded with it afterwards when ``stop_at_eos``. Runs on our KV cache unless
         ``use_past_kv_cache=False``; ``verbose`` shows a progress bar."""
-        from tinyinterp.generation import SamplingConfig, sample_tokens
+        from tinyinterp.generation import sample_tokens
 
-        text_input = isinstance(input, str) or (isinstance(input, list) and input and isinstance(input[0], str))
+        tokens, mask, sampling, eos, generator, text_input = self._generation_setup(
+            input, max_new_tokens, stop_at_eos, eos_token_id, do_sample, top_k, top_p, temperature,
+            use_past_kv_cache, prepend_bos, padding_side, seed, attention_mask,
+        )
+        new = sample_tokens(self, tokens, sampling, sampling.max_new_tokens, eos, generator,
+                            attention_mask=mask, freq_penalty=freq_penalty, progress=verbose)
+        out = torch.cat([tokens, new], dim=1)
+        if return_type == "tokens" or (not text_input and return_type == "input"):
+            return out
+        return self._decode_generated(out, mask, new.shape[1], isinstance(input, str))
+
+    @torch.no_grad()
+    def generate_stream(
+        self,
+        input: str | list[str] | torch.Tensor = "",
+        max_new_tokens: int = 10,
+        max_tokens_per_yield: int = 25,
+        stop_at_eos: bool = True,
+        eos_token_id: int | None = None,
+        do_sample: bool = True,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        freq_penalty: float = 0.0,
+        use_past_kv_cache: bool = True,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        return_type: str = "input",
+        verbose: bool = False,
+        seed: int | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ):
+        """:meth:`generate`, yielded in chunks as TL's ``generate_stream``: every ``max_tokens_per_yield``
+        new tokens (and at the end) a chunk — the first with the prompt, later ones the new tokens only;
+        tensors, or text for text input / ``return_type="str"``. Same loop, so the chunks joined equal
+        :meth:`generate`'s output for the same seed."""
+        from tinyinterp.generation import sample_steps
+
+        if max_tokens_per_yield < 1:
+            raise TinyinterpError(f"generate_stream: max_tokens_per_yield must be >= 1, got {max_tokens_per_yield}")
+        tokens, mask, sampling, eos, generator, text_input = self._generation_setup(
+            input, max_new_tokens, stop_at_eos, eos_token_id, do_sample, top_k, top_p, temperature,
+            use_past_kv_cache, prepend_bos, padding_side, seed, attention_mask,
+        )
+        as_text = return_type == "str" or (text_input and return_type == "input")
+        pending, first = [], True
+
+        def chunk():
+            new = torch.stack(pending, dim=1)
+            if first:
+                out = torch.cat([tokens, new], dim=1)
+                return self._decode_generated(out, mask, new.shape[1], isinstance(input, str)) if as_text else out
+            if not as_text:
+                return new
+            texts = [self._require_tokenizer().decode(row) for row in new.tolist()]
+            return texts[0] if isinstance(input, str) else texts
+
+        for nxt in sample_steps(self, tokens, sampling, sampling.max_new_tokens, eos, generator,
+                                attention_mask=mask, freq_penalty=freq_penalty, progress=verbose):
+            pending.append(nxt)
+            if len(pending) == max_tokens_per_yield:
+                yield chunk()
+                pending, first = [], False
+        if pending:
+            yield chunk()
+
+    def _generation_setup(self, input, max_new_tokens, stop_at_eos, eos_token_id, do_sample, top_k, top_p,
+                          temperature, use_past_kv_cache, prepend_bos, padding_side, seed, attention_mask):
+        """(tokens, mask, SamplingConfig, eos id or None, generator, whether the input was text)."""
+        from tinyinterp.generation import SamplingConfig
+
+        text_input = isinstance(input, str) or (isinstance(input, list) and bool(input) and isinstance(input[0], str))
         if text_input:
             tokens, mask = self._tokenize(input, prepend_bos=prepend_bos, padding_side=padding_side or "left")
             if attention_mask is not None:
@@ -200,14 +271,13 @@ class TokenMethods:
         )
         eos = eos_token_id if eos_token_id is not None else (self.tokenizer.eot_id if self.tokenizer else None)
         generator = torch.Generator(device=tokens.device).manual_seed(seed) if seed is not None else None
-        new = sample_tokens(self, tokens, sampling, sampling.max_new_tokens, eos if stop_at_eos else None, generator,
-                            attention_mask=mask, freq_penalty=freq_penalty, progress=verbose)
-        out = torch.cat([tokens, new], dim=1)
-        if return_type == "tokens" or (not text_input and return_type == "input"):
-            return out
+        return tokens, mask, sampling, eos if stop_at_eos else None, generator, text_input
+
+    def _decode_generated(self, out: torch.Tensor, mask: torch.Tensor | None, n_new: int, single: bool):
+        """Texts of prompt + new tokens, the padding left out."""
         rows = out.tolist()
-        if mask is not None:  # leave the padding out of the texts
-            real = torch.cat([mask, torch.ones_like(new, dtype=torch.bool)], dim=1).tolist()
+        if mask is not None:
+            real = torch.cat([mask, torch.ones(mask.shape[0], n_new, dtype=torch.bool, device=mask.device)], dim=1).tolist()
             rows = [[t for t, keep in zip(row, keeps) if keep] for row, keeps in zip(rows, real)]
         texts = [self._require_tokenizer().decode(row) for row in rows]
-        return texts[0] if isinstance(input, str) else texts
+        return texts[0] if single else texts
