@@ -248,6 +248,9 @@ class Attention(AttentionWeights, nn.Module):
         else:
             B, T, _ = x.shape
             q, k, v = (t.view(B, T, H, dh) for t in self.qkv(x).split(self.cfg.d_model, dim=-1))
+        if _is_hooked(self.hook_q, self.hook_k, self.hook_v):
+            # split()'s outputs are views autograd forbids editing in place; TL demos edit hook_v in place.
+            q, k, v = q.clone(), k.clone(), v.clone()
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         past = 0
         if kv_cache is not None:
