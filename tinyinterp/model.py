@@ -3,9 +3,11 @@
 Built on ``HookedRootModule`` + ``HookPoint`` (TransformerLens 4 removed ``HookedTransformer``),
 so ``run_with_cache``, ``run_with_hooks`` and hook editing work exactly as analysis code expects.
 Training speed matters, so attention takes a fast path through
-``F.scaled_dot_product_attention`` whenever nothing hooks ``hook_attn_scores`` or
-``hook_pattern``; as soon as a hook is attached there (or ``use_fast_attention`` is off) the
-pattern is materialised and the hooks fire and may edit it. Both paths agree to ~1e-6.
+``F.scaled_dot_product_attention`` whenever nothing may observe ``hook_attn_scores`` or
+``hook_pattern``; as soon as anything may (a torch hook — run_with_cache / run_with_hooks — or a
+``forward`` replaced on the HookPoint, which is how nnsight instruments, see :func:`_is_hooked`), or
+``use_fast_attention`` is off, the pattern is materialised and the hooks fire and may edit it. Both
+paths agree to ~1e-6. LayerNorm's ``hook_scale`` follows the same rule.
 
     >>> from tinyinterp.zoo import preset_config
     >>> model = HookedTransformer(preset_config("test-tiny", d_vocab=100))
