@@ -400,6 +400,7 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.name: str | None = None  # display name of an imported checkpoint (its hub name or folder)
         self.embed = Embed(cfg.d_vocab, cfg.d_model)
         self.pos_embed = PosEmbed(cfg.n_ctx, cfg.d_model)
         self.hook_tokens = HookPoint()  # (batch, pos) token ids; fires only with cfg.use_hook_tokens, as TL
