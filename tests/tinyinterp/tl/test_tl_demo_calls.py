@@ -51,7 +51,7 @@ def pair(neo_tokenizer, story_texts, tmp_path_factory):
     """(ours, bridge): a trained test-neo model and the bridge of its export, both in compatibility mode."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    from tinyinterp.export import export_model
+    from tinyinterp.hf.export import export_model
 
     ours = build(neo_tokenizer, preset="test-neo", seed=13)
     before = float(ours(story_texts[:8], return_type="loss"))
