@@ -29,6 +29,9 @@ from typing import Any
 
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.runlayout import SWEEP_SUMMARY_FILE, WEIGHTS_FILE
+from tinyinterp.scaling.analysis import OUT_SUBDIR, reference_shape
+from tinyinterp.scaling.summary import SCALING, read_sweep_summary
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,8 @@ def _cache_key(run_dir: Path, cfg: QualityConfig, prompts, grader_model: str | N
 def evaluate_run(run_dir: Path, cfg: QualityConfig, prompts, grader=None, progress: bool = False) -> tuple[dict, bool]:
     """Quality numbers of one run (cached); returns (metrics, came_from_cache)."""
     from tinyinterp.evaluation import pipeline
-    from tinyinterp.evaluation.completions import Checkpoint, CompletionConfig, completions_path, eval_dir
+    from tinyinterp.checkpoints import Checkpoint
+    from tinyinterp.evaluation.completions import CompletionConfig, completions_path, eval_dir
     from tinyinterp.evaluation.grading import GRADES_FILE, summarize
     from tinyinterp.evaluation.metrics import set_stats
     from tinyinterp.generation import SamplingConfig
@@ -156,16 +160,15 @@ def evaluate_run(run_dir: Path, cfg: QualityConfig, prompts, grader=None, progre
 
 def sweep_runs(sweep_dir: Path) -> list[dict]:
     """The finished runs of a sweep that have final weights (from ``sweep_summary.json``, else summarized)."""
-    from training.scaling_sweep import SUMMARY_FILE, summarize
-
     sweep_dir = Path(sweep_dir)
-    summary_path = sweep_dir / SUMMARY_FILE
-    summary = rundir.read_json(summary_path) if summary_path.is_file() else summarize(sweep_dir)
-    if summary.get("kind") != "scaling":
-        raise TinyinterpError(f"{summary_path}: not a scaling sweep; run `python -m training.sweep summarize {sweep_dir}`")
-    runs = [r for r in summary["runs"] if (sweep_dir / r["name"] / rundir.WEIGHTS_FILE).is_file()]
+    if sweep_dir.is_dir() and not (sweep_dir / SWEEP_SUMMARY_FILE).is_file():
+        from training.scaling_sweep import summarize
+
+        summarize(sweep_dir)
+    summary = read_sweep_summary(sweep_dir, SCALING)
+    runs = [r for r in summary["runs"] if (sweep_dir / r["name"] / WEIGHTS_FILE).is_file()]
     if not runs:
-        raise TinyinterpError(f"{sweep_dir}: no finished run has final weights ({rundir.WEIGHTS_FILE}) to evaluate")
+        raise TinyinterpError(f"{sweep_dir}: no finished run has final weights ({WEIGHTS_FILE}) to evaluate")
     return runs
 
 
@@ -198,9 +201,7 @@ def _series(rows: list[QualityRow], axis: str) -> dict[str, Any]:
     n_params: the width series (most common depth and heads); n_layers / n_heads: at the width where that
     axis takes the most values, the other one at its most common value.
     """
-    from analyses.scaling import _reference_shape
-
-    layers, heads = _reference_shape(rows)
+    layers, heads = reference_shape(rows)
     if axis == "n_params":
         pool, fixed = [r for r in rows if (r.n_layers, r.n_heads) == (layers, heads)], {"n_layers": layers, "n_heads": heads}
     else:
@@ -320,10 +321,8 @@ def describe(quality: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analyses.scaling import OUT_SUBDIR
-
     parser = argparse.ArgumentParser(prog="python -m analyses.scaling_quality", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", type=Path, help="sweep folder of `python -m training.sweep run`")
+    parser.add_argument("sweep", type=Path, help="sweep folder of `tinyinterp sweep run`")
     parser.add_argument("--out", type=Path, help=f"output folder (default: SWEEP/{OUT_SUBDIR})")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_arguments(parser)

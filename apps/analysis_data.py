@@ -18,9 +18,8 @@ import streamlit as st
 from apps import data
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.runlayout import EMERGENCE_SUBDIR, EMERGENCE_SUMMARY_FILE, EXPLANATIONS_SUBDIR, STEP_GLOB
 
-EMERGENCE_SUBDIR = "emergence"  # tinyinterp.interp.emergence.EMERGENCE_SUBDIR (imported lazily below)
-EXPLANATIONS_SUBDIR = "explanations"  # tinyinterp.explain.results.EXPLANATIONS_SUBDIR
 
 
 # ----- explanations (tinyinterp.explain) -------------------------------------------------------------
@@ -178,11 +177,11 @@ def emergence_dir(run: Path) -> Path:
 
 def has_emergence(run: Path) -> bool:
     folder = emergence_dir(run)
-    return folder.is_dir() and any(folder.glob("step_*/summary.json"))
+    return folder.is_dir() and any(folder.glob(f"{STEP_GLOB}/{EMERGENCE_SUMMARY_FILE}"))
 
 
 def emergence_version(run: Path) -> float:
-    return max((data.mtime(p) for p in emergence_dir(run).glob("step_*/summary.json")), default=0.0)
+    return max((data.mtime(p) for p in emergence_dir(run).glob(f"{STEP_GLOB}/{EMERGENCE_SUMMARY_FILE}")), default=0.0)
 
 
 @st.cache_resource(show_spinner="Loading the emergence analysis…", max_entries=8)

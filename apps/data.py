@@ -22,9 +22,8 @@ from tinyinterp.interp.categories import PURITY_FILE
 from tinyinterp.interp.compare import COMPARISON_FILE
 from tinyinterp.interp.heads import HEADS_FILE
 from tinyinterp.interp.neuron_index import INDEX_FILE, META_FILE, recorded_corpus_path
-from tinyinterp.interp.summary import COMPARE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
+from tinyinterp.runlayout import COMPARE_SUBDIR, EVAL_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
 
-EVAL_SUBDIR = "eval"
 # File names and scores of tinyinterp.evaluation.grading (not imported here: it pulls in the LLM client).
 GRADES_SUMMARY_FILE, GRADES_FILE, GRADE_CURVE_PNG = "grades_summary.json", "grades.jsonl", "grade_curve.png"
 GRADE_SCORES = ("grammar", "creativity", "consistency", "plot")
@@ -299,16 +298,13 @@ def generate_texts(run: str, version: float, prompt: str, n: int, max_new_tokens
 
 @st.cache_data(show_spinner=False)
 def neuron_activations(run: str, version: float, text: str, layer: int, neuron: int) -> tuple[list[str], list[float]]:
-    """Token strings of ``text`` and one MLP neuron's activation on each."""
+    """Token strings of ``text`` and one MLP neuron's activation on each (the forward stops after ``layer``)."""
+    from tinyinterp.interp.activations import sequence_activations
+
     model = load_model(run, version)
     ids = model.tokenizer.encode(text)[: model.cfg.n_ctx]
     if not ids:
         return [], []
-    got = {}
-
-    def grab(acts, hook):
-        got["a"] = acts[0, :, neuron].float().tolist()
-
-    with torch.no_grad():
-        model.run_with_hooks(torch.tensor([ids]), fwd_hooks=[(f"blocks.{layer}.mlp.hook_post", grab)], return_type=None)
-    return [model.tokenizer.token_str(i) for i in ids], got["a"]
+    name = f"blocks.{layer}.mlp.hook_post"
+    (acts,) = sequence_activations(model, [ids], [name], reduce=lambda _, a, batch: a[..., neuron].float().cpu())
+    return [model.tokenizer.token_str(i) for i in ids], acts[name].tolist()

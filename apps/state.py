@@ -34,7 +34,7 @@ class PathOutsideRoot(TinyinterpError):
 
 def is_model_dir(path: Path) -> bool:
     """Our run directory, or a local Hugging Face model folder (``config.json`` with ``model_type``)."""
-    from tinyinterp.external import is_hf_model_dir
+    from tinyinterp.hf.hub import is_hf_model_dir
 
     return rundir.is_run_dir(path) or is_hf_model_dir(path)
 

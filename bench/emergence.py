@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tinyinterp.checkpoints import list_checkpoints
+from tinyinterp.runlayout import EMERGENCE_SUMMARY_FILE, STEP_GLOB, corpus_dir, emergence_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "tinyinterp.cli"]
 
@@ -52,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
               "--max-steps", str(every * args.checkpoints), "--ckpt-every", str(every),
               "--keep-last", str(args.checkpoints + 1), "--batch-size", "8", "--seq-len", "64",
               "--vocab-size", "2000", "--eval-every", str(every), "--eval-batches", "1", "--no-progress"])
-        checkpoints = sorted((run / "checkpoints").glob("step_*"))
-        corpus = run / "data" / "train"
+        checkpoints = [c.folder for c in list_checkpoints(run)]
+        corpus = corpus_dir(run)
         print(f"run: {len(checkpoints)} checkpoints of test-small; {args.max_docs} docs indexed per checkpoint")
 
         emergence = _run([*CLI, "analyze", "emergence", str(run), "--max-docs", str(args.max_docs),
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                  str(args.max_docs), "--out", str(out / "neurons"), "--no-progress"])
             independent += _run([*CLI, "analyze", "heads", str(ckpt), "--corpus", str(corpus), "--n-samples",
                                  str(args.n_samples), "--seq-len", "64", "--out", str(out / "heads"), "--no-progress"])
-        n = len(list((run / "analysis" / "emergence").glob("step_*/summary.json")))
+        n = len(list(emergence_dir(run).glob(f"{STEP_GLOB}/{EMERGENCE_SUMMARY_FILE}")))
         print(f"emergence: {n} states in one process: {emergence:.1f} s ({emergence / n:.2f} s per state)")
         print(f"independent: {len(checkpoints)} x (analyze neurons + analyze heads): {independent:.1f} s "
               f"({independent / len(checkpoints):.2f} s per checkpoint)")

@@ -23,6 +23,7 @@ from datagen.runner import StoryRunConfig, done_ids, errors_path_for, pending_sp
 from datagen.store import AppendLog, atomic_write_json, atomic_write_text, compact, iter_jsonl, prune_errors
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.llm import ChatResult, InvalidReply, LLMClient
+from tinyinterp.llm.reply import first_choice, message_content, usage_tokens
 from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,15 @@ class BatchRun:
                     seen.add(cid)
                     if cid not in specs or cid in done:
                         continue
-                    resp = line.get("response") or {}
+                    resp = line.get("response") if isinstance(line.get("response"), dict) else {}
                     try:
                         if resp.get("status_code") != 200:
                             raise InvalidReply(f"batch line failed: {line.get('error') or resp.get('status_code')}")
                         body = resp["body"]
-                        usage = body.get("usage") or {}
-                        pt, ct = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+                        pt, ct = usage_tokens(body)
                         cost = self.client.stats.add_usage(self.client.model, pt, ct, self.client.config.prices, batch=True)
-                        choice = body["choices"][0]
-                        story = validate(choice["message"]["content"] or "")
+                        choice = first_choice(body)
+                        story = validate(message_content(body))
                     except (InvalidReply, KeyError, IndexError, TypeError) as err:
                         errors.append({"id": cid, "error": f"batch: {err}", "time": time.time()})
                         continue

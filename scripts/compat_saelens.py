@@ -89,7 +89,7 @@ def write_tf4_reference(run: Path, work: Path) -> None:
     """An export plus our logits on fixed tokens, for the transformers-4.x venv to load and compare."""
     import tinyinterp
     from safetensors.torch import save_file
-    from tinyinterp.export import export_run
+    from tinyinterp.hf.export import export_run
 
     export_run(run, work / "hf")
     model = tinyinterp.load(run)

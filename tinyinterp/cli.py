@@ -23,9 +23,10 @@ FEATURE_CLIS = (
     "training.scaling_cli",
     "tinyinterp.interp.cli",
     "tinyinterp.evaluation.cli",
-    "tinyinterp.export",
+    "tinyinterp.hf.export",
     "datagen.cli",
     "tinyinterp.explain.cli",
+    "tinyinterp.dictionaries.cli",
     "apps.cli",
 )
 

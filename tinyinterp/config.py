@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from tinyinterp.hf.families import hf_architecture_or_none
+
 ACTIVATIONS = ("gelu_new", "gelu", "relu")
 ATTENTION_TYPES = ("global", "local")
 NORMALIZATION_TYPES = ("LN", "LNPre")
@@ -138,12 +140,7 @@ class ModelConfig:
     def original_architecture(self) -> str:
         """The Hugging Face architecture this config exports as (TL's weight processing reads it to tell
         post-norm models apart); ``"HookedTransformer"`` for a config no HF architecture expresses."""
-        from tinyinterp.hf_convert import NotExpressibleError, hf_architecture_for
-
-        try:
-            return hf_architecture_for(self)
-        except NotExpressibleError:
-            return "HookedTransformer"
+        return hf_architecture_or_none(self) or "HookedTransformer"
 
     @property
     def use_local_attn(self) -> bool:

@@ -42,6 +42,7 @@ from tinyinterp.corpus_readers import (  # noqa: F401  (re-exported: the corpus 
 from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import DataError
 from tinyinterp.paths import data_dir
+from tinyinterp.runlayout import TRAIN_SPLIT, VAL_SPLIT
 from tinyinterp.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ TOKENS_FILE = "tokens.bin"
 OFFSETS_FILE = "doc_offsets.npy"
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
-TRAIN_DIR, VAL_DIR = "train", "val"
 _BATCH_DOCS = 1024  # documents per encode_batch call: big enough to keep the Rust threads busy
 
 
@@ -257,9 +257,9 @@ def prepare_corpus(
     docs = iter_documents(train_source, split="train", bad_bytes=bad_bytes, max_docs=max_docs)
     if val_source is None:
         return _split_by_hash(docs, tokenizer, out_dir, val_fraction, seed, progress, train_desc, val_desc)
-    train = tokenize_corpus(docs, tokenizer, out_dir / TRAIN_DIR, progress, source=train_desc)
+    train = tokenize_corpus(docs, tokenizer, out_dir / TRAIN_SPLIT, progress, source=train_desc)
     val_docs = iter_documents(val_source, split="validation", bad_bytes=bad_bytes, max_docs=max_docs)
-    val = tokenize_corpus(val_docs, tokenizer, out_dir / VAL_DIR, progress, source=val_desc)
+    val = tokenize_corpus(val_docs, tokenizer, out_dir / VAL_SPLIT, progress, source=val_desc)
     return train, val
 
 
@@ -268,7 +268,7 @@ def _split_by_hash(
     train_desc: str, val_desc: str,
 ) -> tuple[TokenizedCorpus, TokenizedCorpus]:
     """One pass over ``docs`` feeds both writers, so a streamed hub dataset is read only once."""
-    train_w, val_w = _CorpusWriter(out_dir / TRAIN_DIR, tokenizer), _CorpusWriter(out_dir / VAL_DIR, tokenizer)
+    train_w, val_w = _CorpusWriter(out_dir / TRAIN_SPLIT, tokenizer), _CorpusWriter(out_dir / VAL_SPLIT, tokenizer)
 
     def sink(batch: list[str]) -> list[int]:
         is_val = [is_validation_doc(d, val_fraction, seed) for d in batch]
@@ -289,7 +289,7 @@ def _split_by_hash(
 def _reuse(out_dir: Path, tokenizer: Tokenizer, train_desc: str, val_desc: str) -> tuple[TokenizedCorpus, TokenizedCorpus] | None:
     """The finished train/val corpora in ``out_dir`` if they were built from these sources with this tokenizer."""
     try:
-        train, val = TokenizedCorpus.open(out_dir / TRAIN_DIR), TokenizedCorpus.open(out_dir / VAL_DIR)
+        train, val = TokenizedCorpus.open(out_dir / TRAIN_SPLIT), TokenizedCorpus.open(out_dir / VAL_SPLIT)
     except DataError:
         return None
     if (train.source, val.source) != (train_desc, val_desc):

@@ -156,7 +156,7 @@ def _iter_jsonl(reader: _LineReader) -> Iterator[str]:
 
 
 def _iter_hub(name: str, split: str) -> Iterator[str]:
-    from tinyinterp.hub import hub_reachable, offline_mode
+    from tinyinterp.hf.hub import hub_reachable, offline_mode
 
     # Offline, datasets would retry for ~25 s before failing; with HF_HUB_OFFLINE / HF_DATASETS_OFFLINE
     # set it answers from its cache at once, so only that case goes on to load_dataset.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyinterp import rundir
+from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.zoo import OFFICIAL_CHECKPOINTS, PRESETS, preset_config
 
@@ -37,10 +38,16 @@ def describe_preset(name: str) -> str:
     return "\n".join(lines)
 
 
-def describe_run(path: Path) -> str:
-    cfg = rundir.read_model_config(path)
-    config = rundir.read_json(path / rundir.CONFIG_FILE)
-    lines = [f"run {path}", f"  preset: {cfg.preset or '(custom)'}"]
+def describe_run(path: Path, checkpoint: Path | None = None) -> str:
+    """A finished run; or, with ``checkpoint``, a run without final weights described from that checkpoint."""
+    source = checkpoint or path
+    cfg = rundir.read_model_config(source)
+    config = rundir.read_json(source / rundir.CONFIG_FILE)
+    lines = [f"run {path}"]
+    if checkpoint is not None:
+        lines[0] += (f": no final weights ({rundir.WEIGHTS_FILE}) yet, being trained or interrupted; "
+                     f"latest checkpoint {checkpoint.name} (`tinyinterp generate` and `analyze` use it)")
+    lines.append(f"  preset: {cfg.preset or '(custom)'}")
     lines.append(
         f"  shape: d_model={cfg.d_model} layers={cfg.n_layers} heads={cfg.n_heads} d_mlp={cfg.d_mlp} "
         f"n_ctx={cfg.n_ctx} d_vocab={cfg.d_vocab}"
@@ -50,7 +57,7 @@ def describe_run(path: Path) -> str:
     if train:
         keys = ("batch_size", "seq_len", "lr", "max_steps", "max_minutes", "seed")
         lines.append("  training: " + ", ".join(f"{k}={train[k]}" for k in keys if k in train))
-    weights = path / rundir.WEIGHTS_FILE
+    weights = source / rundir.WEIGHTS_FILE
     if weights.is_file():  # recomputes the checksum recorded at write time: a flipped byte shows here
         lines.append(f"  weights: {rundir.verify_tensors_file(weights)}")
     else:
@@ -62,9 +69,8 @@ def describe_run(path: Path) -> str:
         lines.append(f"  trained: {last.get('step')} steps, {last.get('tokens', 0):,} tokens")
         if vals:
             lines.append(f"  last val loss: {vals[-1]['val_loss']:.4f} nats/token (step {vals[-1]['step']})")
-    ckpt_dir = path / rundir.CHECKPOINTS_DIR
-    if ckpt_dir.is_dir():
-        ckpts = sorted(p.name for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("step_"))
+    if (path / rundir.CHECKPOINTS_DIR).is_dir():
+        ckpts = [c.folder.name for c in list_checkpoints(path)]
         lines.append(f"  checkpoints: {len(ckpts)}" + (f" (latest {ckpts[-1]})" if ckpts else ""))
     analysis = path / rundir.ANALYSIS_DIR
     if analysis.is_dir():
@@ -93,6 +99,9 @@ def describe(target: str | None) -> str:
     path = Path(target).expanduser()
     if path.is_dir() and (path / rundir.CONFIG_FILE).is_file() and "model" in rundir.read_json(path / rundir.CONFIG_FILE):
         return describe_run(path)
+    latest = latest_checkpoint(path) if path.is_dir() and not (path / rundir.WEIGHTS_FILE).is_file() else None
+    if latest is not None:
+        return describe_run(path, checkpoint=latest)
     if path.exists() and not path.is_dir():
         raise TinyinterpError(f"{path}: expected a run directory, a preset name or a model name")
     return describe_model(target)

@@ -3,9 +3,11 @@
 Built on ``HookedRootModule`` + ``HookPoint`` (TransformerLens 4 removed ``HookedTransformer``),
 so ``run_with_cache``, ``run_with_hooks`` and hook editing work exactly as analysis code expects.
 Training speed matters, so attention takes a fast path through
-``F.scaled_dot_product_attention`` whenever nothing hooks ``hook_attn_scores`` or
-``hook_pattern``; as soon as a hook is attached there (or ``use_fast_attention`` is off) the
-pattern is materialised and the hooks fire and may edit it. Both paths agree to ~1e-6.
+``F.scaled_dot_product_attention`` whenever nothing may observe ``hook_attn_scores`` or
+``hook_pattern``; as soon as anything may (a torch hook — run_with_cache / run_with_hooks — or a
+``forward`` replaced on the HookPoint, which is how nnsight instruments, see :func:`_is_hooked`), or
+``use_fast_attention`` is off, the pattern is materialised and the hooks fire and may edit it. Both
+paths agree to ~1e-6. LayerNorm's ``hook_scale`` follows the same rule.
 
     >>> from tinyinterp.zoo import preset_config
     >>> model = HookedTransformer(preset_config("test-tiny", d_vocab=100))
@@ -252,6 +254,9 @@ class Attention(AttentionWeights, nn.Module):
         else:
             B, T, _ = x.shape
             q, k, v = (t.view(B, T, H, dh) for t in self.qkv(x).split(self.cfg.d_model, dim=-1))
+        if _is_hooked(self.hook_q, self.hook_k, self.hook_v):
+            # split()'s outputs are views autograd forbids editing in place; TL demos edit hook_v in place.
+            q, k, v = q.clone(), k.clone(), v.clone()
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         past = 0
         if kv_cache is not None:
@@ -399,6 +404,7 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.name: str | None = None  # display name of an imported checkpoint (its hub name or folder)
         self.embed = Embed(cfg.d_vocab, cfg.d_model)
         self.pos_embed = PosEmbed(cfg.n_ctx, cfg.d_model)
         self.hook_tokens = HookPoint()  # (batch, pos) token ids; fires only with cfg.use_hook_tokens, as TL

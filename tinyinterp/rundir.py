@@ -2,7 +2,7 @@
 
 A run directory holds ``config.json`` (the dataclass configs), ``tokenizer.json``,
 ``model.safetensors``, an append-only ``metrics.jsonl``, ``checkpoints/step_XXXXXXXX/``
-and ``analysis/``. Weights are safetensors only (never pickle). Every write goes through
+and ``analysis/`` (the names: :mod:`tinyinterp.runlayout`). Weights are safetensors only (never pickle). Every write goes through
 a temp file + ``os.replace`` so an interrupted write never leaves a corrupt file behind.
 
 Integrity checks, each one line when it fails:
@@ -13,10 +13,12 @@ Integrity checks, each one line when it fails:
   without the key (older runs) load unchecked. Cost, measured on the tinystories-33m preset
   (181 MB of float32 weights at a 10,001-token vocabulary): sha256 runs at ~450 MB/s on one core,
   so about 0.4 s on load and the same on save, next to 1.2-2.6 s for building and filling the model.
+  A write that fails inside safetensors (disk full...) is re-raised as the ``OSError`` it wraps, so callers
+  that turn disk errors into one line see it like any other write.
 * **Tokenizer fingerprint.** ``config.json`` keeps ``tokenizer.fingerprint``; :func:`load_run`
   refuses a ``tokenizer.json`` with another fingerprint even when its vocabulary size matches.
-* **One writer.** :func:`tinyinterp.runlock.lock_run_dir` takes an exclusive ``flock`` on ``RUN/.lock`` for the life of a
-  training process. The kernel drops it when the process dies (even ``kill -9``), so a lock left by a
+* **One writer.** :func:`tinyinterp.runlock.lock_run_dir` takes an exclusive ``flock`` on the run directory and on
+  ``RUN/.lock`` for the life of a training process. The kernel drops it when the process dies (even ``kill -9``), so a lock left by a
   killed process is never stale: the next trainer takes it over. A second live writer gets one line
   naming the holder.
 * **Metrics log.** ``metrics.jsonl`` is appended one fsynced line at a time. Readers skip a torn last
@@ -26,10 +28,12 @@ Integrity checks, each one line when it fails:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +50,18 @@ from tinyinterp.atomic import (  # noqa: F401 (re-exported)
 )
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import RunDirError
+from tinyinterp.runlayout import (  # noqa: F401 (the names live in runlayout; older callers read them here)
+    ANALYSIS_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+)
 from tinyinterp.runlock import LOCK_FILE, RunDirLockedError, lock_run_dir  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
-WEIGHTS_FILE = "model.safetensors"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-ANALYSIS_DIR = "analysis"
 CHECKSUM_KEY = "tinyinterp.sha256"
 """safetensors metadata key holding :func:`tensors_digest` of the file's tensors."""
 
@@ -87,7 +93,10 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     try:
         # safetensors refuses shared storage (tied weights); clone so every tensor owns its memory.
         owned = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
-        save_file(owned, tmp, metadata={**(metadata or {}), CHECKSUM_KEY: tensors_digest(owned)})
+        try:
+            save_file(owned, tmp, metadata={**(metadata or {}), CHECKSUM_KEY: tensors_digest(owned)})
+        except SafetensorError as e:  # an I/O failure (ENOSPC...) surfaces as SafetensorError: give it its OSError back
+            raise _as_os_error(e, path) from None
         os.chmod(tmp, mode_for_new_file(path))  # safetensors recreates the file 0600; give it ordinary permissions
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -95,6 +104,13 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _as_os_error(error: SafetensorError, path: Path) -> OSError:
+    """The OSError inside a safetensors write error (``... No space left on device (os error 28)``), else EIO."""
+    match = re.search(r"(?:os error |code: )(\d+)", str(error))
+    code = int(match.group(1)) if match else errno.EIO
+    return OSError(code, os.strerror(code), str(path))
 
 
 def read_json(path: Path) -> Any:
@@ -123,6 +139,8 @@ def read_jsonl(path: Path, skip_bad: bool = False) -> list[dict[str, Any]]:
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a folder (or other non-file) in the log's place is damage, not "no log yet"
+            raise RunDirError(f"{path}: exists but is not a file; move it away (a new log starts) or put the log back")
         return []
     records = []
     text = path.read_bytes().decode("utf-8", errors="replace")

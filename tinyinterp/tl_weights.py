@@ -264,11 +264,13 @@ class ModelWeights(CircuitMatrices):
             center_unembed=center_unembed, fold_value_biases=fold_value_biases,
             refactor_factored_attn_matrices=refactor_factored_attn_matrices,
         )
+        # Everything that can fail is above this line (the state dict is computed on copies): the model is
+        # changed only once the result is known to fit, never left half-processed.
+        self._make_room_for(sd)
         if fold_ln:
             self.cfg.normalization_type = "LNPre"
             for ln in [m for block in self.blocks for m in (block.ln1, block.ln2)] + [self.ln_final]:
                 ln.w, ln.b = None, None
-        self._make_room_for(sd)
         self.load_tl_state_dict(sd)
         self.setup()
         return self
@@ -276,7 +278,9 @@ class ModelWeights(CircuitMatrices):
     def _make_room_for(self, sd: dict[str, torch.Tensor]) -> None:
         """Add the parameters a processed state dict needs that this architecture lacks."""
         device, dtype = self.W_E.device, self.W_E.dtype
-        if self.cfg.tie_embeddings and not torch.equal(sd["unembed.W_U"].T, self.embed.weight):
+        # Tied only if the processed W_U still equals the processed W_E (centring the writing weights changes
+        # W_E; without center_unembed W_U stays as it was, so the two part ways).
+        if self.cfg.tie_embeddings and not torch.equal(sd["unembed.W_U"].T, sd["embed.W_E"]):
             self.unembed.weight = nn.Parameter(self.embed.weight.detach().clone())
             self.cfg.tie_embeddings = False
         if self.unembed.bias is None and sd["unembed.b_U"].abs().max() > 0:

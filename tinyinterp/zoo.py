@@ -30,9 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyinterp.config import ModelConfig
-
-
-ARCHITECTURES = ("gpt-neo", "gpt2", "legacy")
+from tinyinterp.hf.families import ARCHITECTURES, family
 
 
 @dataclass(frozen=True)
@@ -44,46 +42,36 @@ class Preset:
     arch: str = "gpt-neo"
     window_size: int = 256
     description: str = ""
+    official: str | None = None
+    """The hub name of the released checkpoint this preset mirrors (the one list of official names)."""
+
+    def __post_init__(self) -> None:
+        if not self.description and self.official:
+            object.__setattr__(self, "description", f"shape of {self.official}")
 
 
 def arch_fields(arch: str, n_layers: int, window_size: int = 256) -> dict:
-    """The :class:`ModelConfig` fields that make a config one of :data:`ARCHITECTURES`."""
-    if arch == "gpt-neo":
-        return dict(
-            attn_types=[("global", "local")[layer % 2] for layer in range(n_layers)], window_size=window_size,
-            use_attn_scale=False, qkv_bias=False, tie_embeddings=True, unembed_bias=False,
-        )
-    if arch == "gpt2":
-        return dict(attn_types=None, use_attn_scale=True, qkv_bias=True, tie_embeddings=True, unembed_bias=False)
-    if arch == "legacy":
-        return dict(attn_types=None, use_attn_scale=True, qkv_bias=True, tie_embeddings=False, unembed_bias=True)
-    raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    """The :class:`ModelConfig` fields that make a config one of :data:`ARCHITECTURES` (owned by the
+    family adapters in :mod:`tinyinterp.hf`)."""
+    return family(arch).fields(n_layers, window_size)
 
 
 PRESETS: dict[str, Preset] = {
-    "tinystories-1m": Preset(64, 8, description="shape of roneneldan/TinyStories-1M"),
-    "tinystories-3m": Preset(128, 8, description="shape of roneneldan/TinyStories-3M"),
-    "tinystories-8m": Preset(256, 8, description="shape of roneneldan/TinyStories-8M"),
-    "tinystories-28m": Preset(512, 8, description="shape of roneneldan/TinyStories-28M"),
-    "tinystories-33m": Preset(768, 4, description="shape of roneneldan/TinyStories-33M"),
-    "tinystories-1l-21m": Preset(1024, 1, description="shape of roneneldan/TinyStories-1Layer-21M"),
-    "tinystories-2l-33m": Preset(1024, 2, description="shape of roneneldan/TinyStories-2Layers-33M"),
+    "tinystories-1m": Preset(64, 8, official="roneneldan/TinyStories-1M"),
+    "tinystories-3m": Preset(128, 8, official="roneneldan/TinyStories-3M"),
+    "tinystories-8m": Preset(256, 8, official="roneneldan/TinyStories-8M"),
+    "tinystories-28m": Preset(512, 8, official="roneneldan/TinyStories-28M"),
+    "tinystories-33m": Preset(768, 4, official="roneneldan/TinyStories-33M"),
+    "tinystories-1l-21m": Preset(1024, 1, official="roneneldan/TinyStories-1Layer-21M"),
+    "tinystories-2l-33m": Preset(1024, 2, official="roneneldan/TinyStories-2Layers-33M"),
     # Tiny presets for tests and CPU smoke runs (not from the paper).
     "test-tiny": Preset(32, 2, n_heads=4, n_ctx=64, arch="legacy", description="unit tests"),
     "test-neo": Preset(32, 2, n_heads=4, n_ctx=64, window_size=8, description="unit tests, GPT-Neo with an 8-token window"),
     "test-small": Preset(64, 2, n_heads=4, n_ctx=128, arch="legacy", description="fast CPU smoke runs"),
 }
 
-# The official checkpoints these presets mirror, for `tinyinterp info`.
-OFFICIAL_CHECKPOINTS = {
-    "tinystories-1m": "roneneldan/TinyStories-1M",
-    "tinystories-3m": "roneneldan/TinyStories-3M",
-    "tinystories-8m": "roneneldan/TinyStories-8M",
-    "tinystories-28m": "roneneldan/TinyStories-28M",
-    "tinystories-33m": "roneneldan/TinyStories-33M",
-    "tinystories-1l-21m": "roneneldan/TinyStories-1Layer-21M",
-    "tinystories-2l-33m": "roneneldan/TinyStories-2Layers-33M",
-}
+# Preset name → the official checkpoint it mirrors (`tinyinterp info`, the app's "load an official checkpoint").
+OFFICIAL_CHECKPOINTS = {name: p.official for name, p in PRESETS.items() if p.official}
 
 
 def preset_config(name: str, d_vocab: int, arch: str | None = None, **overrides) -> ModelConfig:

@@ -4,17 +4,21 @@ A checkpoint is written into a hidden temp folder ``checkpoints/.tmp-step_XXXXXX
 (``config.json``, ``tokenizer.json``, ``model.safetensors``, ``optimizer.pt``, ``rng.safetensors``
 and, last, ``state.json``), fsynced, and then renamed into place; a rename is atomic on POSIX,
 so a crash (even ``kill -9``) mid-write leaves only a temp folder, which
-:func:`latest_checkpoint` never picks and :func:`remove_stale_temp_dirs` deletes. Weights are
+:func:`tinyinterp.checkpoints.latest_checkpoint` never picks and :func:`remove_stale_temp_dirs` deletes. Weights are
 safetensors; the optimizer state goes through ``torch.save`` and is read back with
 ``torch.load(weights_only=True)`` (plain tensors, numbers and lists only, no pickled code); a file
 holding anything else is refused with one line that says to delete the checkpoint, never with
-torch's own advice to disable the check. Re-saving an existing step swaps folders through a
+torch's own advice to disable the check. ``state.json`` records the sha256 of ``optimizer.pt``'s bytes
+(``optimizer_sha256``), checked before the file is parsed, as the weights' checksum is; checkpoints written
+before it existed resume unchecked. A bad checkpoint's message names its folder and the checkpoint a
+resume falls back to once it is deleted. Listing checkpoints is :mod:`tinyinterp.checkpoints`. Re-saving an existing step swaps folders through a
 ``.tmp-old-`` name; if a kill lands between the two renames, :func:`remove_stale_temp_dirs` puts
 the old folder back instead of deleting it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -27,46 +31,36 @@ from typing import Any
 import torch
 
 from tinyinterp import rundir
+from tinyinterp.checkpoints import list_checkpoints
 from tinyinterp.errors import RunDirError
+from tinyinterp.runlayout import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    OPTIMIZER_CHECKSUM_KEY,
+    OPTIMIZER_FILE,
+    RNG_FILE,
+    STATE_FILE,
+    TEMP_PREFIX,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    step_name,
+)
 
 log = logging.getLogger(__name__)
 
-OPTIMIZER_FILE = "optimizer.pt"
-STATE_FILE = "state.json"
-RNG_FILE = "rng.safetensors"
-_STEP_DIR = re.compile(r"^step_(\d{8})$")
-_TMP_PREFIX = ".tmp-"
+_OLD_SWAP_PREFIX = f"{TEMP_PREFIX}old-"
 
 
 def checkpoint_name(step: int) -> str:
-    return f"step_{step:08d}"
+    return step_name(step)
 
 
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of ``run_dir`` as (step, path), oldest first."""
-    root = Path(run_dir) / rundir.CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = _STEP_DIR.match(path.name)
-        if match and path.is_dir() and (path / STATE_FILE).is_file() and (path / rundir.WEIGHTS_FILE).is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint folder, or None. Temp folders of interrupted writes never qualify."""
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
-
-
-_OLD_SWAP = re.compile(rf"^{re.escape(_TMP_PREFIX)}old-(step_\d{{8}})-\d+$")
+_OLD_SWAP = re.compile(rf"^{re.escape(_OLD_SWAP_PREFIX)}(step_\d{{8}})-\d+$")
 
 
 def remove_stale_temp_dirs(run_dir: Path) -> None:
     """Delete temp folders left by checkpoint writes that were interrupted (restoring a half-swapped one)."""
-    root = Path(run_dir) / rundir.CHECKPOINTS_DIR
+    root = Path(run_dir) / CHECKPOINTS_DIR
     if root.is_dir():
         for path in sorted(root.iterdir()):
             swapped = _OLD_SWAP.match(path.name)
@@ -74,7 +68,7 @@ def remove_stale_temp_dirs(run_dir: Path) -> None:
                 log.info("restoring %s: its replacement was interrupted", swapped.group(1))
                 os.replace(path, root / swapped.group(1))
                 continue
-            if path.name.startswith(_TMP_PREFIX):
+            if path.name.startswith(TEMP_PREFIX):
                 log.info("removing interrupted checkpoint write %s", path)
                 shutil.rmtree(path, ignore_errors=True)
 
@@ -103,26 +97,27 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], config: dict[str, Any], tokenizer=None) -> Path:
     """Write checkpoint ``step`` atomically and return its folder."""
-    root = Path(run_dir) / rundir.CHECKPOINTS_DIR
+    root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f"{_TMP_PREFIX}{checkpoint_name(step)}-{os.getpid()}"
+    tmp = root / f"{TEMP_PREFIX}{checkpoint_name(step)}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         if tokenizer is not None:
-            tokenizer.save(tmp / rundir.TOKENIZER_FILE)
-        rundir.save_weights(tmp / rundir.WEIGHTS_FILE, model)
+            tokenizer.save(tmp / TOKENIZER_FILE)
+        rundir.save_weights(tmp / WEIGHTS_FILE, model)
         with open(tmp / OPTIMIZER_FILE, "wb") as f:
             torch.save(optimizer.state_dict(), f)
             f.flush()
             os.fsync(f.fileno())
+        optimizer_digest = file_sha256(tmp / OPTIMIZER_FILE)  # of the bytes on disk: what a resume will read
         rundir.atomic_save_tensors(tmp / RNG_FILE, rng_state())
-        rundir.atomic_write_json(tmp / rundir.CONFIG_FILE, config)
-        rundir.atomic_write_json(tmp / STATE_FILE, {**state, "step": step})  # last: marks the folder complete
+        rundir.atomic_write_json(tmp / CONFIG_FILE, config)
+        rundir.atomic_write_json(tmp / STATE_FILE, {**state, "step": step, OPTIMIZER_CHECKSUM_KEY: optimizer_digest})  # last: marks the folder complete
         _fsync_dir(tmp)
         if final.exists():  # re-saving a step (a resumed run ending where it started): swap, then delete
-            old = root / f"{_TMP_PREFIX}old-{checkpoint_name(step)}-{os.getpid()}"
+            old = root / f"{_OLD_SWAP_PREFIX}{checkpoint_name(step)}-{os.getpid()}"
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -138,8 +133,16 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
 def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` checkpoints."""
     found = list_checkpoints(run_dir)
-    for _, path in found[:-keep_last] if keep_last > 0 else found:
-        shutil.rmtree(path, ignore_errors=True)
+    for old in found[:-keep_last] if keep_last > 0 else found:
+        shutil.rmtree(old.folder, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass
@@ -150,15 +153,28 @@ class LoadedCheckpoint:
     rng: dict[str, torch.Tensor]
 
 
-def _load_optimizer_state(path: Path, device: torch.device | str) -> dict[str, Any]:
+def _delete_advice(folder: Path) -> str:
+    """What to do about a bad checkpoint: remove its folder (never "use a checkpoint" pointing back at it)."""
+    older = [c for c in list_checkpoints(folder.parent.parent) if c.folder != folder]
+    if older:
+        return f"delete {folder} to resume from the previous checkpoint ({older[-1].folder.name})"
+    return f"delete {folder} to start the run over (it has no older checkpoint)"
+
+
+def _load_optimizer_state(path: Path, device: torch.device | str, recorded_sha256: str | None = None) -> dict[str, Any]:
     """``torch.load(weights_only=True)``; every failure becomes one line of our own.
 
+    With ``recorded_sha256`` (``state.json`` of checkpoints written since the optimizer state got a
+    checksum) the file's bytes are checked first, so a damaged or replaced file is never parsed.
     torch's messages for a refused file recommend ``weights_only=False``, i.e. running whatever code
     the file carries; an optimizer state never needs that, so the text is never passed on.
     """
-    delete = f"delete {path.parent} to resume from an older checkpoint"
+    delete = _delete_advice(path.parent)
     if not path.is_file():
         raise RunDirError(f"{path}: optimizer state not found; {delete}")
+    if recorded_sha256 is not None and file_sha256(path) != recorded_sha256:
+        raise RunDirError(f"{path}: refused: its bytes do not match the sha256 recorded in {STATE_FILE} when it was "
+                          f"written (damaged on disk or replaced); {delete}")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:
@@ -173,8 +189,17 @@ def _load_optimizer_state(path: Path, device: torch.device | str) -> dict[str, A
 def load_checkpoint(path: Path, model: torch.nn.Module, device: torch.device | str = "cpu") -> LoadedCheckpoint:
     """Load weights into ``model`` and return the optimizer state, RNG state and trainer state."""
     path = Path(path)
-    rundir.load_weights(path / rundir.WEIGHTS_FILE, model)
-    state = rundir.read_json(path / STATE_FILE)
-    optimizer_state = _load_optimizer_state(path / OPTIMIZER_FILE, device)
-    rng = rundir.load_tensors(path / RNG_FILE) if (path / RNG_FILE).is_file() else {}
+    try:
+        rundir.load_weights(path / WEIGHTS_FILE, model)
+        state = rundir.read_json(path / STATE_FILE)
+        if not isinstance(state, dict):
+            raise RunDirError(f"{path / STATE_FILE}: not a JSON object")
+        recorded = state.get(OPTIMIZER_CHECKSUM_KEY)
+        optimizer_state = _load_optimizer_state(path / OPTIMIZER_FILE, device, recorded if isinstance(recorded, str) else None)
+        rng = rundir.load_tensors(path / RNG_FILE) if (path / RNG_FILE).is_file() else {}
+    except RunDirError as e:
+        message = str(e)
+        if "; delete " not in message:  # the file's own advice ("use a checkpoint from checkpoints/") points back here
+            message = message.split("; restore it")[0] + f"; {_delete_advice(path)}"
+        raise type(e)(message) from None  # keep the subclass (CorruptWeightsError...)
     return LoadedCheckpoint(path=path, state=state, optimizer_state=optimizer_state, rng=rng)

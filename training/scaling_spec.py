@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,22 @@ CUSTOM_PRESET = "custom"
 _SPEC_KEYS = {"defaults", "grid", "budget", "evals_per_run", "warmup_fraction", "n_ctx", "d_mlp_ratio", "train"}
 
 
+def exact_number(x: float) -> str:
+    """``f"{x:g}"`` when it reads back as ``x`` (the names of earlier releases), else the shortest exact form.
+
+    ``:g`` keeps 6 significant digits, so 1e-3 and 1.0000001e-3 once shared a run directory.
+    """
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
+
+
+def _positive_number(value: Any, what: str) -> float:
+    """A finite number > 0 (not a bool, not a string), else one line naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise TinyinterpError(f"{what}: give a list of finite positive numbers, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class RunPoint:
     """One run of the sweep: a model shape, an optimiser setting and a budget."""
@@ -55,9 +72,10 @@ class RunPoint:
 
     @property
     def name(self) -> str:
+        """Unique per point: numbers are written exactly (``:g`` where that is exact, as every earlier name)."""
         tag = "c" if self.budget_kind == "flops" else "t"
-        budget = f"{self.budget:g}".replace("+", "")
-        return f"d{self.d_model}-l{self.n_layers}-h{self.n_heads}-lr{self.lr:g}-s{self.seed}-{tag}{budget}"
+        budget = exact_number(self.budget).replace("+", "")
+        return f"d{self.d_model}-l{self.n_layers}-h{self.n_heads}-lr{exact_number(self.lr)}-s{self.seed}-{tag}{budget}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,12 +123,25 @@ class ScalingSpec:
     def __post_init__(self) -> None:
         if self.budget_kind not in BUDGET_KINDS:
             raise TinyinterpError(f"spec budget: use 'tokens' or 'flops', got {self.budget_kind!r}")
-        if not self.budgets or not all(isinstance(b, (int, float)) and b > 0 for b in self.budgets):
-            raise TinyinterpError(f"spec budget.{self.budget_kind}: give a list of positive numbers, got {self.budgets!r}")
-        if not isinstance(self.evals_per_run, int) or self.evals_per_run < 1:
+        if not self.budgets or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) and b > 0
+                                       for b in self.budgets):
+            raise TinyinterpError(f"spec budget.{self.budget_kind}: give a list of finite positive numbers, got {self.budgets!r}")
+        if not isinstance(self.defaults, dict):
+            raise TinyinterpError(f"spec defaults: must be a mapping of axis -> value, got {self.defaults!r}")
+        bad = set(self.defaults) - set(AXES)
+        if bad:
+            raise TinyinterpError(f"spec defaults: unknown axes {sorted(bad)}; use {', '.join(AXES)}")
+        if not isinstance(self.train, dict):
+            raise TinyinterpError(f"spec train: must be a mapping of TrainConfig fields, got {self.train!r}")
+        if isinstance(self.evals_per_run, bool) or not isinstance(self.evals_per_run, int) or self.evals_per_run < 1:
             raise TinyinterpError(f"spec evals_per_run: must be a positive integer, got {self.evals_per_run!r}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise TinyinterpError(f"spec warmup_fraction: must be in [0, 1), got {self.warmup_fraction!r}")
+        if (isinstance(self.warmup_fraction, bool) or not isinstance(self.warmup_fraction, (int, float))
+                or not 0 <= self.warmup_fraction < 1):
+            raise TinyinterpError(f"spec warmup_fraction: must be a number in [0, 1), got {self.warmup_fraction!r}")
+        if self.n_ctx is not None and (isinstance(self.n_ctx, bool) or not isinstance(self.n_ctx, int) or self.n_ctx < 1):
+            raise TinyinterpError(f"spec n_ctx: must be a positive integer (or absent: the training seq_len), got {self.n_ctx!r}")
+        if isinstance(self.d_mlp_ratio, bool) or not isinstance(self.d_mlp_ratio, int) or self.d_mlp_ratio < 1:
+            raise TinyinterpError(f"spec d_mlp_ratio: must be a positive integer, got {self.d_mlp_ratio!r}")
         for key in ("lr", "seed", "max_steps", "preset", "max_minutes"):
             if key in self.train:
                 raise TinyinterpError(f"spec train.{key}: set per run by the sweep; use defaults/grid (lr, seed) or budget")
@@ -123,6 +154,8 @@ class ScalingSpec:
             if bad:
                 raise TinyinterpError(f"spec grid: unknown axes {sorted(bad)}; use {', '.join(AXES)}")
         self.points()  # validates every shape
+        if self.n_ctx is not None and self.n_ctx < self.base_train().seq_len:
+            raise TinyinterpError(f"spec n_ctx: {self.n_ctx} is shorter than the training seq_len {self.base_train().seq_len}")
 
     # ----- loading ------------------------------------------------------------------------------
 
@@ -142,7 +175,7 @@ class ScalingSpec:
         if not isinstance(grid, list) or not all(isinstance(g, dict) for g in grid):
             raise TinyinterpError(f"{source}: 'grid' must be a mapping of axis -> list, or a list of such mappings")
         grid = [{k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in g.items()} for g in grid]
-        values = [float(v) for v in (values if isinstance(values, list) else [values])]
+        values = [_positive_number(v, f"{source}: budget.{kind}") for v in (values if isinstance(values, list) else [values])]
         fields = {k: data[k] for k in ("defaults", "evals_per_run", "warmup_fraction", "n_ctx", "d_mlp_ratio", "train") if k in data}
         return cls(grid=grid, budget_kind=kind, budgets=values, **fields)
 
@@ -182,12 +215,17 @@ class ScalingSpec:
                         point = RunPoint(int(d), int(layers), int(heads), float(lr), int(seed), self.budget_kind, float(budget))
                     except (TypeError, ValueError):
                         raise TinyinterpError(f"spec grid: non-numeric value among {d, layers, heads, lr, seed}") from None
-                    if point.d_model % point.n_heads or min(point.d_model, point.n_layers, point.n_heads) < 1 or point.lr <= 0:
+                    if (min(point.d_model, point.n_layers, point.n_heads) < 1 or point.d_model % point.n_heads
+                            or not math.isfinite(point.lr) or point.lr <= 0):
                         raise TinyinterpError(f"spec grid: invalid shape d_model={d}, n_layers={layers}, n_heads={heads}, "
                                               f"lr={lr} (d_model must be a multiple of n_heads, all positive)")
                     if point not in seen:
                         seen.add(point)
                         points.append(point)
+        names: dict[str, RunPoint] = {}
+        for point in points:  # exact names make this impossible; refuse rather than let two runs share a folder
+            if names.setdefault(point.name, point) != point:
+                raise TinyinterpError(f"spec grid: {names[point.name]} and {point} would share the run folder {point.name}")
         return points
 
     def plan(self, point: RunPoint, d_vocab: int) -> RunPlan:

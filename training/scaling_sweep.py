@@ -1,17 +1,20 @@
 """Scaling sweeps: ``run`` (a shard of the grid), ``list`` (one command per run), ``summarize`` (merge).
 
-    python -m training.sweep run training/scaling_tiny.yaml --out runs/scaling-tiny --shard 0/2
-    python -m training.sweep run training/scaling_tiny.yaml --out runs/scaling-tiny --shard 1/2
-    python -m training.sweep summarize runs/scaling-tiny
-    python -m training.sweep list training/scaling_tiny.yaml --out runs/scaling-tiny   # for a Slurm array:
-    #   sbatch --array=1-$N --wrap 'eval "$(python -m training.sweep list SPEC --out OUT | sed -n ${SLURM_ARRAY_TASK_ID}p)"'
+    tinyinterp sweep run training/scaling_tiny.yaml --out runs/scaling-tiny --shard 0/2
+    tinyinterp sweep run training/scaling_tiny.yaml --out runs/scaling-tiny --shard 1/2
+    tinyinterp sweep summarize runs/scaling-tiny
+    tinyinterp sweep list training/scaling_tiny.yaml --out runs/scaling-tiny   # for a Slurm array:
+    #   sbatch --array=1-$N --wrap 'eval "$(tinyinterp sweep list SPEC --out OUT | sed -n ${SLURM_ARRAY_TASK_ID}p)"'
 
 Every run is an ordinary run directory ``<out>/<name>/`` (resumable: rerunning continues from its last
 checkpoint, and a finished run is skipped), so any job launcher can run the grid: one shard per process,
-one run per array task, or ``torchrun --nproc_per_node=N -m training.sweep run SPEC --only NAME`` for DDP.
+one run per array task, or ``torchrun --nproc_per_node=N -m training.scaling_sweep run SPEC --only NAME`` for DDP
+(``python -m training.scaling_sweep`` is this module's command line; ``python -m training.sweep run|list|summarize``
+of earlier releases still works).
 The tokenizer and corpus are built once into ``<out>/data`` (under a file lock, so shards started
-together wait for one builder). ``summarize`` writes ``<out>/sweep_summary.json`` from whatever has
-finished; ``analyses/scaling.py`` fits and plots it.
+together wait for one builder). ``summarize`` writes ``<out>/sweep_summary.json`` (kind ``scaling``, the
+schema of :mod:`tinyinterp.scaling.summary`) from whatever has finished; a run whose ``config.json`` is
+unreadable or malformed stops it with one line naming the file; ``analyses/scaling.py`` fits and plots it.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from tinyinterp import rundir
-from tinyinterp.errors import TinyinterpError
+from tinyinterp.errors import RunDirError, TinyinterpError
+from tinyinterp.runlayout import CONFIG_FILE, SWEEP_SUMMARY_FILE
+from tinyinterp.scaling.summary import SCALING, write_sweep_summary
 from training.scaling_spec import SPEC_FILE, RunPoint, ScalingSpec, parse_shard, planned_flops, select
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "sweep_summary.json"
+SUMMARY_FILE = SWEEP_SUMMARY_FILE
+_COMMAND = "python -m training.scaling_sweep"
 LOCKS_DIR = ".locks"
 
 
@@ -66,7 +72,9 @@ def _finished(run_dir: Path, plan) -> dict[str, Any] | None:
     """The saved result of a run that already trained with exactly this plan, else None."""
     if not rundir.is_run_dir(run_dir):
         return None
-    config = rundir.read_json(run_dir / rundir.CONFIG_FILE)
+    config = rundir.read_json(run_dir / CONFIG_FILE)
+    if not isinstance(config, dict):
+        return None
     same = config.get("train") == plan.train.to_dict() and (config.get("scaling") or {}).get("point") == plan.point.to_dict()
     return config["result"] if same and "result" in config else None
 
@@ -108,39 +116,60 @@ def summarize(out: Path) -> dict[str, Any]:
     """Merge every finished run under ``out`` into ``<out>/sweep_summary.json`` (atomically) and return it."""
     out = Path(out)
     if not out.is_dir():
-        raise TinyinterpError(f"summarize {out}: no such sweep folder; run `python -m training.sweep run SPEC --out {out}` first")
+        raise TinyinterpError(f"summarize {out}: no such sweep folder; run `tinyinterp sweep run SPEC --out {out}` first")
     runs, pending = [], []
-    for config_path in sorted(out.glob(f"*/{rundir.CONFIG_FILE}")):
-        config = rundir.read_json(config_path)
-        if "scaling" not in config:
+    for config_path in sorted(out.glob(f"*/{CONFIG_FILE}")):
+        entry = _summary_entry(config_path)
+        if entry == "not scaling":
             continue
-        if "result" not in config:
+        if entry is None:
             pending.append(config_path.parent.name)
-            continue
-        scaling, result = config["scaling"], config["result"]
-        train_tokens = (config.get("data") or {}).get("train_tokens")
-        runs.append({
-            "name": config_path.parent.name, **scaling["point"],
-            **{k: scaling[k] for k in ("flops_per_token", "n_params", "n_params_non_embedding", "n_matmul")},
-            **result, "flops": result["tokens"] * scaling["flops_per_token"], "train_tokens": train_tokens,
-            "epochs": result["tokens"] / train_tokens if train_tokens else None,
-        })
+        else:
+            runs.append(entry)
     spec_path = out / SPEC_FILE
     if spec_path.is_file():
         spec = ScalingSpec.from_dict(rundir.read_json(spec_path), source=str(spec_path))
         names = {r["name"] for r in runs}
         pending = [p.name for p in spec.points() if p.name not in names]
-    scored = [r for r in runs if r.get("final_val_loss") is not None]
-    summary = {"kind": "scaling", "runs": runs, "pending": pending,
-               "best": min(scored, key=lambda r: r["final_val_loss"])["name"] if scored else None}
-    rundir.atomic_write_json(out / SUMMARY_FILE, summary)
-    return summary
+    return write_sweep_summary(out, SCALING, runs, pending)
+
+
+def _summary_entry(config_path: Path) -> dict[str, Any] | str | None:
+    """The summary row of one run (None: not finished; "not scaling": another kind of run dir).
+
+    A config.json that cannot be read or lacks what a finished scaling run records is one line naming the
+    file: the summary would otherwise leave the run out without a word.
+    """
+    redo = "fix or delete that run folder (rerunning the sweep retrains it)"
+    try:
+        config = rundir.read_json(config_path)
+    except RunDirError as e:
+        raise TinyinterpError(f"summarize: {e}; {redo}") from None
+    if not isinstance(config, dict):
+        raise TinyinterpError(f"summarize: {config_path}: not a JSON object; {redo}")
+    if "scaling" not in config:
+        return "not scaling"
+    if "result" not in config:
+        return None
+    scaling, result = config["scaling"], config["result"]
+    try:
+        flops = result["tokens"] * scaling["flops_per_token"]
+        train_tokens = (config.get("data") or {}).get("train_tokens")
+        return {
+            "name": config_path.parent.name, **scaling["point"],
+            **{k: scaling[k] for k in ("flops_per_token", "n_params", "n_params_non_embedding", "n_matmul")},
+            **result, "flops": flops, "train_tokens": train_tokens,
+            "epochs": result["tokens"] / train_tokens if train_tokens else None,
+        }
+    except (KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
+        raise TinyinterpError(f"summarize: {config_path}: malformed 'scaling'/'result' section "
+                              f"({type(e).__name__}: {e}); {redo}") from None
 
 
 def list_commands(spec: ScalingSpec, out: Path) -> list[str]:
     """One shell command per run (the spec is saved into ``out`` so the commands stand alone)."""
     saved = save_spec(spec, out)
-    py = "python -m training.sweep run"
+    py = f"{_COMMAND} run"
     return [f"{py} {saved} --out {out} --only {p.name}" for p in spec.points()]
 
 
@@ -148,7 +177,7 @@ def run_parallel(spec_file: Path, out: Path, k: int, threads: int | None) -> int
     """Run k shards as k child processes (``--shard i/k``); returns the worst exit code."""
     procs = []
     for i in range(k):
-        cmd = [sys.executable, "-m", "training.sweep", "run", str(spec_file), "--out", str(out), "--shard", f"{i}/{k}",
+        cmd = [sys.executable, "-m", "training.scaling_sweep", "run", str(spec_file), "--out", str(out), "--shard", f"{i}/{k}",
                "--no-progress"]
         log_path = out / "logs" / f"shard-{i}-of-{k}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +313,7 @@ def add_commands(sub) -> None:
     """Add ``run``, ``list`` and ``summarize`` to an argparse sub-parsers object (here and in ``tinyinterp sweep``)."""
     run = sub.add_parser("run", help="train the runs of the grid (one shard of it), skipping finished ones",
                          description="Train the runs of a scaling grid (or one shard of it) into OUT; finished runs are skipped, "
-                                     "interrupted ones resume. Example: python -m training.sweep run training/scaling_tiny.yaml "
+                                     "interrupted ones resume. Example: tinyinterp sweep run training/scaling_tiny.yaml "
                                      "--out runs/scaling-tiny --shard 0/2")
     _spec_arguments(run)
     run.add_argument("--shard", help="i/n: train only part i of n (0-based; parts balanced by planned FLOPs), e.g. $SLURM_ARRAY_TASK_ID/8")
@@ -303,14 +332,14 @@ def add_commands(sub) -> None:
     summ.set_defaults(func=_cmd_summarize)
 
 
-def build_parser(prog: str = "python -m training.sweep") -> argparse.ArgumentParser:
+def build_parser(prog: str = _COMMAND) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Scaling sweeps over width, depth, heads, lr and seed "
                                      "(run a shard, list one command per run, summarize what finished).")
     add_commands(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m training.sweep") -> int:
+def main(argv: list[str] | None = None, prog: str = _COMMAND) -> int:
     args = build_parser(prog).parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -319,3 +348,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.sweep") 
     except TinyinterpError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

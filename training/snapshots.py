@@ -5,7 +5,8 @@ Checkpoints serve resuming (weights + AdamW state, only the last K kept); snapsh
 ``snapshots/step_XXXXXXXX/model.safetensors`` (checksummed like every weights file), written at the
 steps ``round(2^(i/n))`` for i = 0, 1, 2, … with ``n = snapshots_per_octave`` — e.g. n = 2 gives steps
 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, … — so early training, where roles form fastest, is sampled
-densely, and a whole run costs ~n·log2(steps) weight files.
+densely, and a whole run costs ~n·log2(steps) weight files. They are listed by
+:func:`tinyinterp.checkpoints.list_checkpoints` (kind ``"snapshot"``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import math
 from pathlib import Path
 
 from tinyinterp import rundir
-
-SNAPSHOTS_DIR = "snapshots"
+from tinyinterp.runlayout import WEIGHTS_FILE, snapshot_dir
 
 
 def is_snapshot_step(step: int, per_octave: int) -> bool:
@@ -31,23 +31,9 @@ def snapshot_steps(max_step: int, per_octave: int) -> list[int]:
     return [s for s in range(1, max_step + 1) if is_snapshot_step(s, per_octave)]
 
 
-def snapshot_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / SNAPSHOTS_DIR / f"step_{step:08d}"
-
-
 def save_snapshot(run_dir: Path, step: int, model) -> Path:
     """Write the weights of ``step`` (atomically: a reader never sees half a file)."""
     folder = snapshot_dir(run_dir, step)
     folder.mkdir(parents=True, exist_ok=True)
-    rundir.save_weights(folder / rundir.WEIGHTS_FILE, model)
+    rundir.save_weights(folder / WEIGHTS_FILE, model)
     return folder
-
-
-def list_snapshots(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, weights file) of every complete snapshot, by step."""
-    found = []
-    for folder in sorted((Path(run_dir) / SNAPSHOTS_DIR).glob("step_*")):
-        weights = folder / rundir.WEIGHTS_FILE
-        if weights.is_file() and folder.name[5:].isdigit():
-            found.append((int(folder.name[5:]), weights))
-    return found

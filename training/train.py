@@ -25,14 +25,19 @@ import torch
 
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.runlayout import (
+    CONFIG_FILE,
+    STATE_FILE,
+    TOKENIZER_FILE,
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+    run_data_dir,
+)
 from tinyinterp.runlock import lock_run_dir
 from training.config import DTYPES, TrainConfig
-from training.trainer import DistContext, Trainer, TrainResult, resolve_device
+from training.trainer import DistContext, Trainer, TrainResult, find_resume_point, resolve_device
 
 log = logging.getLogger(__name__)
-
-DATA_SUBDIR = "data"
-_TOKENIZER_IN_DATA = "tokenizer.json"
 
 # (flag, TrainConfig field, type, help). Defaults come from TrainConfig so --help and the code agree.
 _OPTIONS: list[tuple[str, str, Any, str]] = [
@@ -108,13 +113,14 @@ def dist_context_from_env() -> DistContext:
     return DistContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def _saved_train_config(out: Path) -> dict[str, Any] | None:
-    from training.checkpoint import latest_checkpoint
-
-    path = latest_checkpoint(out)
-    if path is None:
+def _saved_train_config(checkpoint: Path | None) -> dict[str, Any] | None:
+    if checkpoint is None:
         return None
-    return rundir.read_json(path / "state.json").get("train_config")
+    state = rundir.read_json(checkpoint / STATE_FILE)
+    saved = state.get("train_config") if isinstance(state, dict) else None
+    if saved is not None and not isinstance(saved, dict):
+        raise TinyinterpError(f"{checkpoint / STATE_FILE}: 'train_config' is not an object; delete {checkpoint} to resume from an older checkpoint")
+    return saved
 
 
 def prepare_data(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: bool = True):
@@ -125,8 +131,8 @@ def prepare_data(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: b
     from tinyinterp.paths import data_dir, gpt2_tokenizer_file
     from tinyinterp.tokenizer import DEFAULT_BASE, Tokenizer
 
-    data_out = out / DATA_SUBDIR
-    tok_path = data_out / _TOKENIZER_IN_DATA
+    data_out = run_data_dir(out)
+    tok_path = data_out / TOKENIZER_FILE
     if cfg.data:
         train_src, val_src = cfg.data, cfg.val_data
     else:
@@ -149,7 +155,7 @@ def prepare_data(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: b
         dist.barrier()
     if not dist_ctx.is_main:
         tokenizer = Tokenizer.load(tok_path)
-        train, val = TokenizedCorpus.open(data_out / "train"), TokenizedCorpus.open(data_out / "val")
+        train, val = TokenizedCorpus.open(data_out / TRAIN_SPLIT), TokenizedCorpus.open(data_out / VAL_SPLIT)
     for corpus in (train, val):
         corpus.check_tokenizer(tokenizer)
     return tokenizer, train, val
@@ -157,28 +163,32 @@ def prepare_data(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: b
 
 def run_training(cfg: TrainConfig, out: Path, dist_ctx: DistContext | None = None, progress: bool = True) -> TrainResult:
     """Prepare the data and train into ``out`` (resuming when it holds a checkpoint)."""
+    dist_ctx = dist_ctx or DistContext()
+    _check_choices(cfg)
+    out = Path(out)
+    # One writer per run dir: rank 0 holds the lock from data preparation to the last file written.
+    with lock_run_dir(out) if dist_ctx.is_main else contextlib.nullcontext():
+        return _prepare_and_train(cfg, out, dist_ctx, progress, find_resume_point(out, dist_ctx))
+
+
+def _check_choices(cfg: TrainConfig) -> None:
+    """Refuse an unknown preset/architecture or an unusable --device before spending time on the data."""
     from tinyinterp.zoo import ARCHITECTURES, PRESETS
 
-    dist_ctx = dist_ctx or DistContext()
     if cfg.preset not in PRESETS:
         raise TinyinterpError(f"--preset {cfg.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
     if cfg.arch is not None and cfg.arch not in ARCHITECTURES:
         raise TinyinterpError(f"--arch {cfg.arch!r} is unknown; choose one of: {', '.join(ARCHITECTURES)}")
-    resolve_device(cfg.device)  # refuse an unusable --device before spending time on the data
-    out = Path(out)
-    # One writer per run dir: rank 0 holds the lock from data preparation to the last file written.
-    with lock_run_dir(out) if dist_ctx.is_main else contextlib.nullcontext():
-        return _prepare_and_train(cfg, out, dist_ctx, progress)
+    resolve_device(cfg.device)
 
 
-def _prepare_and_train(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: bool) -> TrainResult:
+def _prepare_and_train(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: bool,
+                       last: Path | None) -> TrainResult:
+    """Build the data and train, the run's lock held by the caller; ``last``: the checkpoint to resume from."""
     from tinyinterp.zoo import preset_config
 
-    from training.checkpoint import latest_checkpoint
-
     tokenizer, train, val = prepare_data(cfg, out, dist_ctx, progress)
-    last = latest_checkpoint(out)
-    if last is not None and (last / rundir.CONFIG_FILE).is_file():
+    if last is not None and (last / CONFIG_FILE).is_file():
         # Resume the architecture the run was started with (presets may have changed since, e.g. the
         # tinystories-* presets became GPT-Neo in 0.2): the checkpoint's config is the truth.
         model_cfg = rundir.read_model_config(last)
@@ -190,8 +200,8 @@ def _prepare_and_train(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progr
                  "val_tokens": val.n_tokens},
     }
     trainer = Trainer(cfg, model_cfg, train, tokenizer.eot_id, out, val_data=val, tokenizer=tokenizer,
-                      extra_config=extra, dist_ctx=dist_ctx, progress=progress)
-    return trainer.fit()
+                      extra_config=extra, dist_ctx=dist_ctx, progress=progress, resume_from=last)
+    return trainer.fit(hold_lock=False)
 
 
 def train_from_args(args: argparse.Namespace) -> int:
@@ -205,11 +215,20 @@ def train_from_args(args: argparse.Namespace) -> int:
         if not dist_ctx.is_main:
             logging.getLogger().setLevel(logging.WARNING)
     try:
-        saved = _saved_train_config(args.out)
-        if args.resume and saved is None:
-            raise TinyinterpError(f"--resume: {args.out} has no checkpoint to resume from; drop --resume to start a new run")
-        cfg = config_from_args(args, saved)
-        result = run_training(cfg, args.out, dist_ctx, progress=not args.no_progress)
+        out = Path(args.out)
+        if not out.is_dir():  # a new run: nothing to resume, so check the options before creating the folder
+            if args.resume:
+                raise TinyinterpError(f"--resume: {out} has no checkpoint to resume from; drop --resume to start a new run")
+            _check_choices(config_from_args(args))
+        # The lock is taken once and the newest checkpoint looked up once, for the settings and the resume.
+        with lock_run_dir(out) if dist_ctx.is_main else contextlib.nullcontext():
+            last = find_resume_point(out, dist_ctx)
+            saved = _saved_train_config(last)
+            if args.resume and saved is None:
+                raise TinyinterpError(f"--resume: {out} has no checkpoint to resume from; drop --resume to start a new run")
+            cfg = config_from_args(args, saved)
+            _check_choices(cfg)
+            result = _prepare_and_train(cfg, out, dist_ctx, not args.no_progress, last)
     finally:
         if dist_ctx.enabled:
             import torch.distributed as dist

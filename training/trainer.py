@@ -46,6 +46,8 @@ from tinyinterp.errors import TinyinterpError
 from tinyinterp.model import HookedTransformer
 from tinyinterp.runlock import lock_run_dir
 from tinyinterp.devices import resolve_device  # noqa: F401 (re-exported: training.trainer.resolve_device)
+from tinyinterp.checkpoints import latest_checkpoint
+from tinyinterp.runlayout import snapshot_dir
 from training import checkpoint as ckpt
 from training import snapshots
 from training.config import TrainConfig
@@ -102,6 +104,19 @@ def disk_errors(what: str):
         raise TinyinterpError(f"{what}: write failed ({reason}); free space or fix the folder, then rerun to resume") from None
 
 
+def find_resume_point(run_dir: Path, dist_ctx: DistContext) -> Path | None:
+    """The checkpoint folder a run continues from (None: a fresh start), looked up once per run.
+
+    Rank 0 (holding the run's lock) first clears interrupted checkpoint writes, which may put back a
+    half-swapped folder; the other ranks wait for that, then every rank reads the same answer.
+    """
+    if dist_ctx.is_main:
+        ckpt.remove_stale_temp_dirs(run_dir)
+    if dist_ctx.enabled:
+        dist.barrier()
+    return latest_checkpoint(run_dir)
+
+
 def lr_at(step: int, cfg: TrainConfig, horizon: int | None) -> float:
     """Linear warm-up to ``cfg.lr``, then cosine decay to ``cfg.final_lr`` at ``horizon``."""
     if step < cfg.warmup_steps:
@@ -129,7 +144,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, train_data: DocumentSource, eot_id: int,
                  run_dir: Path, val_data: DocumentSource | None = None, tokenizer=None,
                  extra_config: dict[str, Any] | None = None, dist_ctx: DistContext | None = None,
-                 progress: bool = True):
+                 progress: bool = True, resume_from: Path | str | None = "latest"):
         self.cfg, self.model_cfg = cfg, model_cfg
         self.run_dir = Path(run_dir)
         self.tokenizer = tokenizer
@@ -163,6 +178,8 @@ class Trainer:
         self.step, self.tokens_seen, self.elapsed_before = 0, 0, 0.0
         self.horizon: int | None = cfg.max_steps
         self.resumed_from: int | None = None
+        self.resume_from = resume_from
+        """Checkpoint folder to resume from, None for a fresh start, or "latest": look it up when fitting."""
 
     # ----- resume -------------------------------------------------------------------------------
 
@@ -187,12 +204,10 @@ class Trainer:
             rundir.atomic_write_text(path, "".join(_json_line(r) for r in kept))
 
     def maybe_resume(self) -> int | None:
-        """Continue from the newest checkpoint of the run dir, if there is one; returns its step."""
-        if self.dist.is_main:
-            ckpt.remove_stale_temp_dirs(self.run_dir)
-        if self.dist.enabled:
-            dist.barrier()
-        path = ckpt.latest_checkpoint(self.run_dir)
+        """Continue from ``resume_from`` (by default the newest checkpoint of the run dir); returns its step."""
+        path = self.resume_from
+        if path == "latest":
+            path = find_resume_point(self.run_dir, self.dist)
         if path is None:
             return None
         loaded = ckpt.load_checkpoint(path, self.model, self.device)
@@ -214,10 +229,13 @@ class Trainer:
 
     # ----- the loop -----------------------------------------------------------------------------
 
-    def fit(self) -> TrainResult:
-        """Train (resuming when the run dir holds a checkpoint) while holding the run dir's lock."""
+    def fit(self, hold_lock: bool = True) -> TrainResult:
+        """Train (resuming when the run dir holds a checkpoint) while holding the run dir's lock.
+
+        ``hold_lock=False``: the caller already holds it (``training.train`` takes it once, before it
+        looks up the checkpoint whose settings it reuses)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with lock_run_dir(self.run_dir) if self.dist.is_main else contextlib.nullcontext():
+        with lock_run_dir(self.run_dir) if self.dist.is_main and hold_lock else contextlib.nullcontext():
             return self._fit()
 
     def _fit(self) -> TrainResult:
@@ -263,7 +281,7 @@ class Trainer:
             if not (math.isfinite(train_loss) and math.isfinite(grad_norm.item())):
                 self.optimizer.zero_grad(set_to_none=True)
                 bar.close()
-                last = ckpt.latest_checkpoint(self.run_dir)
+                last = latest_checkpoint(self.run_dir)
                 what = "loss" if not math.isfinite(train_loss) else "gradient norm"
                 raise TrainingDivergedError(
                     f"training diverged at step {self.step + 1}: {what} is {train_loss if what == 'loss' else grad_norm.item()}; "
@@ -308,7 +326,7 @@ class Trainer:
             if at_ckpt or done:
                 self.save_checkpoint(elapsed)
             if self.dist.is_main and snapshots.is_snapshot_step(self.step, cfg.snapshots_per_octave):
-                with disk_errors(str(snapshots.snapshot_dir(self.run_dir, self.step))):
+                with disk_errors(str(snapshot_dir(self.run_dir, self.step))):
                     snapshots.save_snapshot(self.run_dir, self.step, self.model)
             if done:
                 break
@@ -378,7 +396,7 @@ class Trainer:
 
     def save_checkpoint(self, elapsed: float) -> None:
         if self.dist.is_main:
-            last = ckpt.latest_checkpoint(self.run_dir)
+            last = latest_checkpoint(self.run_dir)
             where = f"checkpoint of step {self.step} in {self.run_dir / rundir.CHECKPOINTS_DIR}"
             with disk_errors(where + (f" (the previous one, {last.name}, is intact)" if last else "")):
                 path = ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self._state(elapsed),

@@ -17,6 +17,7 @@ import streamlit as st
 
 from apps import data, guard, session
 from tinyinterp import rundir
+from tinyinterp.checkpoints import list_checkpoints
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.zoo import OFFICIAL_CHECKPOINTS
 
@@ -138,7 +139,7 @@ def _live_curves(path) -> None:
     st.subheader("Training curves")
     with guard.panel(rundir.METRICS_FILE):
         _training_curves(data.metrics_frame(str(path), data.mtime(path / rundir.METRICS_FILE)))
-    ckpts = sorted(p.name for p in (path / rundir.CHECKPOINTS_DIR).glob("step_*") if p.is_dir())
+    ckpts = [c.folder.name for c in list_checkpoints(path)]
     if ckpts:
         st.caption(f"{len(ckpts)} checkpoints, latest `{ckpts[-1]}`")
 

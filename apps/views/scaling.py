@@ -1,7 +1,7 @@
 """Scaling page: a sweep's grid, its loss-vs-FLOPs frontier and power-law fit, and each run's curve.
 
 A sweep is a folder under the runs root with a ``sweep_summary.json`` of kind ``scaling`` (written by
-``tinyinterp sweep run|summarize``). The numbers come from :mod:`analyses.scaling`: its saved
+``tinyinterp sweep run|summarize``). The numbers come from :mod:`tinyinterp.scaling.analysis`: its saved
 ``analysis/scaling/scaling.json`` (with bootstrap intervals) when it is newer than the summary, else a
 quick fit without intervals computed here by the same functions. Each run links to the Runs page.
 """
@@ -24,7 +24,7 @@ SWEEP_KEY = "scaling_sweep"
 @st.cache_data(ttl=15, show_spinner=False)
 def _find_sweeps(root: str) -> list[str]:
     """Relative paths of the scaling sweeps under the root (at most two levels down)."""
-    from training.scaling_sweep import SUMMARY_FILE
+    from tinyinterp.runlayout import SWEEP_SUMMARY_FILE as SUMMARY_FILE
 
     base = Path(root)
     found = []
@@ -44,7 +44,7 @@ def _analysis(sweep: str, version: float, saved_version: float):
     ``version`` / ``saved_version``: mtimes of the summary and of the saved analysis (the cache keys)."""
     from dataclasses import asdict
 
-    from analyses.scaling import OUT_SUBDIR, ScalingResult, analyze, load_curves
+    from tinyinterp.scaling.analysis import OUT_SUBDIR, ScalingResult, analyze, load_curves
 
     saved = Path(sweep) / OUT_SUBDIR
     if saved_version >= version:
@@ -101,8 +101,9 @@ except PathOutsideRoot as e:
     st.error(str(e))
     st.stop()
 
-from analyses import scaling as sc  # noqa: E402  (after the checks: matplotlib loads only when there is a sweep)
-from training.scaling_sweep import SUMMARY_FILE  # noqa: E402
+from tinyinterp.runlayout import SWEEP_SUMMARY_FILE as SUMMARY_FILE  # noqa: E402
+from tinyinterp.scaling import analysis as sc  # noqa: E402  (after the checks: numpy loads only when there is a sweep)
+from tinyinterp.scaling import plots as sc_plots  # noqa: E402
 
 result_dict, curve_dicts, with_intervals = _analysis(str(sweep), data.mtime(sweep / SUMMARY_FILE),
                                                      data.mtime(sweep / sc.OUT_SUBDIR / sc.RESULT_FILE))
@@ -134,14 +135,14 @@ st.dataframe(_grid_table(curves, sweep_rel), hide_index=True, width="stretch",
 
 st.header("Frontier and fit")
 st.text(sc.describe(result))
-_figure(lambda fig: sc.plot_loss_vs_flops(curves, result, fig.subplots()), size=(9, 5.5))
+_figure(lambda fig: sc_plots.plot_loss_vs_flops(curves, result, fig.subplots()), size=(9, 5.5))
 left, right = st.columns(2)
 with left:
-    _figure(lambda fig: sc.plot_by_axis(curves, "n_layers", fig.subplots()), size=(6, 4.5))
+    _figure(lambda fig: sc_plots.plot_by_axis(curves, "n_layers", fig.subplots()), size=(6, 4.5))
 with right:
-    _figure(lambda fig: sc.plot_by_axis(curves, "n_heads", fig.subplots()), size=(6, 4.5))
+    _figure(lambda fig: sc_plots.plot_by_axis(curves, "n_heads", fig.subplots()), size=(6, 4.5))
 if result.compute_optimal:
-    _figure(lambda fig: sc.plot_isoflop(curves, result, fig.subplots(1, 2)), size=(11, 4.5))
+    _figure(lambda fig: sc_plots.plot_isoflop(curves, result, fig.subplots(1, 2)), size=(11, 4.5))
 
 st.header("Run curves")
 name = st.selectbox("Run", [c.name for c in curves], key="scaling_run")

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyses.scaling import (OUT_SUBDIR, RESULT_FILE, RunCurve, ScalingResult, analyze, compute_optimal, fit_power_law,
-                              frontier, main)
+from analyses.scaling import main
+from tinyinterp.scaling.analysis import (OUT_SUBDIR, RESULT_FILE, RunCurve, ScalingResult, analyze, compute_optimal,
+                                         fit_power_law, frontier)
 from tests.analyses.synthetic_sweep import ALPHA, BETA, TRAIN_TOKENS, make_sweep
 
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from analyses import scaling, scaling_quality
+from tinyinterp.scaling.analysis import RESULT_FILE
 from analyses.scaling_quality import COMPLETION_TAG, QUALITY_FILE, RUN_CACHE_FILE, TABLE_FILE, QualityConfig
 from tests.analyses.synthetic_sweep import make_sweep
 from tests.support.openai_server import openai_server
@@ -86,7 +87,7 @@ def test_no_llm_quality_end_to_end_with_cache(sweep, capsys):
                                                                    if (r["n_layers"], r["n_heads"]) == (2, 4))
     assert [p["x"] for p in series["n_layers"]["points"]] == [1, 2] and series["n_layers"]["fixed"]["d_model"] == 32
     assert [p["x"] for p in series["n_heads"]["points"]] == [2, 4] and series["n_heads"]["fixed"]["n_layers"] == 2
-    for name in (TABLE_FILE, "quality_vs_params.png", "quality_by_depth.png", "quality_by_heads.png", scaling.RESULT_FILE):
+    for name in (TABLE_FILE, "quality_vs_params.png", "quality_by_depth.png", "quality_by_heads.png", RESULT_FILE):
         assert (out / name).stat().st_size > 0
     assert all(r["name"] in (out / TABLE_FILE).read_text() for r in quality["runs"])
     assert "probe_accuracy" in capsys.readouterr().out

@@ -12,7 +12,9 @@ Replies come from ``reply_fn(request_json) -> str`` (the message content). Fault
 - ``"slow"``: sleep ``delay`` seconds before answering (use a delay above the client timeout);
 - ``"drop"``: close the socket without any response;
 - ``"malformed"``: HTTP 200 whose body is not JSON;
-- ``"bad_content"``: a well-formed completion whose content is ``content`` (default empty).
+- ``"bad_content"``: a well-formed completion whose content is ``content`` (default empty);
+- ``"body"``: HTTP 200 with ``mutate(normal_reply_dict)`` as the JSON body, or the bytes ``raw``
+  (replies in shapes a half-compatible server or proxy sends: ``usage`` as a string, …).
 
 Example::
 
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
 
-FAULT_KINDS = ("429", "500", "slow", "drop", "malformed", "bad_content")
+FAULT_KINDS = ("429", "500", "slow", "drop", "malformed", "bad_content", "body")
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Fault:
     retry_after: float = 0.05
     delay: float = 2.0
     content: str = ""
+    mutate: Callable[[dict], Any] | None = None
+    raw: bytes | None = None
 
 
 def default_reply(request: dict) -> str:
@@ -319,6 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if fault.kind == "malformed":
             return self._send_bytes(200, b'{"id": "chatcmpl-broken", "choices": [', "application/json")
+        if fault.kind == "body":
+            if fault.raw is not None:
+                return self._send_bytes(200, fault.raw, "application/json")
+            return self._send_json(200, fault.mutate(st.completion_body(request)))  # type: ignore[misc]
         body_obj = st.completion_body(request)
         body_obj["choices"][0]["message"]["content"] = fault.content
         return self._send_json(200, body_obj)

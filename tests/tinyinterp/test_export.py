@@ -9,8 +9,8 @@ import tinyinterp
 from tinyinterp import rundir
 from tinyinterp.cli import main
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.export import export_model, export_run
-from tinyinterp.hf_convert import NotExpressibleError
+from tinyinterp.hf.export import export_model, export_run
+from tinyinterp.hf.convert import NotExpressibleError
 from tinyinterp.model import HookedTransformer
 from tinyinterp.zoo import preset_config
 
@@ -82,7 +82,7 @@ def test_export_writes_a_folder_transformers_loads_offline(neo_export, stories):
 
 
 def test_bridge_of_export_has_our_activations(neo_export, stories):
-    from tests.tinyinterp.test_hf_import import _compare_caches
+    from tests.support.hf_models import compare_caches as _compare_caches
 
     run, out = neo_export
     ours = tinyinterp.load(run).process_weights()  # what the bridge's compatibility mode applies
@@ -171,3 +171,114 @@ def test_folded_layernorm_model_exports_as_identity_layernorms(tmp_path, restric
     tokens = _tokens(model.tokenizer, stories)
     with torch.no_grad():
         assert (model(tokens) - hf(tokens).logits).abs().max() < TOL
+
+
+# ----- export targets are other people's folders until proven otherwise (issue 18, items 4-5) -----------------
+
+
+def test_export_refuses_a_downloaded_model_folder_and_deletes_nothing(neo_export, tmp_path, capsys):
+    run, _ = neo_export
+    downloaded = tmp_path / "gpt2"
+    downloaded.mkdir()
+    files = {"config.json": json.dumps({"model_type": "gpt2", "n_layer": 12}), "pytorch_model.bin": "weights",
+             "README.md": "model card"}
+    for name, text in files.items():
+        (downloaded / name).write_text(text)
+    assert main(["export", str(run), "--out", str(downloaded)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "not an earlier Hugging Face export" in err
+    assert {p.name: p.read_text() for p in downloaded.iterdir()} == files
+
+
+def test_export_replaces_only_what_an_earlier_export_wrote(neo_export, tmp_path):
+    from tinyinterp.hf.export import MARKER_FILE
+
+    run, _ = neo_export
+    out = export_run(run, tmp_path / "hf")
+    marker = json.loads((out / MARKER_FILE).read_text())
+    assert set(marker["files"]) == {p.name for p in out.iterdir()} - {MARKER_FILE}
+    (out / "README.md").write_text("my notes")  # someone added a file next to the export
+    with pytest.raises(TinyinterpError, match="holds files an earlier export did not write .*README.md"):
+        export_run(run, out)
+    assert (out / "README.md").read_text() == "my notes" and (out / "model.safetensors").is_file()
+    (out / "README.md").unlink()
+    assert export_run(run, out) == out  # a clean earlier export is replaced
+
+
+def test_export_write_error_is_one_line_and_keeps_the_earlier_export(neo_export, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from tinyinterp import rundir as rundir_module
+
+    run, _ = neo_export
+    out = export_run(run, tmp_path / "hf")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir_module, "atomic_save_tensors", disk_full)
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "No space left on device" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_killed_exports_temp_folder_is_removed_by_the_next_export(neo_export, tmp_path):
+    import subprocess
+    import sys
+
+    run, _ = neo_export
+    out = tmp_path / "hf"
+    script = (
+        "import os, sys\n"
+        "import tinyinterp.hf.export as e\n"
+        "e._write_tokenizer = lambda *a: os._exit(9)  # dies mid-export, as kill -9 would\n"
+        "e.export_run(sys.argv[1], sys.argv[2])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(run), str(out)], cwd=rundir.__file__.rsplit("/tinyinterp/", 1)[0],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the killed export's leftovers
+    export_run(run, out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert (out / "model.safetensors").is_file()
+
+
+def test_export_respects_the_umask(neo_export, tmp_path):
+    import os
+    import stat
+
+    run, _ = neo_export
+    old = os.umask(0o022)
+    try:
+        out = export_run(run, tmp_path / "hf")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+
+
+def test_a_processed_model_is_refused_for_the_right_reason(tmp_path, restricted_tokenizer):
+    model = _randomize(HookedTransformer(preset_config("test-neo", d_vocab=restricted_tokenizer.vocab_size),
+                                         restricted_tokenizer))
+    model.process_weights()
+    with pytest.raises(NotExpressibleError, match="process_weights") as info:
+        export_model(model, tmp_path / "out")
+    assert "legacy" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_process_weights_without_centring_the_unembedding_keeps_a_tied_model_working(restricted_tokenizer, stories):
+    model = _randomize(HookedTransformer(preset_config("test-neo", d_vocab=restricted_tokenizer.vocab_size),
+                                         restricted_tokenizer))
+    tokens = _tokens(restricted_tokenizer, stories)
+    with torch.no_grad():
+        before = model(tokens).log_softmax(-1)
+    model.process_weights(fold_ln=False, center_unembed=False)
+    with torch.no_grad():
+        after = model(tokens).log_softmax(-1)
+    assert (before - after).abs().max() < TOL
+    # Centring W_E but not W_U parts them: the model must say it is no longer tied, and be so.
+    assert not model.cfg.tie_embeddings and model.unembed.weight is not model.embed.weight

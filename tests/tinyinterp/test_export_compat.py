@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tinyinterp.export import HF_TOKENIZER_CLASS, export_model
+from tinyinterp.hf.export import HF_TOKENIZER_CLASS, export_model
 from tinyinterp.model import HookedTransformer
 from tinyinterp.zoo import preset_config
 

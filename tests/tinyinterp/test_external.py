@@ -7,7 +7,7 @@ import torch
 
 import tinyinterp
 from tinyinterp.errors import ModelLoadError
-from tinyinterp.external import ExternalModel
+from tinyinterp.hf.bridge import ExternalModel
 from tests.support.hf_models import save_tiny_hf_model
 from tests.tinyinterp.test_model import LEGACY_HOOKS
 

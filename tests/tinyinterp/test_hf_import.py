@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import tinyinterp
-from tinyinterp.external import ExternalModel
+from tinyinterp.hf.bridge import ExternalModel
 from tinyinterp.model import HookedTransformer
-from tests.support.hf_models import save_official_hf_model
+from tests.support.hf_models import compare_caches as _compare_caches, save_official_hf_model
 
 TOL = 1e-4
 
@@ -69,26 +69,6 @@ def test_native_import_matches_transformers(case):
     assert (processed.log_softmax(-1) - ref.log_softmax(-1)).abs().max() < TOL
 
 
-def _compare_caches(ours, theirs, arch: str) -> float:
-    """Max difference over every hook both caches hold; hook_attn_scores compared where unmasked."""
-    shared = sorted(set(ours.keys()) & set(theirs.keys()))
-    worst = 0.0
-    for name in shared:
-        a, b = ours[name], theirs[name]
-        assert a.shape == b.shape, name
-        if name.endswith("hook_attn_scores"):
-            if arch == "gpt_neo":
-                # TL 4.3's GPT-Neo bridge fires hook_attn_scores with the softmaxed pattern (a bridge quirk):
-                # check that it equals our pattern, so the quirk stays visible here if it is fixed.
-                b, a = b, ours[name.replace("hook_attn_scores", "hook_pattern")]
-            else:
-                unmasked = torch.isfinite(a)
-                assert (b[~unmasked] < -1e9).all() or not torch.isfinite(b[~unmasked]).any(), name
-                a, b = a[unmasked], b[unmasked]
-        worst = max(worst, (a - b).abs().max().item())
-    return worst
-
-
 def test_native_hooks_match_bridge(case):
     folder, tokens = case
 
@@ -140,7 +120,7 @@ def test_imported_model_generates_with_kv_cache(tmp_path, shared_data):
 
 
 def test_unsupported_architecture_option_falls_back_to_bridge(tmp_path, shared_data, caplog):
-    from tinyinterp.hf_convert import NotExpressibleError, config_from_hf
+    from tinyinterp.hf.convert import NotExpressibleError, config_from_hf
 
     folder = save_official_hf_model(
         tmp_path / "gpt2", "gpt2-xl-width", tokenizer_json=shared_data / "tokenizers" / "gpt2" / "tokenizer.json",
@@ -189,7 +169,7 @@ def test_cli_generate_takes_a_backend(tmp_path, shared_data, capsys, backend):
 ])
 def test_official_configs_are_the_zoo_presets(official, preset):
     from tests.support.hf_models import OFFICIAL_HF_CONFIGS
-    from tinyinterp.hf_convert import config_from_hf
+    from tinyinterp.hf.convert import config_from_hf
     from tinyinterp.zoo import preset_config
 
     imported = config_from_hf(OFFICIAL_HF_CONFIGS[official])
@@ -199,7 +179,7 @@ def test_official_configs_are_the_zoo_presets(official, preset):
 def test_attention_types_round_trip_through_the_run_length_form():
     from hypothesis import given, strategies as st
 
-    from tinyinterp.hf_convert import compress_attention_types, expand_attention_types
+    from tinyinterp.hf.gpt_neo import compress_attention_types, expand_attention_types
 
     @given(st.lists(st.sampled_from(["global", "local"]), min_size=1, max_size=24))
     def check(layers):
@@ -215,7 +195,7 @@ def test_original_gpt2_file_layout_is_read():
     """openai-community/gpt2's files have no ``transformer.`` prefix and carry ``h.{l}.attn.bias`` mask buffers."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tinyinterp.hf_convert import GPT2, NotExpressibleError, config_from_hf, params_from_hf
+    from tinyinterp.hf.convert import GPT2, NotExpressibleError, config_from_hf, params_from_hf
 
     hf = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=16, vocab_size=50))
     cfg = config_from_hf(hf.config)

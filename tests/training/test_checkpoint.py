@@ -9,6 +9,7 @@ import torch
 
 from tinyinterp.model import HookedTransformer
 from tinyinterp.zoo import preset_config
+from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
 from training import checkpoint as ckpt
 
 
@@ -29,7 +30,7 @@ def _save(run, step, model, opt):
 def test_interrupted_write_is_never_picked(tmp_path, model_and_opt, monkeypatch):
     model, opt = model_and_opt
     good = _save(tmp_path, 1, model, opt)
-    assert ckpt.latest_checkpoint(tmp_path) == good
+    assert latest_checkpoint(tmp_path) == good
 
     def crash(*args, **kwargs):  # dies after the weights are on disk, while writing the optimizer state
         raise KeyboardInterrupt("simulated crash")
@@ -38,7 +39,7 @@ def test_interrupted_write_is_never_picked(tmp_path, model_and_opt, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _save(tmp_path, 2, model, opt)
     monkeypatch.undo()
-    assert ckpt.latest_checkpoint(tmp_path) == good
+    assert latest_checkpoint(tmp_path) == good
     assert not (tmp_path / "checkpoints" / "step_00000002").exists()
 
     # kill -9 just before the rename: a complete temp folder is left behind and still ignored.
@@ -48,7 +49,7 @@ def test_interrupted_write_is_never_picked(tmp_path, model_and_opt, monkeypatch)
     half = tmp_path / "checkpoints" / "step_00000004"
     shutil.copytree(good, half)
     (half / ckpt.STATE_FILE).unlink()
-    assert ckpt.latest_checkpoint(tmp_path) == good
+    assert latest_checkpoint(tmp_path) == good
     ckpt.remove_stale_temp_dirs(tmp_path)
     assert not leftover.exists() and good.exists()
 
@@ -75,7 +76,7 @@ def test_prune_keeps_newest_and_resave_replaces(tmp_path, model_and_opt):
     for step in (1, 2, 3, 4):
         _save(tmp_path, step, model, opt)
     ckpt.prune_checkpoints(tmp_path, keep_last=2)
-    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [3, 4]
+    assert [c.step for c in list_checkpoints(tmp_path)] == [3, 4]
     _save(tmp_path, 4, model, opt)  # same step again (a resumed run that ends where it started)
-    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [3, 4]
+    assert [c.step for c in list_checkpoints(tmp_path)] == [3, 4]
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]

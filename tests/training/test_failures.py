@@ -10,6 +10,7 @@ import torch
 
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.checkpoints import latest_checkpoint
 from training import checkpoint as ckpt
 from training.train import main
 from training.trainer import resolve_device
@@ -41,7 +42,7 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_previous_checkp
     assert "No space left on device" in line and "step 8" in line and "step_00000004" in line
     monkeypatch.undo()
     assert [p.name for p in (out / rundir.CHECKPOINTS_DIR).iterdir()] == ["step_00000004"]  # no half-written folder
-    model = rundir.load_run(ckpt.latest_checkpoint(out))  # the previous checkpoint is intact
+    model = rundir.load_run(latest_checkpoint(out))  # the previous checkpoint is intact
     assert model.cfg.preset == "test-tiny"
     assert main(common) == 0  # once there is space again, the rerun resumes from step 4
     assert [r["step"] for r in rundir.read_jsonl(out / rundir.METRICS_FILE)] == list(range(1, 9))
@@ -62,7 +63,7 @@ def test_malicious_optimizer_state_is_refused_without_running_it(tmp_path, train
     common = [*train_args, "--out", str(out), "--ckpt-every", "2", "--eval-every", "2"]
     assert main([*common, "--max-steps", "2"]) == 0
     capsys.readouterr()
-    optimizer_file = ckpt.latest_checkpoint(out) / ckpt.OPTIMIZER_FILE
+    optimizer_file = latest_checkpoint(out) / ckpt.OPTIMIZER_FILE
     torch.save({"state": {0: _RunsCode(str(marker))}, "param_groups": []}, optimizer_file)
 
     assert main([*common, "--max-steps", "4"]) == 2

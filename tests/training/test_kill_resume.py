@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tinyinterp import rundir
+from tinyinterp.checkpoints import latest_checkpoint
 from training import checkpoint as ckpt
 from training.train import main
 
@@ -41,7 +42,7 @@ def test_checkpoint_write_killed_before_the_first_checkpoint_logs_each_step_once
     with pytest.raises(KeyboardInterrupt):
         main([*common, "--max-steps", "6"])
     monkeypatch.undo()
-    assert ckpt.latest_checkpoint(out) is None
+    assert latest_checkpoint(out) is None
     assert _strict_steps(out) == [1, 2, 3, 4]
 
     assert main([*common, "--max-steps", "6"]) == 0  # starts over from step 0
@@ -77,11 +78,11 @@ def test_kill_between_the_two_renames_of_a_resave_keeps_the_old_checkpoint(tmp_p
     out = tmp_path / "run"
     common = [*train_args, "--out", str(out), "--ckpt-every", "2", "--eval-every", "2", "--log-every", "1", "--keep-last", "1"]
     assert main([*common, "--max-steps", "2"]) == 0
-    final = ckpt.latest_checkpoint(out)
+    final = latest_checkpoint(out)
     # Re-saving step 2 moves the old folder aside first; a kill right then leaves only the moved-aside copy.
     final.rename(final.parent / f".tmp-old-{final.name}-99999")
     ckpt.remove_stale_temp_dirs(out)
-    assert ckpt.latest_checkpoint(out) == final
+    assert latest_checkpoint(out) == final
     assert main([*common, "--max-steps", "4"]) == 0
     assert _strict_steps(out) == [1, 2, 3, 4]
 

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from tinyinterp import rundir
-from training.checkpoint import latest_checkpoint
+from tinyinterp.checkpoints import latest_checkpoint
 from training.train import main
 from training.trainer import PAUSE_AFTER_CKPT_ENV
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training.snapshots import is_snapshot_step, list_snapshots, snapshot_steps
+from tinyinterp.checkpoints import ALL_KINDS, SNAPSHOT, list_checkpoints
+from training.snapshots import is_snapshot_step, snapshot_steps
 from training.train import main
 
 
@@ -35,15 +36,15 @@ def snapshot_run(tmp_path, train_args):
 
 
 def test_snapshots_survive_checkpoint_pruning(snapshot_run):
-    assert [s for s, _ in list_snapshots(snapshot_run)] == [1, 2, 4, 8]
+    assert [c.step for c in list_checkpoints(snapshot_run, kinds=[SNAPSHOT])] == [1, 2, 4, 8]
 
 
 def test_emergence_analyses_every_state_once(snapshot_run, capsys):
     from tinyinterp.cli import main as cli
 
-    from tinyinterp.interp.emergence import EmergenceResult, list_checkpoints
+    from tinyinterp.interp.emergence import EmergenceResult
 
-    states = list_checkpoints(snapshot_run)
+    states = list_checkpoints(snapshot_run, kinds=ALL_KINDS)
     # --keep-last 1 pruned the checkpoint of step 5 and 10; the one of step 12 is the final weights.
     assert [(c.step, c.kind) for c in states] == [(1, "snapshot"), (2, "snapshot"), (4, "snapshot"), (8, "snapshot"),
                                                  (12, "final")]

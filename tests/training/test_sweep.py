@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tinyinterp import rundir
-from training.sweep import SUMMARY_FILE, main
+from training.grid_sweep import SUMMARY_FILE, main
 
 
 def test_sweep_trains_each_grid_point_once(tmp_path, train_args, capsys):

@@ -174,7 +174,7 @@ def test_tiny_grid_end_to_end_in_two_processes(tmp_path, story_files):
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert len(summary["runs"]) == 8 and summary["pending"] == []
 
-    from analyses.scaling import OUT_SUBDIR, RESULT_FILE
+    from tinyinterp.scaling.analysis import OUT_SUBDIR, RESULT_FILE
     from analyses.scaling import main as analyze_main
 
     assert analyze_main([str(out), "--bootstrap", "20"]) == 0

@@ -11,7 +11,7 @@ import pytest
 from tinyinterp import rundir
 from tinyinterp.model import HookedTransformer
 from tinyinterp.zoo import preset_config
-from training.checkpoint import latest_checkpoint, list_checkpoints
+from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
 from training.config import TrainConfig
 from training.train import main
 from training.trainer import lr_at, param_groups
@@ -33,7 +33,7 @@ def test_metrics_checkpoints_and_final_run_dir(tmp_path, train_args):
     assert [r["elapsed_s"] for r in records] == sorted(r["elapsed_s"] for r in records)
     assert records[-1]["train_loss"] < math.log(301) - 0.2  # it learned something from uniform
 
-    assert [step for step, _ in list_checkpoints(run)] == [8]  # keep_last=1 pruned step 4
+    assert [c.step for c in list_checkpoints(run)] == [8]  # keep_last=1 pruned step 4
     config = json.loads((run / rundir.CONFIG_FILE).read_text())
     assert config["train"]["preset"] == "test-tiny" and config["model"]["d_vocab"] == 301
     assert config["result"]["steps"] == 8 and config["result"]["final_val_loss"] == pytest.approx(records[-1]["val_loss"])
@@ -57,7 +57,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_path, t
     assert len(message) == 1
     match = re.search(r"diverged at step (\d+): (loss|gradient norm) is", message[0])
     assert match and int(match.group(1)) > 4 and str(good) in message[0]
-    assert latest_checkpoint(run) == good and [s for s, _ in list_checkpoints(run)] == [4]
+    assert latest_checkpoint(run) == good and [c.step for c in list_checkpoints(run)] == [4]
     rundir.load_run(good)  # still intact
 
 
@@ -67,7 +67,7 @@ def test_time_budget_stops_at_first_boundary(tmp_path, train_args):
     assert main([*train_args, "--out", str(run), "--max-minutes", "0.0001", "--eval-every", "3", "--ckpt-every", "100"]) == 0
     config = json.loads((run / rundir.CONFIG_FILE).read_text())
     assert config["result"]["steps"] == 3 and config["result"]["stopped_by"] == "max_minutes"
-    assert [s for s, _ in list_checkpoints(run)] == [3]
+    assert [c.step for c in list_checkpoints(run)] == [3]
     assert rundir.read_jsonl(run / rundir.METRICS_FILE)[-1]["step"] == 3
 
 

@@ -123,10 +123,10 @@ def _client(args):
 
 def run_complete(args) -> int:
     from tinyinterp.evaluation import pipeline
-    from tinyinterp.evaluation.completions import completions_path, list_checkpoints
+    from tinyinterp.evaluation.completions import completions_path
 
     cfg, prompts = _completion_config(args), _prompts(args)
-    checkpoints = list_checkpoints(args.run) if args.all_checkpoints else [pipeline.final_checkpoint(args.run)]
+    checkpoints = pipeline.checkpoints_to_evaluate(args.run, args.all_checkpoints)
     for ck in checkpoints:
         cs = pipeline.complete(args.run, prompts, cfg, ck, progress=not args.no_progress)
         print(f"{ck.tag}: {len(cs.records)} completions → {completions_path(args.run, ck.tag)}")

@@ -23,23 +23,15 @@ import torch
 from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.evaluation.prompts import EvalPrompt
 from tinyinterp.generation import SamplingConfig, generate_tokens, prompt_ids
-from tinyinterp.rundir import ANALYSIS_DIR, CHECKPOINTS_DIR, WEIGHTS_FILE, append_jsonl, read_json, read_jsonl
+from tinyinterp.checkpoints import FINAL_TAG, Checkpoint
+from tinyinterp.rundir import append_jsonl, read_jsonl
+from tinyinterp.runlayout import COMPLETIONS_SUBDIR, eval_dir
 
 log = logging.getLogger(__name__)
 
-EVAL_DIR = "eval"
-COMPLETIONS_DIR = "completions"
-FINAL_TAG = "final"
-STATE_FILE = "state.json"
-
-
-def eval_dir(run_dir: Path) -> Path:
-    """``<run>/analysis/eval``: every evaluation output lives here (read by the app)."""
-    return Path(run_dir) / ANALYSIS_DIR / EVAL_DIR
-
 
 def completions_path(run_dir: Path, tag: str = FINAL_TAG) -> Path:
-    return eval_dir(run_dir) / COMPLETIONS_DIR / f"{tag}.jsonl"
+    return eval_dir(run_dir) / COMPLETIONS_SUBDIR / f"{tag}.jsonl"
 
 
 @dataclass
@@ -58,16 +50,6 @@ class CompletionConfig:
         return {"n": self.n, "seed": self.seed, "sampling": self.sampling.to_dict()}
 
 
-@dataclass
-class Checkpoint:
-    """One model to evaluate: the final weights or a training checkpoint."""
-
-    tag: str
-    weights: Path
-    step: int | None = None
-    tokens_seen: int | None = None
-
-
 def file_hash(path: Path) -> str:
     """First 16 hex digits of the sha256 of a weights file (the cache key of grades)."""
     h = hashlib.sha256()
@@ -84,34 +66,6 @@ def model_hash(model) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def _tokens_seen(state: dict) -> int | None:
-    for key in ("tokens_seen", "tokens", "n_tokens_seen", "tokens_processed"):
-        if isinstance(state.get(key), (int, float)):
-            return int(state[key])
-    return None
-
-
-def list_checkpoints(run_dir: Path, include_final: bool = False) -> list[Checkpoint]:
-    """Every ``checkpoints/step_XXXXXXXX/`` of a run, by step (plus the final weights if asked)."""
-    run_dir = Path(run_dir)
-    found = []
-    for d in sorted((run_dir / CHECKPOINTS_DIR).glob("step_*")):
-        if not (d / WEIGHTS_FILE).is_file():
-            continue
-        state = read_json(d / STATE_FILE) if (d / STATE_FILE).is_file() else {}
-        try:
-            step = int(state.get("step", d.name.removeprefix("step_")))
-        except ValueError:
-            continue
-        found.append(Checkpoint(tag=d.name, weights=d / WEIGHTS_FILE, step=step, tokens_seen=_tokens_seen(state)))
-    found.sort(key=lambda c: c.step)
-    if include_final and (run_dir / WEIGHTS_FILE).is_file():
-        found.append(Checkpoint(tag=FINAL_TAG, weights=run_dir / WEIGHTS_FILE))
-    if not found:
-        raise RunDirError(f"{run_dir / CHECKPOINTS_DIR}: no checkpoints found; train with checkpointing or drop --all-checkpoints")
-    return found
 
 
 def _prompt_seed(seed: int, prompt_id: str) -> int:

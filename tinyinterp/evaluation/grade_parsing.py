@@ -17,7 +17,11 @@ number could be misread:
 3. **Checks.** Scores must lie in 0–10 and any stated scale must be 10 (``-3/10``, ``4/5``,
    ``80%`` are refused). A field read twice with different values is refused. The age group is
    read from its letter *and* from any ages mentioned (``6-7``, ``10 to 12``, ``3 or under``);
-   all must name the same group. Grammar, creativity and consistency are required; plot and age
+   all must name the same group. Fractions are read exactly (``7½/10`` and ``7 1/2 out of 10`` are
+   7.5). A scale declared anywhere for the scores (``Scores (1-5 scale):``, ``Scores (0-1):``, a
+   table's ``Max`` column of 5) that is not 10 refuses the reply: a 4 out of 5 is never stored as a
+   4 out of 10. A reply that revises itself (``9/10, no wait, 8/10``; ``~~9~~ 8``) is refused too:
+   which number the grader meant is a guess. Grammar, creativity and consistency are required; plot and age
    group may be absent (the paper's own transcript omits Plot), but a present label whose value
    cannot be read makes the reply unparseable rather than silently ignored.
 
@@ -110,12 +114,42 @@ _NUMBER_WORD_RE = re.compile(r"(?<![A-Za-z])(" + "|".join(_NUMBER_WORDS) + r")(?
 _CLAUSE_END = re.compile(r"\n|[;:|]|[.!?,](?!\d)")  # ':' — "Plot:\nOverall: 7/10" is another label's value
 _LEADING = re.compile(r"[\s*_`\"'(\[]*(?P<num>[-−–]?\s?\d+(?:\.\d+)?)")
 _DENOMINATOR = re.compile(r"\s*(?:/|out\s+of|of)\s*(?P<den>\d+(?:\.\d+)?)", re.I)
-_AMBIGUOUS_AFTER = re.compile(r"\s*(?:[-–—]\s*\d|,\d|%|(?:or|to|and)\s+(?:a\s+half|\d))", re.I)
+_AMBIGUOUS_AFTER = re.compile(r"\s*(?:[-–—]\s*\d|,\d|%|(?:or|to|and)\s+(?:a\s+half|\d)|(?:→|->|=>)\s*\d)|[^\S\n]+\d", re.I)
 _WITH_SCALE = re.compile(r"(?<![\w.])(?P<num>[-−–]?\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*(?P<den>\d+(?:\.\d+)?)", re.I)
 _LIST_MARKER = re.compile(r"\s*\d+[.)]\s")
 # A scale stated anywhere ("Grades (out of 5):", "on a scale of 1 to 5") other than 10 makes every bare number suspect.
 _STATED_SCALE = re.compile(r"(?:out\s+of|scale\s+(?:of|from)\s+(?:\d+\s*(?:-|to)\s*)?)\s*(\d+(?:\.\d+)?)"
                            r"|(\d+)[-\s]point\s+scale", re.I)
+# A scale starts at 0 or 1 and stays on one line ("score: 0.5\n- 2." is a grade and a list marker).
+_RANGE = r"(?<![\d.])[01][^\S\n]*(?:-|–|—|to)[^\S\n]*(\d+(?:\.\d+)?)"
+# A range declared for the scores: "(1-5 scale)", "scale: 0-1", "Scores (0-1):", "rated 1 to 5". The words
+# before it may not hold digits, so "Grammar score: 8/10. Age group: E (10-12)" states no scale.
+_DECLARED_RANGE = re.compile(
+    r"(?:\b(?:scales?|scores?|scoring|grades?|grading|graded|ratings?|rated|marks?)\b[^\d\n]{0,20}?[(\[:]?\s*" + _RANGE + r")"
+    r"|(?:" + _RANGE + r"\s*(?:points?\s+)?scale\b)", re.I)
+
+
+_VULGAR = {"½": 0.5, "⅓": 1 / 3, "⅔": 2 / 3, "¼": 0.25, "¾": 0.75, "⅕": 0.2, "⅖": 0.4, "⅗": 0.6, "⅘": 0.8,
+           "⅙": 1 / 6, "⅚": 5 / 6, "⅛": 0.125, "⅜": 0.375, "⅝": 0.625, "⅞": 0.875}
+_VULGAR_RE = re.compile(r"(?P<whole>\d+)?[^\S\n]*(?P<frac>[" + "".join(_VULGAR) + r"])")
+# "7 1/2" is seven and a half; "7 5/10" is two numbers (refused below), so tenths are not fractions here.
+_MIXED_RE = re.compile(r"(?<![\d./])(?P<whole>\d+)[^\S\n]+(?P<num>\d+)[^\S\n]*/[^\S\n]*(?P<den>\d+)(?![\d.])")
+
+
+def _decimal(x: float) -> str:
+    return f"{x:.6f}".rstrip("0").rstrip(".")
+
+
+def _read_fractions(text: str) -> str:
+    """``7½`` and ``7 1/2`` as ``7.5``: the grade the grader wrote, not its whole part."""
+    text = _VULGAR_RE.sub(lambda m: _decimal(int(m.group("whole") or 0) + _VULGAR[m.group("frac")]), text)
+
+    def mixed(m: re.Match) -> str:
+        num, den = int(m.group("num")), int(m.group("den"))
+        if den == 10 or not 0 < num < den:
+            return m.group(0)
+        return _decimal(int(m.group("whole")) + num / den)
+    return _MIXED_RE.sub(mixed, text)
 
 
 def _clause(value: str) -> str:
@@ -126,7 +160,8 @@ def _clause(value: str) -> str:
         if _LIST_MARKER.match(stripped):
             return ""
     m = _CLAUSE_END.search(stripped)
-    return _NUMBER_WORD_RE.sub(lambda w: _NUMBER_WORDS[w.group(1).lower()], stripped[: m.start()] if m else stripped)
+    clause = stripped[: m.start()] if m else stripped
+    return _read_fractions(_NUMBER_WORD_RE.sub(lambda w: _NUMBER_WORDS[w.group(1).lower()], clause))
 
 
 class _Unread(Exception):
@@ -207,12 +242,74 @@ def _age_value(clause: str) -> str:
     return groups.pop()
 
 
+# --- whole-reply checks: tables with a scale column, self-corrections -----------------------------
+_TABLE_ROW = re.compile(r"^[^\S\n]*\|(?P<cells>.*)\|[^\S\n]*$", re.M)
+_TABLE_RULE = re.compile(r"^[\s:-]*-{2,}[\s:-]*$")
+_NUMERIC_CELL = re.compile(r"^[^\w]*\d+(?:\.\d+)?\s*(?:/\s*\d+(?:\.\d+)?)?[^\w]*$")
+# A column that holds each row's maximum ("Max", "Out of", "Possible points"), not the score column itself.
+_SCALE_COLUMN = re.compile(r"^\W*(?:max(?:imum)?|out\s+of|possible|scale|total|of)(?:\s+(?:score|points?|grade|mark))?\W*$", re.I)
+
+
+def _table_blocks(text: str) -> list[list[list[str]]]:
+    """The reply's Markdown tables: lists of rows (lists of stripped cells), rule rows kept."""
+    blocks, previous_end = [], -2
+    for m in _TABLE_ROW.finditer(text):
+        if m.start() != previous_end + 1:
+            blocks.append([])
+        previous_end = m.end()
+        blocks[-1].append([c.strip() for c in m.group("cells").split("|")])
+    return blocks
+
+
+def _check_tables(text: str) -> None:
+    """Refuse a table row whose score has a scale column other than 10, or several bare numbers."""
+    for rows in _table_blocks(text):
+        is_rule = [all(_TABLE_RULE.match(c) or not c for c in row) for row in rows]
+        header = rows[0] if len(rows) > 1 and is_rule[1] else []
+        scale_cols = [i for i, h in enumerate(header) if i > 0 and _SCALE_COLUMN.match(h)]
+        for row, rule in zip(rows, is_rule):
+            if rule or row is header:
+                continue
+            field = _FIELD_WORD.search(row[0]) if row else None
+            if field is None or _field_name(field.group(1)) == "age_group":
+                continue
+            numbers = [i for i, c in enumerate(row[1:], 1) if _NUMERIC_CELL.match(c)]
+            for i in scale_cols:
+                if i in numbers:
+                    if _number(re.sub(r"[^\d.]", "", row[i].split("/")[0])) != 10:
+                        raise InvalidReply(f"{field.group(1)} is graded out of {row[i]} in the table, expected 10")
+                    numbers.remove(i)
+            if len(numbers) > 1:
+                raise InvalidReply(f"table row {'| ' + ' | '.join(row) + ' |'!r} holds several numbers")
+
+
+_REVISION = re.compile(r"\b(?:no\W{0,3}wait|wait|actually|correction|corrected|i\s+mean|sorry|make\s+that|"
+                       r"on\s+second\s+thought|scratch\s+that|strike\s+that|let\s+me\s+(?:revise|reconsider|correct)|"
+                       r"revised?|revising|changing|change\s+(?:that|my|it|this))\b", re.I)
+_AFTER_REVISION = re.compile(r"[^\n]{0,80}")
+
+
+def _check_revisions(text: str) -> None:
+    """A grader that corrects itself ("9/10, no wait, 8/10") leaves two grades; refuse rather than pick one."""
+    if re.search(r"~~[^~\n]*\d[^~\n]*~~", text):
+        raise InvalidReply("reply strikes out a grade and writes another")
+    for m in _REVISION.finditer(text):
+        after = _AFTER_REVISION.match(text, m.end()).group(0)
+        if re.search(r"\d", after) or _NUMBER_WORD_RE.search(after) or _FIELD_WORD.search(after):
+            raise InvalidReply(f"reply revises a grade ({text[m.start():m.end() + len(after)].strip()[:60]!r})")
+
+
 # --- step 3: assemble and check ------------------------------------------------------------------
 def _from_text(content: str) -> Grades:
     text = re.sub(r"[*#`]", "", content).replace("_", " ")  # markdown emphasis/headings; "age_group"
     for m in _STATED_SCALE.finditer(text):
         if float(m.group(1) or m.group(2)) != 10:
             raise InvalidReply(f"reply grades on another scale ({m.group(0).strip()!r}), expected 0-10")
+    for m in _DECLARED_RANGE.finditer(text):
+        if float(m.group(1) or m.group(2)) != 10:
+            raise InvalidReply(f"reply grades on another scale ({m.group(0).strip()!r}), expected 0-10")
+    _check_tables(text)
+    _check_revisions(text)
     labels = _labels(text)
     read: dict[str, set] = {}
     unread: dict[str, str] = {}

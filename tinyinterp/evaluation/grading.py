@@ -137,7 +137,9 @@ class Grader:
 
     async def agrade(self, records: list[dict], out_path: Path | None = None, progress: bool = False) -> list[dict]:
         self._probe_lock = asyncio.Lock()  # bound to this event loop
-        cached = {r["key"]: r for r in read_jsonl(out_path) if r.get("status") == "ok"} if out_path else {}
+        # The log is a cache: a damaged line costs one regrade, never the run (read_jsonl warns with file:line).
+        logged = read_jsonl(out_path, skip_bad=True) if out_path else []
+        cached = {r["key"]: r for r in logged if r.get("status") == "ok" and isinstance(r.get("key"), str)}
         results: list[dict | None] = []
         todo = []
         for i, rec in enumerate(records):

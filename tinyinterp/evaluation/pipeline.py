@@ -16,24 +16,35 @@ from pathlib import Path
 
 import torch
 
-from tinyinterp.errors import TinyinterpError
+from tinyinterp.checkpoints import CHECKPOINT, FINAL, FINAL_TAG, Checkpoint, list_checkpoints
+from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.evaluation.completions import (
-    FINAL_TAG, Checkpoint, CompletionConfig, CompletionSet, completions_path, eval_dir, file_hash,
-    generate_completion_set, list_checkpoints,
+    CompletionConfig, CompletionSet, completions_path, file_hash, generate_completion_set,
 )
 from tinyinterp.evaluation.metrics import set_stats
 from tinyinterp.evaluation.prompts import EvalPrompt, load_prompts
 from tinyinterp.generation import SamplingConfig
-from tinyinterp.rundir import WEIGHTS_FILE, atomic_write_json, load_run
+from tinyinterp.rundir import atomic_write_json, load_run
+from tinyinterp.runlayout import CHECKPOINTS_DIR, ROUGE_SUBDIR, WEIGHTS_FILE, eval_dir
 
 log = logging.getLogger(__name__)
 
-ROUGE_DIR = "rouge"
 PROBES_FILE = "probes.json"
 
 
 def final_checkpoint(run_dir: Path) -> Checkpoint:
-    return Checkpoint(tag=FINAL_TAG, weights=Path(run_dir) / WEIGHTS_FILE)
+    """The final weights, evaluated under the tag ``final`` (records carry no step for them)."""
+    return Checkpoint(Path(run_dir) / WEIGHTS_FILE, FINAL)
+
+
+def checkpoints_to_evaluate(run_dir: Path, all_checkpoints: bool) -> list[Checkpoint]:
+    """The final weights, or with ``all_checkpoints`` every training checkpoint of the run (by step)."""
+    if not all_checkpoints:
+        return [final_checkpoint(run_dir)]
+    found = list_checkpoints(run_dir, kinds=[CHECKPOINT])
+    if not found:
+        raise RunDirError(f"{Path(run_dir) / CHECKPOINTS_DIR}: no checkpoints found; train with checkpointing or drop --all-checkpoints")
+    return found
 
 
 def complete(run_dir: Path, prompts: list[EvalPrompt], cfg: CompletionConfig, checkpoint: Checkpoint | None = None,
@@ -94,7 +105,7 @@ def grade(run_dir: Path, grader, prompts: list[EvalPrompt], cfg: CompletionConfi
     )
 
     run_dir = Path(run_dir)
-    checkpoints = list_checkpoints(run_dir) if all_checkpoints else [final_checkpoint(run_dir)]
+    checkpoints = checkpoints_to_evaluate(run_dir, all_checkpoints)
     results = []
     for ck in checkpoints:
         records = _requested_completions(run_dir, prompts, cfg, ck, progress)
@@ -121,7 +132,7 @@ def rouge(run_dir: Path, n: int = 2, train_files: list[Path] | None = None, half
     from tinyinterp.evaluation.rouge import NgramIndex
 
     run_dir = Path(run_dir)
-    out_dir = eval_dir(run_dir) / ROUGE_DIR
+    out_dir = eval_dir(run_dir) / ROUGE_SUBDIR
     cs = CompletionSet.load(completions_path(run_dir, tag))
     texts = cs.texts()
     stories = load_training_stories(train_files)

@@ -30,6 +30,7 @@ from tinyinterp.explain.results import AppendLog, neuron_id
 from tinyinterp.explain.runner import ExplainRunConfig, ExplainRunner
 from tinyinterp.explain.simulator import LLMSimulator, Simulation
 from tinyinterp.llm import InvalidReply, LLMClient
+from tinyinterp.llm.reply import message_content, usage_tokens
 from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,12 @@ class BatchExplain:
             if not chunk[key]:
                 continue
             for line in iter_jsonl(self.work / self._download_name(chunk, key)):
-                resp = line.get("response") or {}
+                resp = line.get("response") if isinstance(line.get("response"), dict) else {}
                 body = resp.get("body") if resp.get("status_code") == 200 else None
+                body = body if isinstance(body, dict) else None
                 if body:
-                    usage = body.get("usage") or {}
-                    self.client.stats.add_usage(self.client.model, usage.get("prompt_tokens", 0),
-                                                usage.get("completion_tokens", 0), self.client.config.prices, batch=True)
+                    self.client.stats.add_usage(self.client.model, *usage_tokens(body), self.client.config.prices,
+                                                batch=True)
                 yield line.get("custom_id"), body, line.get("error") or resp.get("status_code")
 
     # -- merging ------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ class BatchExplain:
                 try:
                     if body is None:
                         raise InvalidReply(f"batch line failed: {err}")
-                    text = parse_explanation(body["choices"][0]["message"]["content"] or "")
+                    text = parse_explanation(message_content(body))
                 except (InvalidReply, KeyError, IndexError, TypeError) as e:
                     errors.append({"id": nid, "error": f"batch explain: {e}", "time": time.time()})
                     self.failed_now.add(nid)

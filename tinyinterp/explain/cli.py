@@ -150,7 +150,7 @@ def run_explain(args) -> int:
         raise TinyinterpError(f"{run}: not a run directory (config.json + model.safetensors); for another model "
                               "(HF folder, hub name) pass --index DIR from `tinyinterp analyze neurons MODEL --out DIR`; "
                               "with --dry-run a preset name is also accepted")
-    from tinyinterp.external import is_hf_model_dir
+    from tinyinterp.hf.hub import is_hf_model_dir
 
     # another model (HF folder, hub name: anything tinyinterp.load takes) indexed with --out elsewhere:
     # its explanations go next to that index, never into the model's folder, unless --out says otherwise

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from tinyinterp.explain.prompts import explain_messages, parse_explanation
 from tinyinterp.explain.records import NeuronRecords
-from tinyinterp.llm import InvalidReply, LLMClient
+from tinyinterp.llm import LLMClient
+from tinyinterp.llm.reply import message_content, usage_tokens
 
 
 @dataclass
@@ -39,17 +40,10 @@ class LLMExplainer:
         async def attempt() -> str:
             # Raw POST, reply as a dict: see LLMSimulator._create for why the SDK's typed path is avoided.
             resp = await api.post("/chat/completions", body=body, cast_to=dict)
-            if not isinstance(resp, dict):
-                raise InvalidReply(f"reply body is {type(resp).__name__}, not a JSON object")
-            usage = resp.get("usage") or {}
             # A rejected reply is billed too, so usage is counted before validation.
-            client.stats.add_usage(client.model, int(usage.get("prompt_tokens") or 0),
-                                   int(usage.get("completion_tokens") or 0), client.config.prices)
-            try:
-                content = resp["choices"][0]["message"]["content"]
-            except (KeyError, IndexError, TypeError) as err:
-                raise InvalidReply("reply has no choices[0].message.content") from err
-            return parse_explanation(content or "")
+            client.stats.add_usage(client.model, *usage_tokens(resp), client.config.prices)
+            content = message_content(resp)  # InvalidReply (retried) unless the reply has the shape we need
+            return parse_explanation(content)
 
         text, attempts = await client.call_with_retries(attempt, what="explanation")
         return Explanation(text, requests=attempts)

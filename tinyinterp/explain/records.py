@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.interp.activations import iter_activations
+from tinyinterp.interp.inputs import MLP_HOOK
 
 log = logging.getLogger(__name__)
 
-MLP_HOOK = "blocks.{layer}.mlp.hook_post"
 MAX_NORMALIZED = 10
 
 
@@ -118,10 +119,6 @@ def normalize(activations: list[float], max_activation: float) -> list[int]:
         return [0] * len(activations)
     # The epsilon keeps the maximum itself at 10 when 10 * a / a rounds to 9.999…
     return [min(MAX_NORMALIZED, math.floor(MAX_NORMALIZED * max(0.0, a) / max_activation + 1e-9)) for a in activations]
-
-
-class _StopForward(Exception):
-    """Raised by the capturing hook to end the forward pass early."""
 
 
 @dataclass
@@ -215,12 +212,12 @@ class RecordBuilder:
             recs.max_activation = max(recs.max_activation, seen)
         return out
 
-    @torch.no_grad()
     def _run_windows(self, layer: int, requests: list[_Request]) -> list[list[float]]:
         """Activations of each request's tokens, running each distinct window once.
 
         Top examples of many neurons share windows, so building records for a whole layer's neurons
-        at once costs about one pass over the windows that hold any of their examples. Only the
+        at once costs about one pass over the windows that hold any of their examples (batched and
+        stopped after ``layer`` by :func:`~tinyinterp.interp.activations.iter_activations`). Only the
         requested (tokens, neuron) slices are kept, never a window's full (T, d_mlp) block.
         """
         windows = sorted({(r.window_start, r.window_end) for r in requests})
@@ -230,27 +227,15 @@ class RecordBuilder:
         neurons = sorted({r.neuron for r in requests})
         col_of = {n: i for i, n in enumerate(neurons)}
         cols = torch.tensor(neurons, dtype=torch.long)
+        rows = np.array([(-1, s, e - s) for s, e in windows], dtype=np.int64).reshape(-1, 3)  # (doc unused, start, length)
+        name = MLP_HOOK.format(layer=layer)
         out: list[list[float]] = [[] for _ in requests]
-        for b in range(0, len(windows), self.cfg.batch_size):
-            chunk = windows[b: b + self.cfg.batch_size]
-            T = max(e - s for s, e in chunk)
-            tokens = np.zeros((len(chunk), T), dtype=np.int64)  # right padding never changes earlier tokens (causal)
-            for i, (s, e) in enumerate(chunk):
-                tokens[i, : e - s] = self.corpus.tokens[s:e]
-            got: dict[str, torch.Tensor] = {}
-
-            def grab(act, hook):
-                got["a"] = act[:, :, cols].float().cpu()  # (B, T, n_neurons)
-                raise _StopForward  # later layers and the unembedding (d_vocab wide) are not needed
-
-            try:
-                self.model.run_with_hooks(torch.from_numpy(tokens).to(self.cfg.device), return_type=None,
-                                          fwd_hooks=[(MLP_HOOK.format(layer=layer), grab)])
-            except _StopForward:
-                pass
-            block = got["a"].numpy()  # (B, T, n_neurons)
-            for row, window in enumerate(chunk):
-                for i in by_window[window]:
+        for batch in iter_activations(self.model, self.corpus, rows, [name], batch_size=self.cfg.batch_size,
+                                      device=self.cfg.device,
+                                      reduce=lambda _, act, b: act[:, :, cols.to(act.device)].float().cpu()):
+            block = batch.acts[name].numpy()  # (B, T, n_neurons)
+            for row, (_, s, length) in enumerate(batch.windows.tolist()):
+                for i in by_window[(s, s + length)]:
                     r = requests[i]
                     out[i] = block[row, r.lo - r.window_start: r.hi - r.window_start, col_of[r.neuron]].tolist()
         return out

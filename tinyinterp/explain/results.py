@@ -19,9 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from datagen.store import AppendLog, iter_jsonl, read_records
-from tinyinterp.rundir import ANALYSIS_DIR
-
-EXPLANATIONS_SUBDIR = "explanations"
+from tinyinterp.runlayout import EXPLANATIONS_SUBDIR, explanations_dir
 ERRORS_SUFFIX = ".errors.jsonl"
 FINISHED = ("ok", "flagged")
 COLUMNS = ["explainer", "layer", "neuron", "explanation", "score", "score_top", "score_random", "status",
@@ -29,10 +27,6 @@ COLUMNS = ["explainer", "layer", "neuron", "explanation", "score", "score_top", 
 
 __all__ = ["AppendLog", "EXPLANATIONS_SUBDIR", "explanations_dir", "results_folder", "explainer_slug", "neuron_id",
            "finished_ids", "load_explanations", "score_summary", "results_path", "errors_path"]
-
-
-def explanations_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / ANALYSIS_DIR / EXPLANATIONS_SUBDIR
 
 
 def results_folder(path: str | Path) -> Path:

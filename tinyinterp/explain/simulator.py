@@ -23,6 +23,7 @@ import openai
 from tinyinterp.explain.prompts import parse_json_activations, simulate_json_messages, simulate_messages
 from tinyinterp.explain.records import MAX_NORMALIZED
 from tinyinterp.llm import InvalidReply, LLMClient, LLMError, extract_json
+from tinyinterp.llm.reply import logprob_content, message_content, usage_tokens
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,14 @@ def expected_value(top_logprobs: list[tuple[str, float]]) -> float | None:
 def activations_from_logprobs(content_logprobs: list[dict], n_tokens: int) -> list[float]:
     """Expected values at the token after each TAB of the reply; InvalidReply unless exactly ``n_tokens``.
 
-    ``content_logprobs`` is ``choices[0].logprobs.content`` of the reply as JSON (dicts).
+    ``content_logprobs`` is ``choices[0].logprobs.content`` as :func:`tinyinterp.llm.reply.logprob_content`
+    checks it (every logprob a finite number <= 0).
     """
     text, out = "", []
     for item in content_logprobs:
-        token = str(item.get("token", ""))
+        token = item["token"]
         if text.endswith("\t"):
-            pairs = [(str(t.get("token", "")), float(t.get("logprob", -1e9))) for t in item.get("top_logprobs") or []]
-            pairs = pairs or [(token, float(item.get("logprob", 0.0)))]
+            pairs = [(t["token"], t["logprob"]) for t in item["top_logprobs"]] or [(token, item["logprob"])]
             ev = expected_value(pairs)
             if ev is None:
                 raise InvalidReply(f"the activation after a TAB is {token!r}, not a number 0..{MAX_NORMALIZED}")
@@ -112,33 +113,30 @@ class LLMSimulator:
                 raise
             if not isinstance(resp, dict):
                 raise InvalidReply(f"reply body is {type(resp).__name__}, not a JSON object")  # retried by the client
-            usage = resp.get("usage") or {}
-            self.client.stats.add_usage(self.client.model, int(usage.get("prompt_tokens") or 0),
-                                        int(usage.get("completion_tokens") or 0), self.client.config.prices)
+            self.client.stats.add_usage(self.client.model, *usage_tokens(resp), self.client.config.prices)
             return resp
 
         resp, _ = await self.client.call_with_retries(attempt, what="simulation")
         return resp
 
     @staticmethod
-    def _choice(resp) -> dict:
+    def _content(resp) -> str:
+        """The reply's text for a re-ask ("" when the reply has none in a usable shape)."""
         try:
-            return resp["choices"][0] or {}
-        except (KeyError, IndexError, TypeError):
-            return {}
-
-    def _content(self, resp) -> str:
-        return str((self._choice(resp).get("message") or {}).get("content") or "")
-
-    def _logprobs(self, resp) -> list | None:
-        return (self._choice(resp).get("logprobs") or {}).get("content")
+            return message_content(resp)
+        except InvalidReply:
+            return ""
 
     async def _simulate(self, explanation: str, tokens: list[str]) -> Simulation:
         n, probes = len(tokens), 0
         if self.logprobs_ok is not False:
             messages = simulate_messages(explanation, tokens)
             resp = await self._create(messages, n, logprobs=True)
-            if self._logprobs(resp) is not None:
+            try:
+                has_logprobs = logprob_content(resp) is not None
+            except InvalidReply:
+                has_logprobs = True  # logprobs came back, in a broken shape: re-ask, then flag
+            if has_logprobs:
                 self.logprobs_ok = True
                 return await self._with_reask(messages, resp, n, True)
             if self.mode == "logprobs":
@@ -155,11 +153,11 @@ class LLMSimulator:
     def parse_reply(self, resp: dict, n: int, logprobs: bool) -> list[float]:
         """Validated activations of a reply (a chat-completion JSON dict); InvalidReply if unusable."""
         if logprobs:
-            content = self._logprobs(resp)
+            content = logprob_content(resp)
             if content is None:
                 raise InvalidReply("the reply has no logprobs")
             return activations_from_logprobs(content, n)
-        return parse_json_activations(extract_json(self._content(resp)), n)
+        return parse_json_activations(extract_json(message_content(resp)), n)
 
     async def _with_reask(self, messages: list[dict], resp, n: int, logprobs: bool) -> Simulation:
         method = "logprobs" if logprobs else "json"

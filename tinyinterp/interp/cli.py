@@ -18,12 +18,9 @@ from pathlib import Path
 
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.interp.summary import COMPARE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR
+from tinyinterp.runlayout import ANALYSIS_DIR, COMPARE_SUBDIR, EMERGENCE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, corpus_dir
 
 log = logging.getLogger(__name__)
-
-# Where `tinyinterp train` leaves the tokenized training corpus inside a run directory.
-RUN_CORPUS_SUBDIR = "data/train"
 
 
 def add_subparser(subparsers) -> None:
@@ -100,12 +97,12 @@ def _out_dir(args, subdir: str) -> Path:
     if args.out:
         return Path(args.out)
     if rundir.is_run_dir(Path(args.model)):
-        return Path(args.model) / rundir.ANALYSIS_DIR / subdir
+        return Path(args.model) / ANALYSIS_DIR / subdir
     raise TinyinterpError(f"{args.model}: not a run directory, so pass --out DIR for the results")
 
 
 def _default_corpus(model_spec: str) -> str:
-    run_corpus = Path(model_spec) / RUN_CORPUS_SUBDIR
+    run_corpus = corpus_dir(model_spec)  # where `tinyinterp train` leaves the tokenized training corpus
     if rundir.is_run_dir(Path(model_spec)) and run_corpus.is_dir():
         return str(run_corpus)
     raise TinyinterpError(f"{model_spec}: no training corpus at {run_corpus}; pass --corpus FILE_OR_DIR")
@@ -173,7 +170,7 @@ def run_heads(args) -> int:
 def run_find(args) -> int:
     from tinyinterp.interp.neuron_index import NeuronIndex
 
-    index_dir = Path(args.index) if args.index else Path(args.model) / rundir.ANALYSIS_DIR / NEURONS_SUBDIR
+    index_dir = Path(args.index) if args.index else Path(args.model) / ANALYSIS_DIR / NEURONS_SUBDIR
     if not (index_dir / "meta.json").is_file():
         raise TinyinterpError(f"{index_dir}: no neuron index; run `tinyinterp analyze neurons {args.model}` first or pass --index")
     model = _load(args.model, args.device, args.backend)
@@ -184,7 +181,7 @@ def run_find(args) -> int:
 
 
 def run_emergence(args) -> int:
-    from tinyinterp.interp.emergence import EMERGENCE_SUBDIR, EmergenceConfig, analyze_emergence
+    from tinyinterp.interp.emergence import EmergenceConfig, analyze_emergence
 
     run = Path(args.model)
     if not rundir.is_run_dir(run):

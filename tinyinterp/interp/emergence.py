@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +31,13 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from tinyinterp import rundir
+from tinyinterp.checkpoints import ALL_KINDS, Checkpoint, list_checkpoints
 from tinyinterp.errors import TinyinterpError
+from tinyinterp.runlayout import EMERGENCE_SUMMARY_FILE, METRICS_FILE, STEP_GLOB, emergence_dir, parse_step_name, step_name
 
 log = logging.getLogger(__name__)
 
-EMERGENCE_SUBDIR = "emergence"
-SUMMARY_FILE = "summary.json"
+SUMMARY_FILE = EMERGENCE_SUMMARY_FILE
 PATTERNS_FILE = "patterns.safetensors"
 PLOT_FILE = "emergence.png"
 DEFAULT_PROMPTS = (
@@ -60,17 +62,9 @@ class EmergenceConfig:
     device: str = "cpu"
 
 
-@dataclass
-class Checkpoint:
-    step: int
-    weights: Path
-    kind: str
-    """"snapshot", "checkpoint" or "final"."""
-
-
 def _metrics_by_step(run_dir: Path) -> dict[int, dict]:
     by_step: dict[int, dict] = {}
-    for record in rundir.read_jsonl(Path(run_dir) / rundir.METRICS_FILE, skip_bad=True):
+    for record in rundir.read_jsonl(Path(run_dir) / METRICS_FILE, skip_bad=True):
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             merged = by_step.setdefault(record["step"], {})
             merged.update(record)
@@ -85,29 +79,13 @@ def _tokens_per_step(metrics: dict[int, dict]) -> int:
     return 0
 
 
-def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
-    """Every saved state of ``run_dir``, one per step (same step: snapshot over final over checkpoint —
-    they hold the same weights)."""
-    from training import checkpoint as ckpt
-    from training.snapshots import list_snapshots
-
-    run_dir = Path(run_dir)
-    found: dict[int, Checkpoint] = {}
-    final = run_dir / rundir.WEIGHTS_FILE
-    metrics = _metrics_by_step(run_dir)
-    for step, folder in ckpt.list_checkpoints(run_dir):
-        if (folder / rundir.WEIGHTS_FILE).is_file():
-            found[step] = Checkpoint(step, folder / rundir.WEIGHTS_FILE, "checkpoint")
-    if final.is_file() and metrics:
-        last = max(metrics)
-        found[last] = Checkpoint(last, final, "final")
-    for step, weights in list_snapshots(run_dir):
-        found[step] = Checkpoint(step, weights, "snapshot")
-    return [found[s] for s in sorted(found)]
+def emergence_states(run_dir: Path) -> list[Checkpoint]:
+    """Every saved state of ``run_dir`` with a known step, one per step (snapshot over final over checkpoint)."""
+    return [c for c in list_checkpoints(run_dir, kinds=ALL_KINDS) if c.step is not None]
 
 
 def step_dir(out_dir: Path, step: int) -> Path:
-    return Path(out_dir) / f"step_{step:08d}"
+    return Path(out_dir) / step_name(step)
 
 
 @dataclass
@@ -147,11 +125,13 @@ class EmergenceResult:
     def load(cls, out_dir: str | Path) -> "EmergenceResult":
         out_dir = Path(out_dir)
         rows = []
-        for summary in sorted(out_dir.glob(f"step_*/{SUMMARY_FILE}")):
+        for summary in sorted(out_dir.glob(f"{STEP_GLOB}/{SUMMARY_FILE}")):
             try:
-                rows.append(json.loads(summary.read_text(encoding="utf-8")))
+                row = json.loads(summary.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise TinyinterpError(f"{summary}: not valid JSON ({e}); delete it to re-analyse that step") from None
+            _check_summary(summary, row)
+            rows.append(row)
         if not rows:
             raise TinyinterpError(f"{out_dir}: no emergence results; run `tinyinterp analyze emergence RUN`")
         return cls(sorted(rows, key=lambda r: r["step"]), out_dir)
@@ -184,6 +164,37 @@ class EmergenceResult:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
+
+
+_SUMMARY_NUMBERS = ("tokens", "role_share", "prompt_mean_distance", "prompt_prev_token")
+_SUMMARY_OPTIONAL = ("val_loss", "train_loss", "mean_type_purity")
+_SUMMARY_COUNTS = ("local", "semantic", "mixed")
+
+
+def _is_number(value, optional: bool = False) -> bool:
+    if value is None:
+        return optional
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_summary(path: Path, row) -> None:
+    """Refuse, in one line, a step summary whose fields do not have the types :func:`analyze_checkpoint` writes."""
+    redo = "delete it to re-analyse that step"
+    if not isinstance(row, dict):
+        raise TinyinterpError(f"{path}: not a JSON object; {redo}")
+    step = row.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step != parse_step_name(path.parent.name):
+        raise TinyinterpError(f"{path}: 'step' is {step!r}, expected the folder's step {parse_step_name(path.parent.name)}; {redo}")
+    for key in _SUMMARY_NUMBERS + _SUMMARY_OPTIONAL:
+        if not _is_number(row.get(key), optional=key in _SUMMARY_OPTIONAL):
+            raise TinyinterpError(f"{path}: '{key}' is {row.get(key)!r}, expected a finite number; {redo}")
+    for key in _SUMMARY_COUNTS:
+        value = row.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TinyinterpError(f"{path}: '{key}' is {value!r}, expected a head count; {redo}")
+    heads = row.get("heads")
+    if not isinstance(heads, list) or not all(isinstance(layer, list) and all(isinstance(h, dict) for h in layer) for layer in heads):
+        raise TinyinterpError(f"{path}: 'heads' must be a list (layers) of lists (heads) of objects; {redo}")
 
 
 def _prompt_patterns(model, prompts: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
@@ -265,8 +276,8 @@ def analyze_emergence(run_dir: str | Path, corpus, config: EmergenceConfig | Non
     """Analyse every checkpoint of ``run_dir`` not analysed yet (see the module docstring)."""
     config = config or EmergenceConfig()
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / rundir.ANALYSIS_DIR / EMERGENCE_SUBDIR
-    checkpoints = list_checkpoints(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else emergence_dir(run_dir)
+    checkpoints = emergence_states(run_dir)
     if not checkpoints:
         raise TinyinterpError(
             f"{run_dir}: no checkpoints, snapshots or final weights to analyse; train with --snapshots-per-octave 2"

@@ -43,27 +43,30 @@ def model_name(model) -> str:
     return type(model).__name__
 
 
-def _require_hooks(model, names: list[str], what: str) -> list[str]:
+def require_hooks(model, names: list[str], what: str | None = None) -> list[str]:
+    """``names`` if the model has every one of them, else a one-line :class:`ModelHookError`
+    (``what``: the kind of hook the analysis needs, e.g. "MLP", for the message)."""
     hook_dict = getattr(model, "hook_dict", None)
     if hook_dict is None:  # cannot check up front; run_with_hooks will complain if they are missing
         return names
     missing = [n for n in names if n not in hook_dict]
     if missing:
+        need = f"this analysis needs a transformer with {what} hooks" if what else "model.hook_dict lists the ones it has"
         raise ModelHookError(
-            f"model {model_name(model)} has no {what} hook {missing[0]!r}; "
-            f"this analysis needs a transformer with {what} hooks (see AGENTS.md hook names)"
+            f"model {model_name(model)} has no {what + ' ' if what else ''}hook {missing[0]!r}; "
+            f"{need} (see AGENTS.md hook names)"
         )
     return names
 
 
 def mlp_hook_names(model) -> list[str]:
     """``blocks.{l}.mlp.hook_post`` for every layer; raises :class:`ModelHookError` when absent."""
-    return _require_hooks(model, [MLP_HOOK.format(layer=l) for l in range(model.cfg.n_layers)], "MLP")
+    return require_hooks(model, [MLP_HOOK.format(layer=l) for l in range(model.cfg.n_layers)], "MLP")
 
 
 def pattern_hook_names(model) -> list[str]:
     """``blocks.{l}.attn.hook_pattern`` for every layer; raises :class:`ModelHookError` when absent."""
-    return _require_hooks(model, [PATTERN_HOOK.format(layer=l) for l in range(model.cfg.n_layers)], "attention")
+    return require_hooks(model, [PATTERN_HOOK.format(layer=l) for l in range(model.cfg.n_layers)], "attention")
 
 
 def corpus_label(corpus) -> str:
@@ -96,12 +99,13 @@ def check_model_corpus(model, corpus) -> None:
         )
 
 
-def check_layer_neuron(cfg, layer: int, neuron: int | None = None) -> None:
-    """One-line errors for a layer or neuron outside the model."""
-    if not 0 <= int(layer) < cfg.n_layers:
-        raise TinyinterpError(f"layer {layer} is out of range: the model has layers 0..{cfg.n_layers - 1}")
-    if neuron is not None and not 0 <= int(neuron) < cfg.d_mlp:
-        raise TinyinterpError(f"neuron {neuron} is out of range: layer {layer} has neurons 0..{cfg.d_mlp - 1}")
+def check_layer_neuron(shape, layer: int, neuron: int | None = None, owner: str = "model") -> None:
+    """One-line errors for a layer or neuron outside ``shape`` (anything with ``n_layers`` and ``d_mlp``:
+    a model's ``cfg``, a neuron index); ``owner`` names it in the message."""
+    if not 0 <= int(layer) < shape.n_layers:
+        raise TinyinterpError(f"layer {layer} is out of range: the {owner} has layers 0..{shape.n_layers - 1}")
+    if neuron is not None and not 0 <= int(neuron) < shape.d_mlp:
+        raise TinyinterpError(f"neuron {neuron} is out of range: layer {layer} has neurons 0..{shape.d_mlp - 1}")
 
 
 def document_windows(corpus, seq_len: int, doc_start: int = 0, doc_stop: int | None = None) -> np.ndarray:

@@ -1,11 +1,12 @@
 """Streaming neuron index: the top-k activating tokens of every MLP neuron, plus running statistics.
 
 The corpus is cut into per-document windows (:func:`~tinyinterp.interp.inputs.document_windows`)
-and streamed through the model in batches with one hook per layer on ``blocks.{l}.mlp.hook_post``
-(no activation cache). Each hook does a ``torch.topk`` over the batch and merges it with the running
+and streamed through the model in batches by the one activation pass
+(:func:`~tinyinterp.interp.activations.iter_activations`, hooks on every ``blocks.{l}.mlp.hook_post``,
+no activation cache). Each hook does a ``torch.topk`` over the batch and merges it with the running
 top-k of all neurons at once (both vectorised over neurons), and folds the batch into running
-mean/variance (Chan's parallel update, float64), max and count of tokens > 0. The last layer's hook
-stops the forward pass, since nothing after it is needed. Documents are grouped into shards; after
+mean/variance (Chan's parallel update, float64), max and count of tokens > 0. The pass stops the
+forward after the last MLP, since nothing after it is needed. Documents are grouped into shards; after
 each shard the whole state is written atomically to ``progress.safetensors`` so an interrupted build
 resumes where it stopped and gives bit-identical results.
 
@@ -41,7 +42,8 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from tinyinterp.errors import DataError, TinyinterpError
-from tinyinterp.interp.inputs import check_model_corpus, document_windows, iter_batches, mlp_hook_names, model_name
+from tinyinterp.interp.activations import iter_activations
+from tinyinterp.interp.inputs import check_model_corpus, document_windows, mlp_hook_names, model_name
 from tinyinterp.interp.neuron_distribution import batch_order, finalize_distribution, init_distribution, update_distribution
 from tinyinterp.interp.neuron_logits import logit_effects
 from tinyinterp.interp.neuron_query import NeuronQueries
@@ -80,10 +82,6 @@ class NeuronIndexConfig:
         for name in ("k", "batch_size", "shard_docs", "k_negative", "n_logits"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"NeuronIndexConfig.{name} must be positive, got {getattr(self, name)}")
-
-
-class _StopForward(Exception):
-    """Raised by the last MLP hook to skip the rest of the forward pass."""
 
 
 class _RunningState:
@@ -167,21 +165,14 @@ def build_neuron_index(
     if shards_done:
         log.info("resuming neuron index at shard %d/%d", shards_done, n_shards)
 
-    n_layers = model.cfg.n_layers
-    batch = {}
+    layer_of = {name: l for l, name in enumerate(hook_names)}
 
-    def make_hook(layer: int):
-        def hook(acts: torch.Tensor, hook) -> None:
-            flat = acts.detach().reshape(-1, acts.shape[-1]).float().cpu()  # the running state lives on the CPU
-            if not batch["all_valid"]:
-                flat = flat[batch["mask"]]
-            state.update(layer, flat, batch["positions"], batch["order"], batch["rank"])
-            if cfg.stop_early and layer == n_layers - 1:
-                raise _StopForward
+    def fold(name: str, acts: torch.Tensor, batch) -> None:
+        if "order" not in batch.memo:  # the tokens' sampling order, shared by all layers
+            batch.memo["order"] = batch_order(batch.real_positions)
+        flat = batch.real_rows(acts.detach()).float().cpu()  # the running state lives on the CPU
+        state.update(layer_of[name], flat, batch.real_positions, *batch.memo["order"])
 
-        return hook
-
-    hooks = [(name, make_hook(l)) for l, name in enumerate(hook_names)]
     shard_windows = [
         document_windows(corpus, seq_len, s * cfg.shard_docs, min((s + 1) * cfg.shard_docs, n_docs))
         for s in range(n_shards)
@@ -191,17 +182,8 @@ def build_neuron_index(
     bar = tqdm(total=total_batches, initial=done_batches, desc="neuron index", unit="batch", disable=not progress)
     stop_at = n_shards if max_shards is None else min(n_shards, shards_done + max_shards)
     for shard in range(shards_done, stop_at):
-        for tokens, mask, positions in iter_batches(corpus, shard_windows[shard], cfg.batch_size, cfg.device):
-            batch["mask"] = mask.reshape(-1).cpu()
-            batch["all_valid"] = bool(batch["mask"].all())
-            batch["positions"] = positions.reshape(-1)
-            if not batch["all_valid"]:
-                batch["positions"] = batch["positions"][batch["mask"]]
-            batch["order"], batch["rank"] = batch_order(batch["positions"])  # shared by all layers
-            try:
-                model.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None)
-            except _StopForward:
-                pass
+        for _ in iter_activations(model, corpus, shard_windows[shard], hook_names, batch_size=cfg.batch_size,
+                                  device=cfg.device, reduce=fold, stop_early=cfg.stop_early):
             bar.update(1)
         _save_progress(out_dir / PROGRESS_FILE, settings, state, shard + 1)
     bar.close()

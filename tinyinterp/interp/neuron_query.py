@@ -5,7 +5,9 @@ Mixed into :class:`tinyinterp.interp.neuron_index.NeuronIndex`, which supplies `
 arrays of ``index.safetensors``), ``meta``, ``corpus`` and ``tokenizer``. Activations of the
 tokens *around* a top example are not stored (that would be a full cache); pass ``model=`` to
 ``top_examples`` and the examples' windows are re-run (with the same window the index used, so the
-centre activation matches the stored one) to fill them in; without a model only the centre is known.
+centre activation matches the stored one; batched, and stopped after the neuron's layer, by
+:func:`~tinyinterp.interp.activations.iter_activations`) to fill them in; without a model only the
+centre is known.
 
     >>> ex = index.top_examples(2, 40, k=3, context=6, model=model)[0]
     >>> ex.token_strs[ex.center], ex.activations[ex.center] == ex.activation
@@ -21,7 +23,8 @@ import pandas as pd
 import torch
 
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.interp.inputs import MLP_HOOK, doc_of_position
+from tinyinterp.interp.activations import iter_activations
+from tinyinterp.interp.inputs import MLP_HOOK, check_layer_neuron, doc_of_position
 from tinyinterp.interp.neuron_distribution import bin_ranges, quantile_bins
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9, 0.99, 0.999)
@@ -56,12 +59,6 @@ class NeuronQueries:
     tensors: dict[str, torch.Tensor]
     meta: dict
 
-    def _check(self, layer: int, neuron: int | None = None) -> None:
-        if not 0 <= int(layer) < self.n_layers:
-            raise TinyinterpError(f"layer {layer} is out of range: the index has layers 0..{self.n_layers - 1}")
-        if neuron is not None and not 0 <= int(neuron) < self.d_mlp:
-            raise TinyinterpError(f"neuron {neuron} is out of range: layer {layer} has neurons 0..{self.d_mlp - 1}")
-
     def _token_str(self, token_id: int) -> str:
         tok = self.tokenizer
         return tok.token_str(int(token_id)) if tok is not None else f"<{int(token_id)}>"
@@ -85,13 +82,13 @@ class NeuronQueries:
 
     def top_examples(self, layer: int, neuron: int, k: int | None = None, context: int = 8, model=None) -> list[Example]:
         """The ``k`` highest activations of ``neuron`` with ``context`` tokens each side."""
-        self._check(layer, neuron)
+        check_layer_neuron(self, layer, neuron, owner="index")
         return self._examples(layer, neuron, self.tensors["top_values"][layer, neuron],
                               self.tensors["top_positions"][layer, neuron], k or self.k, context, model)
 
     def negative_examples(self, layer: int, neuron: int, k: int | None = None, context: int = 8, model=None) -> list[Example]:
         """The ``k`` most negative activations of ``neuron`` (most negative first)."""
-        self._check(layer, neuron)
+        check_layer_neuron(self, layer, neuron, owner="index")
         values = self._require("bottom_values", "most negative examples")[layer, neuron]
         positions = self.tensors["bottom_positions"][layer, neuron]
         return self._examples(layer, neuron, values, positions, k or len(values), context, model)
@@ -105,7 +102,7 @@ class NeuronQueries:
         wide, except the zero bin |x| < 2^-8 and the overflow bins); ``Example.quantile`` is the quantile asked for, ``Example.share_range`` the share of
         tokens below / up to the end of its bin.
         """
-        self._check(layer, neuron)
+        check_layer_neuron(self, layer, neuron, owner="index")
         counts = self._require("hist_counts", "activation histogram")[layer, neuron].numpy()
         positions = self.tensors["sample_positions"][layer, neuron]
         values = self.tensors["sample_values"][layer, neuron]
@@ -122,7 +119,7 @@ class NeuronQueries:
         Bins are fixed half-octaves of ``|x|`` (:func:`.neuron_distribution.bin_edges`); the first and
         last are overflow bins (``±inf``), the middle one holds ``|x| < 2^-8``.
         """
-        self._check(layer, neuron)
+        check_layer_neuron(self, layer, neuron, owner="index")
         counts = self._require("hist_counts", "activation histogram")[layer, neuron].numpy()
         ranges = bin_ranges()
         return pd.DataFrame({"lo": ranges[:, 0], "hi": ranges[:, 1], "count": counts})
@@ -133,7 +130,7 @@ class NeuronQueries:
         ``{"promoted": DataFrame(token_id, token, effect), "suppressed": ...}``, strongest first; the
         direct-path approximation is described in :mod:`.neuron_logits`.
         """
-        self._check(layer, neuron)
+        check_layer_neuron(self, layer, neuron, owner="index")
         out = {}
         for name, key in (("promoted", "logit_top"), ("suppressed", "logit_bottom")):
             ids = self._require(f"{key}_tokens", "logit effects")[layer, neuron][:n].tolist()
@@ -166,25 +163,33 @@ class NeuronQueries:
             self._fill_window_activations(model, layer, neuron, out, offsets)
         return out
 
-    @torch.no_grad()
-    def _fill_window_activations(self, model, layer: int, neuron: int, examples: list[Example], offsets) -> None:
+    def _fill_window_activations(self, model, layer: int, neuron: int, examples: list[Example], offsets,
+                                 batch_size: int = 4) -> None:
+        """Re-run the windows the index ran for ``examples`` and fill in the neuron's activation on every
+        token of each example. One batched pass, stopped after ``layer``; each distinct window runs once,
+        and only up to its last shown token (attention is causal: later tokens change nothing before them)."""
         seq_len = int(self.meta["config"]["seq_len"])
+        spans, run_to = [], {}  # per example: (window start, window end); per window start: (doc, end to run)
         for ex in examples:
-            doc_start = int(offsets[ex.doc])
-            win_start = doc_start + (ex.pos // seq_len) * seq_len  # the window the index ran
-            win_end = min(win_start + seq_len, int(offsets[ex.doc + 1]))
-            tokens = torch.as_tensor(np.asarray(self.corpus.tokens[win_start:win_end], dtype=np.int64))[None]
-            got = {}
-
-            def grab(acts, hook):
-                got["a"] = acts[0, :, neuron].float().cpu()
-
-            model.run_with_hooks(tokens, fwd_hooks=[(MLP_HOOK.format(layer=layer), grab)], return_type=None)
-            lo = doc_start + ex.pos - ex.center
+            start = int(offsets[ex.doc]) + (ex.pos // seq_len) * seq_len
+            end = min(start + seq_len, int(offsets[ex.doc + 1]))
+            shown_end = int(offsets[ex.doc]) + ex.pos - ex.center + len(ex.tokens)
+            spans.append((start, end))
+            run_to[start] = (ex.doc, max(run_to.get(start, (0, 0))[1], min(end, shown_end)))
+        rows = np.array([(doc, start, stop - start) for start, (doc, stop) in run_to.items()], dtype=np.int64).reshape(-1, 3)
+        # Longest first, in small batches: the windows are cut at different lengths, and padding a batch to
+        # its longest costs more than a bigger batch saves (measured in bench/neuron_page.py).
+        rows = rows[np.lexsort((rows[:, 1], -rows[:, 2]))]
+        name = MLP_HOOK.format(layer=layer)
+        act_at: dict[int, float] = {}  # global position -> activation
+        for batch in iter_activations(model, self.corpus, rows, [name], batch_size=batch_size,
+                                      reduce=lambda _, acts, b: b.real_rows(acts[..., neuron]).float().cpu()):
+            act_at.update(zip(batch.real_positions.tolist(), batch.acts[name].tolist()))
+        for ex, (start, end) in zip(examples, spans):
+            lo = int(offsets[ex.doc]) + ex.pos - ex.center
             for i in range(len(ex.tokens)):
-                g = lo + i - win_start
-                if 0 <= g < got["a"].shape[0]:
-                    ex.activations[i] = float(got["a"][g])
+                if start <= lo + i < end:  # context outside the example's window stays unknown (NaN)
+                    ex.activations[i] = act_at[lo + i]
 
     def neurons_for_token(self, token: int | str, top: int = 20) -> pd.DataFrame:
         """Neurons whose top-k lists contain ``token`` most often (ties: higher max activation first)."""
@@ -201,7 +206,7 @@ class NeuronQueries:
 
     def token_histogram(self, layer: int, neuron: int) -> dict[str, int]:
         """Token string -> count among the neuron's top-k tokens, most frequent first."""
-        self._check(layer, neuron)
+        check_layer_neuron(self, layer, neuron, owner="index")
         ids = [t for t in self.tensors["top_tokens"][layer, neuron].tolist() if t >= 0]
         return dict(Counter(self._token_str(t) for t in ids).most_common())
 
@@ -216,6 +221,6 @@ class NeuronQueries:
             **{key: self.tensors[key].reshape(-1).numpy() for key in ("mean", "std", "max", "frac_active")},
         })
         if layer is not None:
-            self._check(layer)
+            check_layer_neuron(self, layer, owner="index")
             frame = frame[frame.layer == layer].reset_index(drop=True)
         return frame

@@ -36,7 +36,8 @@ import pandas as pd
 import torch
 
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.interp.inputs import MLP_HOOK, doc_of_position, iter_batches
+from tinyinterp.interp.activations import iter_activations
+from tinyinterp.interp.inputs import doc_of_position, mlp_hook_names
 
 log = logging.getLogger(__name__)
 
@@ -129,28 +130,22 @@ def anchor_sums(model, corpus, anchors: dict[str, np.ndarray], seq_len: int, bat
     sqs = {a: torch.zeros(L, N, dtype=torch.float64) for a in anchors}
     all_pos = np.unique(np.concatenate(list(anchors.values())))
     windows = _windows_for(corpus, all_pos, seq_len)
-    try:
-        device = next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        device = "cpu"
-    rows: dict[str, torch.Tensor] = {}
+    names = mlp_hook_names(model)
+    layer_of = {name: l for l, name in enumerate(names)}
 
-    def make_hook(layer: int):
-        def hook(acts, hook):
-            flat = acts.detach().reshape(-1, acts.shape[-1])
-            for a, idx in rows.items():
-                x = flat[idx.to(flat.device)].double().cpu()
-                sums[a][layer] += x.sum(0)
-                sqs[a][layer] += (x * x).sum(0)
+    def fold(name: str, acts: torch.Tensor, batch) -> None:
+        if "rows" not in batch.memo:  # the flattened rows at each anchor, shared by all layers
+            flat_pos = batch.positions.reshape(-1).numpy()
+            batch.memo["rows"] = {a: torch.from_numpy(np.flatnonzero(np.isin(flat_pos, pos))) for a, pos in anchors.items()}
+        flat = acts.detach().reshape(-1, acts.shape[-1])
+        layer = layer_of[name]
+        for a, idx in batch.memo["rows"].items():
+            x = flat[idx.to(flat.device)].double().cpu()
+            sums[a][layer] += x.sum(0)
+            sqs[a][layer] += (x * x).sum(0)
 
-        return hook
-
-    hooks = [(MLP_HOOK.format(layer=l), make_hook(l)) for l in range(L)]
-    for tokens, _, positions in iter_batches(corpus, windows, batch_size, device):
-        flat_pos = positions.reshape(-1).numpy()
-        for a, pos in anchors.items():
-            rows[a] = torch.from_numpy(np.flatnonzero(np.isin(flat_pos, pos)))
-        model.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None)
+    for _ in iter_activations(model, corpus, windows, names, batch_size=batch_size, reduce=fold):
+        pass
     return sums, sqs
 
 

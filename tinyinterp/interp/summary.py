@@ -18,15 +18,7 @@ import numpy as np
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE, ROLE_MIN_DISTINCT, ROLE_THRESHOLD, PurityResult
 from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, HeadResult
-from tinyinterp.rundir import ANALYSIS_DIR
-
-NEURONS_SUBDIR, HEADS_SUBDIR, COMPARE_SUBDIR = "neurons", "heads", "compare"
-
-
-def analysis_dir(run_dir: str | Path) -> Path:
-    """``run_dir/analysis``, or ``run_dir`` itself when it already is an analysis folder."""
-    run_dir = Path(run_dir)
-    return run_dir if (run_dir / NEURONS_SUBDIR).is_dir() and not (run_dir / ANALYSIS_DIR).is_dir() else run_dir / ANALYSIS_DIR
+from tinyinterp.runlayout import HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
 
 
 def _neuron_lines(purity: PurityResult, n_top: int) -> list[str]:

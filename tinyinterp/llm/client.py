@@ -244,9 +244,10 @@ class LLMClient:
                 raise _Retryable("server_error", _retry_after_seconds(err), f"HTTP {err.status_code}") from err
             self.stats.failures += 1
             raise LLMError(f"server refused the request (HTTP {err.status_code}): {err.message}") from err
-        except (openai.APIResponseValidationError, json.JSONDecodeError) as err:
-            # A 200 whose body is not the JSON we expect (truncated proxy reply, HTML error page).
-            raise _Retryable("malformed_response", detail=str(err)) from err
+        except (openai.APIResponseValidationError, json.JSONDecodeError, RecursionError) as err:
+            # A 200 whose body is not the JSON we expect (truncated proxy reply, HTML error page,
+            # arrays nested deeper than the parser's recursion limit).
+            raise _Retryable("malformed_response", detail=f"{type(err).__name__}: {str(err)[:200]}") from err
         except InvalidReply as err:
             raise _Retryable("invalid_content", detail=str(err)) from err
 

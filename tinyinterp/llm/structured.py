@@ -55,9 +55,13 @@ def extract_json(text: str) -> Any:
         return json.loads(stripped)
     except json.JSONDecodeError:
         pass
+    except RecursionError:  # nested deeper than the parser goes: no object we could use
+        raise InvalidReply("reply JSON is nested too deeply to read") from None
     for candidate in _balanced_objects(text):
         try:
             return json.loads(candidate)
         except json.JSONDecodeError:
             continue
+        except RecursionError:
+            raise InvalidReply("reply JSON is nested too deeply to read") from None
     raise InvalidReply(f"no JSON object in reply: {text[:80]!r}")

@@ -68,6 +68,9 @@ def replies(draw, corrupt: bool = False):
                 forms.append(shown)
             if v == int(v):
                 forms.append(f"{WORDS[int(v)]} out of ten")
+            else:  # fractions as graders write them: 7½/10, 7 1/2 out of 10
+                whole = f"{int(v)}" if v > 1 else ""
+                forms += [f"{whole}½/10", f"{int(v)} 1/2 out of 10" if v > 1 else "½ out of 10", f"{whole}½"]
             value = draw(st.sampled_from(forms)) + draw(st.sampled_from(COMMENTS))
         line = f"{label}{sep}{value}"
         if numbered:
@@ -229,3 +232,89 @@ def test_more_layouts_are_read_right(reply, expected):
 def test_more_layouts_that_state_no_sure_grade_are_flagged(reply):
     with pytest.raises(InvalidReply):
         parse_grades(reply)
+
+
+# Issue 18: fractions, declared scales, tables with a Max column, self-corrections.
+@pytest.mark.parametrize("reply, expected", [
+    ("Grammar: 7½/10, Creativity: 6/10, Consistency: 8/10", Grades(7.5, 6, 8, None, None)),
+    ("Grammar: 7 1/2 out of 10, Creativity: 6 out of 10, Consistency: 8 out of 10", Grades(7.5, 6, 8, None, None)),
+    ("| Criterion | Score | Max |\n|---|---|---|\n| Grammar | 8 | 10 |\n| Creativity | 7 | 10 |\n| Consistency | 9 | 10 |",
+     Grades(8, 7, 9, None, None)),
+    ("| Criterion | Score (out of 10) |\n|---|---|\n| Grammar | 8 |\n| Creativity | 7 |\n| Consistency | 9 |",
+     Grades(8, 7, 9, None, None)),
+    ("Scores (0-10 scale):\nGrammar: 8\nCreativity: 7\nConsistency: 6", Grades(8, 7, 6, None, None)),
+])
+def test_fractions_and_ten_point_declarations_are_read_right(reply, expected):
+    assert parse_grades(reply) == expected
+
+
+@pytest.mark.parametrize("reply", [
+    "Scores (1-5 scale):\nGrammar: 4\nCreativity: 3\nConsistency: 5",
+    "Scores (0-1): Grammar: 0.8, Creativity: 0.7, Consistency: 0.9",
+    "| Criterion | Score | Max |\n|---|---|---|\n| Grammar | 4 | 5 |\n| Creativity | 3 | 5 |\n| Consistency | 5 | 5 |",
+    "| Grammar | 4 | 5 |\n| Creativity | 3 | 5 |\n| Consistency | 5 | 5 |",
+    "Grammar: 9/10, no wait, 8/10. Creativity: 7/10, Consistency: 7/10",
+    "Grammar: 9/10, Creativity: 7/10, Consistency: 7/10. Actually, grammar should be 8.",
+    "Grammar: ~~9~~ 8/10, Creativity: 7/10, Consistency: 7/10",
+    "Grammar: 9/10 -> 8/10, Creativity: 7/10, Consistency: 7/10",
+    "Grammar: 7 5/10, Creativity: 7/10, Consistency: 7/10",
+])
+def test_other_scales_and_revisions_are_flagged(reply):
+    with pytest.raises(InvalidReply):
+        parse_grades(reply)
+
+
+def _canonical_lines(grades: Grades) -> list[str]:
+    return [f"{k.replace('_', ' ').capitalize()}: {v:g}/10" if k != "age_group" else f"Age group: {v}"
+            for k, v in grades.to_dict().items() if v is not None]
+
+
+DECLARATIONS = ["Scores ({lo}-{hi} scale):", "Scores ({lo}-{hi}):", "Each is rated on a {lo}-{hi} scale.",
+                "Scale: {lo}-{hi}", "Grades ({lo} to {hi}):", "Scoring: {lo}–{hi}", "My ratings [{lo}-{hi}]:"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(DECLARATIONS), st.sampled_from([1, 3, 4, 5, 7, 20, 100]), st.integers(0, 1), st.data())
+def test_a_declared_scale_other_than_ten_is_flagged(declaration, hi, lo, data):
+    grades = {f: data.draw(st.integers(lo, min(hi, 10))) for f in ("grammar", "creativity", "consistency")}
+    lines = [f"{f.capitalize()}: {v}" for f, v in grades.items()]
+    reply = declaration.format(lo=lo, hi=hi) + data.draw(st.sampled_from(["\n", " ", "\n\n"])) + \
+        data.draw(st.sampled_from(JOINERS)).join(lines)
+    with pytest.raises(InvalidReply, match="scale"):
+        parse_grades(reply)
+    # The same declaration with a 10 reads the numbers as they are.
+    ten = declaration.format(lo=lo, hi=10) + "\n" + "\n".join(lines)
+    assert parse_grades(ten) == Grades(grades["grammar"], grades["creativity"], grades["consistency"], None, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(replies(), st.sampled_from(["Max", "Out of", "Maximum", "Possible", "Max score"]),
+       st.sampled_from([5, 10, 20, 100]), st.booleans())
+def test_a_table_with_a_max_column_is_read_only_out_of_ten(case, max_header, top, with_header):
+    _, expected = case
+    scores = {k: v for k, v in expected.to_dict().items() if k != "age_group" and v is not None}
+    rows = [f"| {k.capitalize()} | {v:g} | {top} |" for k, v in scores.items()]
+    head = [f"| Criterion | Score | {max_header} |", "|---|---|---|"] if with_header else []
+    reply = "\n".join(head + rows)
+    if top == 10 and with_header:
+        assert parse_grades(reply) == Grades(**{**expected.to_dict(), "age_group": None})
+    else:  # another maximum, or two bare numbers without a header saying which is the score
+        with pytest.raises(InvalidReply):
+            parse_grades(reply)
+
+
+REVISIONS = [", no wait, {o}/10", " (actually {o}/10)", ". Sorry, {f} should be {o}/10", ", make that {o}/10",
+             " - correction: {o}/10", " ~~{o}/10~~", ". On second thought, {o}.", " -> {o}/10", ", wait, {o}"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(replies(), st.sampled_from(REVISIONS), st.data())
+def test_a_reply_that_revises_a_grade_is_flagged(case, revision, data):
+    _, expected = case
+    lines = _canonical_lines(expected)
+    field = data.draw(st.sampled_from(["grammar", "creativity", "consistency"]))
+    i = next(i for i, line in enumerate(lines) if line.lower().startswith(field))
+    other = data.draw(st.integers(0, 10).filter(lambda x: x != getattr(expected, field)))
+    lines[i] += revision.format(o=other, f=field)
+    with pytest.raises(InvalidReply):
+        parse_grades(data.draw(st.sampled_from(["\n", "; ", "\n\n"])).join(lines))

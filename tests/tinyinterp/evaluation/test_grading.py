@@ -186,3 +186,24 @@ def test_cli_grade_honours_max_prompts_and_n_when_completions_exist(fresh_run):
     assert n_requests == 2 * 2  # two turns per graded completion
     summary = read_json(eval_dir(fresh_run) / "grades_summary.json")["checkpoints"]["final"]
     assert summary["n"] == 2
+
+
+def test_a_damaged_line_in_the_grades_log_is_skipped_and_reported(fresh_run, caplog):
+    """Issue 18.17: one bad line in grades.jsonl stopped `eval grade` with advice to rerun training."""
+    from tinyinterp.evaluation.cli import main
+
+    common = ["--run", str(fresh_run), "--prompts", str(_prompt_file(fresh_run)), "--max-new-tokens", "6",
+              "--no-progress", "--n", "1"]
+    with openai_server(Grading()) as server:
+        assert main(["eval", "grade", *common, "--base-url", server.url, "--grader-model", "gpt-4o-mini"]) == 0
+        log_path = eval_dir(fresh_run) / GRADES_FILE
+        good = log_path.read_text(encoding="utf-8").splitlines()
+        damaged = "\n".join([good[0], '{"key": "half a rec', "[1, 2]", '{"status": "ok"}', *good[1:]]) + "\n"
+        log_path.write_text(damaged, encoding="utf-8")
+        before = len(server.chat_requests())
+        with caplog.at_level("WARNING"):
+            assert main(["eval", "grade", *common, "--base-url", server.url, "--grader-model", "gpt-4o-mini"]) == 0
+        assert len(server.chat_requests()) == before  # both completions were still found in the cache
+    assert log_path.read_text(encoding="utf-8") == damaged  # nothing already written changed
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(log_path) in w and ":2:" in w for w in warned) and not any("tinyinterp train" in w for w in warned)

@@ -131,3 +131,46 @@ def test_refused_explanations_are_retried_then_logged_as_errors(planted, tmp_pat
     assert summary["failed"] == 1 and summary["done"] == 0
     errors = [json.loads(line) for line in open(tmp_path / "llm-gpt-4o-mini.errors.jsonl")]
     assert errors[0]["id"] == f"L{PLANT_LAYER}N{RANDOM_NEURON}" and "failed after 3 attempts" in errors[0]["error"]
+
+
+MALFORMED = {  # issue 18.6: each ended the whole run with a traceback
+    "usage is a string": {"mutate": lambda b: {**b, "usage": "lots"}},
+    "choices is a string": {"mutate": lambda b: {**b, "choices": "oops"}},
+    "logprobs is a list": {"mutate": lambda b: _replace_logprobs(b, [1, 2])},
+    "logprobs is a string": {"mutate": lambda b: _replace_logprobs(b, "none")},
+    "a logprob of 1e6": {"mutate": lambda b: _huge_logprobs(b)},
+    "JSON nested too deep": {"raw": b'{"choices": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"},
+}
+
+
+def _replace_logprobs(body, value):
+    body["choices"][0]["logprobs"] = value
+    return body
+
+
+def _huge_logprobs(body):
+    for item in (body["choices"][0].get("logprobs") or {}).get("content") or []:
+        for top in item["top_logprobs"]:
+            top["logprob"] = 1e6
+    return body
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_reply_is_retried_or_flagged_and_the_run_goes_on(planted, tmp_path, case):
+    model, index = planted
+    with explain_server() as server:
+        # A neuron finished earlier: its line must come out of the run byte for byte.
+        ExplainRunner(model, index, ExplainRunConfig(explainer="llm", neurons=PAIRS[1:]), tmp_path, _client(server)).run()
+        before = (tmp_path / "llm-gpt-4o-mini.jsonl").read_bytes()
+        for kind in ("explain", "simulate"):
+            server.inject("body", times=2, match=lambda req, kind=kind: ExplainServer.kind(req) == kind, **MALFORMED[case])
+        summary = ExplainRunner(model, index, ExplainRunConfig(explainer="llm", neurons=PAIRS), tmp_path,
+                                _client(server)).run()
+        assert server.faults_applied()["body"] >= 3  # an explain reply that is still usable is not asked again
+    after = (tmp_path / "llm-gpt-4o-mini.jsonl").read_bytes()
+    assert after.startswith(before)
+    recs = _by_id(tmp_path / "llm-gpt-4o-mini.jsonl")
+    name = recs[f"L{PLANT_LAYER}N{NAME_NEURON}"]
+    assert summary["failed"] == 0 and name["status"] in ("ok", "flagged")
+    if case == "usage is a string":  # the reply itself is usable: read, with usage counted as 0
+        assert name["status"] == "ok" and name["score"] > 0.95

@@ -46,7 +46,7 @@ def bridged_pair(tokenizer, tmp_path_factory, **build_kwargs):
     compatibility mode — which applies the same processing): the two sides of every conformance check."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    from tinyinterp.export import export_model
+    from tinyinterp.hf.export import export_model
 
     ours = build(tokenizer, **build_kwargs)
     folder = export_model(ours, tmp_path_factory.mktemp("export") / "hf")

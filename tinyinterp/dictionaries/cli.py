@@ -1,0 +1,165 @@
+"""``tinyinterp sae train|cache|eval``: sparse dictionaries (TopK SAEs and transcoders) on a model's hooks.
+
+    tinyinterp sae train runs/demo --hook blocks.1.hook_resid_post --width 1024 --k 16 --tokens 500000
+    tinyinterp sae train runs/demo --transcoder 1 --width 1024 --k 16        # ln2.hook_normalized -> hook_mlp_out
+    torchrun --nproc_per_node=2 -m tinyinterp.dictionaries.cli train runs/demo --hook ...   # DDP, same flags
+    tinyinterp sae eval runs/demo --dict runs/demo/analysis/dictionaries/sae-blocks.1.hook_resid_post-w1024-k16
+
+Dictionaries go to ``RUN/analysis/dictionaries/<name>/`` (SAELens's layout, see
+:mod:`tinyinterp.dictionaries.formats`) unless ``--out``; activations come from the run's training
+corpus (``RUN/data/train``), evaluation uses its validation corpus (``RUN/data/val``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tinyinterp import runlayout
+from tinyinterp.errors import TinyinterpError
+
+
+def add_subparser(subparsers) -> None:
+    p = subparsers.add_parser("sae", help="sparse dictionaries: train, cache activations, evaluate",
+                              description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="sae_command", metavar="ACTION", required=True)
+
+    t = sub.add_parser("train", help="train a TopK SAE or transcoder", description="Train a TopK SAE on --hook, "
+                       "or a transcoder of block N's MLP (--transcoder N). A killed run resumes when started again.")
+    _model_args(t)
+    what = t.add_mutually_exclusive_group(required=True)
+    what.add_argument("--hook", help="TransformerLens hook for an SAE, e.g. blocks.1.hook_resid_post")
+    what.add_argument("--transcoder", type=int, metavar="LAYER", help="train a transcoder of this block's MLP")
+    t.add_argument("--width", type=int, default=None, help="features (default 8 × the activation width)")
+    t.add_argument("--k", type=int, default=32, help="active features per token (default 32)")
+    t.add_argument("--tokens", type=int, default=2_000_000, help="training tokens (default 2,000,000)")
+    t.add_argument("--batch-tokens", type=int, default=4096, help="tokens per step (default 4096)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 / sqrt(width / 16384))")
+    t.add_argument("--seq-len", type=int, default=128, help="window of the model's forward passes (default 128)")
+    t.add_argument("--buffer-tokens", type=int, default=65_536, help="shuffle buffer in tokens (default 65,536)")
+    t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    t.add_argument("--cache", default=None, help="read activations from this cache (`tinyinterp sae cache`)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=run_train)
+
+    c = sub.add_parser("cache", help="write activations once to a memory-mapped file, for sweeps")
+    _model_args(c)
+    what = c.add_mutually_exclusive_group(required=True)
+    what.add_argument("--hook")
+    what.add_argument("--transcoder", type=int, metavar="LAYER")
+    c.add_argument("--tokens", type=int, default=2_000_000, help="rows to cache (default 2,000,000)")
+    c.add_argument("--seq-len", type=int, default=128)
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=run_cache)
+
+    e = sub.add_parser("eval", help="SAELens's metrics on held-out tokens; writes eval.json beside the weights")
+    _model_args(e)
+    e.add_argument("--dict", required=True, help="dictionary folder (ours/SAELens layout, or eai-sparsify's)")
+    e.add_argument("--tokens", type=int, default=20_000, help="held-out tokens evaluated (default 20,000)")
+    e.add_argument("--seq-len", type=int, default=128)
+    e.set_defaults(func=run_eval)
+
+
+def _model_args(p) -> None:
+    p.add_argument("model", help="run directory (or anything `tinyinterp.load` takes, with --corpus)")
+    p.add_argument("--corpus", default=None, help="tokenized corpus folder (default RUN/data/train; eval: RUN/data/val)")
+    p.add_argument("--out", default=None, help="output folder (default RUN/analysis/dictionaries/<name>)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _corpus(args, split: str):
+    from tinyinterp.corpus import TokenizedCorpus
+
+    path = Path(args.corpus) if args.corpus else runlayout.corpus_dir(Path(args.model), split)
+    if not path.is_dir():
+        raise TinyinterpError(f"--corpus {path}: no tokenized corpus there; pass --corpus DIR")
+    return TokenizedCorpus.open(path)
+
+
+def _config(args, model):
+    from tinyinterp.dictionaries.activations import hook_widths
+    from tinyinterp.dictionaries.config import DictionaryConfig, transcoder_hooks
+
+    if args.transcoder is not None:
+        if not 0 <= args.transcoder < model.cfg.n_layers:
+            raise TinyinterpError(f"--transcoder {args.transcoder}: the model has layers 0..{model.cfg.n_layers - 1}")
+        kind, (hook_in, hook_out) = "transcoder", transcoder_hooks(args.transcoder)
+    else:
+        kind, hook_in, hook_out = "sae", args.hook, args.hook
+    d_in, d_out = hook_widths(model, [hook_in, hook_out])
+    width = getattr(args, "width", None) or 8 * d_in
+    return DictionaryConfig(kind, hook_in, hook_out, d_in, d_out, width, getattr(args, "k", 32),
+                            model_name=getattr(model, "name", "") or str(args.model))
+
+
+def _out(args, name: str) -> Path:
+    return Path(args.out) if args.out else runlayout.dictionaries_dir(Path(args.model)) / name
+
+
+def dictionary_name(cfg) -> str:
+    return f"{cfg.kind}-{cfg.hook_in if cfg.kind == 'sae' else cfg.hook_out}-w{cfg.d_sae}-k{cfg.k}"
+
+
+def _load(args):
+    import tinyinterp
+
+    return tinyinterp.load(args.model, device=args.device).eval()
+
+
+def run_train(args) -> int:
+    from tinyinterp.dictionaries.config import TrainConfig
+    from tinyinterp.dictionaries.training import train_dictionary
+
+    model = _load(args)
+    cfg = _config(args, model)
+    train = TrainConfig(tokens=args.tokens, batch_tokens=args.batch_tokens, lr=args.lr, seq_len=args.seq_len,
+                        buffer_tokens=max(args.buffer_tokens, args.batch_tokens), checkpoint_every=args.checkpoint_every,
+                        seed=args.seed)
+    out = _out(args, dictionary_name(cfg))
+    corpus = None if args.cache else _corpus(args, runlayout.TRAIN_SPLIT)
+    train_dictionary(model, corpus, cfg, train, out, cache=Path(args.cache) if args.cache else None,
+                     progress=not args.no_progress)
+    print(f"dictionary: {out}")
+    return 0
+
+
+def run_cache(args) -> int:
+    from tinyinterp.dictionaries.activations import ActivationStream, cache_activations
+
+    model = _load(args)
+    cfg = _config(args, model)
+    out = Path(args.out) if args.out else runlayout.dictionaries_dir(Path(args.model)) / f"cache-{cfg.hook_in}"
+    stream = ActivationStream(model, _corpus(args, runlayout.TRAIN_SPLIT), cfg, args.seq_len, 16, 65_536, seed=args.seed)
+    cache_activations(stream, out, args.tokens, progress=not args.no_progress)
+    print(f"activations: {out}")
+    return 0
+
+
+def run_eval(args) -> int:
+    from tinyinterp.dictionaries.evaluation import evaluate_dictionary, save_evaluation
+    from tinyinterp.dictionaries.formats import check_against_model, load_dictionary
+
+    model = _load(args)
+    coder = load_dictionary(args.dict)
+    check_against_model(coder, model)
+    result = evaluate_dictionary(model, coder, _corpus(args, runlayout.VAL_SPLIT), n_tokens=args.tokens, seq_len=args.seq_len,
+                                 progress=not args.no_progress)
+    path = save_evaluation(result, Path(args.dict))
+    for key in ("explained_variance", "mse", "cossim", "l0", "ce_loss_score", "kl_div_score", "dead_fraction",
+                "dense_features"):
+        print(f"{key:>20}: {result[key]:.4g}" if isinstance(result[key], float) else f"{key:>20}: {result[key]}")
+    print(f"{'n_tokens':>20}: {result['n_tokens']}  (dead = never active in these tokens)")
+    print(f"written: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyinterp.cli import main as tinyinterp_main
+
+    return tinyinterp_main(["sae", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
