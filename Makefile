@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinyinterp-installed
 export TINYINTERP_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test bench browser clean
+.PHONY: setup demo test compat bench browser clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ demo: setup
 test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# tinyinterp next to sae-lens (its TransformerLens 3.x) and transformers 4.x, in venvs of their own: scripts/compat.sh
+compat:
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" scripts/compat.sh
+
 bench: setup
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/generate.py
@@ -40,4 +44,4 @@ bench: setup
 	$(BIN)/python bench/rouge_max.py
 
 clean:
-	rm -rf $(VENV) runs/demo test-output
+	rm -rf $(VENV) .venv-compat .venv-tf4 compat-out runs/demo test-output

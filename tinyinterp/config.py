@@ -83,6 +83,22 @@ class ModelConfig:
     layers_block_type = None
     device = "cpu"
     dtype = torch.float32
+    use_hook_tokens = False
+    """Fire ``hook_tokens`` (batch, pos) on the input ids (TL's flag)."""
+    # More fixed facts TL's demos and utilities read (``HookedTransformerConfig`` names):
+    default_padding_side = "right"
+    attention_dir = "causal"
+    parallel_attn_mlp = False
+    rotary_dim = None
+    scale_attn_by_inverse_layer_idx = False
+    use_normalization_before_and_after = False
+    ungroup_grouped_query_attention = False
+    tokenizer_name = None
+    from_checkpoint = False
+    checkpoint_index = None
+    checkpoint_label_type = None
+    checkpoint_value = None
+    """Tokens trained on for a checkpoint (TL's ``checkpoint_value``); ``None`` when not known."""
 
     def __post_init__(self) -> None:
         if self.d_mlp is None:
@@ -125,6 +141,18 @@ class ModelConfig:
         """The Hugging Face architecture this config exports as (TL's weight processing reads it to tell
         post-norm models apart); ``"HookedTransformer"`` for a config no HF architecture expresses."""
         return hf_architecture_or_none(self) or "HookedTransformer"
+
+    @property
+    def use_local_attn(self) -> bool:
+        return "local" in (self.attn_types or [])
+
+    @property
+    def d_vocab_out(self) -> int:
+        return self.d_vocab
+
+    @property
+    def model_name(self) -> str:
+        return self.preset or "tinyinterp"
 
     @property
     def d_head(self) -> int:

@@ -3,9 +3,11 @@
 Built on ``HookedRootModule`` + ``HookPoint`` (TransformerLens 4 removed ``HookedTransformer``),
 so ``run_with_cache``, ``run_with_hooks`` and hook editing work exactly as analysis code expects.
 Training speed matters, so attention takes a fast path through
-``F.scaled_dot_product_attention`` whenever nothing hooks ``hook_attn_scores`` or
-``hook_pattern``; as soon as a hook is attached there (or ``use_fast_attention`` is off) the
-pattern is materialised and the hooks fire and may edit it. Both paths agree to ~1e-6.
+``F.scaled_dot_product_attention`` whenever nothing may observe ``hook_attn_scores`` or
+``hook_pattern``; as soon as anything may (a torch hook — run_with_cache / run_with_hooks — or a
+``forward`` replaced on the HookPoint, which is how nnsight instruments, see :func:`_is_hooked`), or
+``use_fast_attention`` is off, the pattern is materialised and the hooks fire and may edit it. Both
+paths agree to ~1e-6. LayerNorm's ``hook_scale`` follows the same rule.
 
     >>> from tinyinterp.zoo import preset_config
     >>> model = HookedTransformer(preset_config("test-tiny", d_vocab=100))
@@ -22,8 +24,13 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _torch_module
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.HookedRootModule import HookedRootModule
+
+try:  # TL 3.9 / 4.x: its own module (importing it from hook_points there is deprecated and warns)
+    from transformer_lens.HookedRootModule import HookedRootModule
+except ImportError:  # older TL (e.g. 3.2.1) has it only in hook_points
+    from transformer_lens.hook_points import HookedRootModule
 
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
@@ -37,6 +44,9 @@ class KVCache:
     def __init__(self, n_layers: int):
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
+        # (batch, tokens so far) bool, True = a real token; None while every cached token is real.
+        # Set by HookedTransformer.forward, so that left-padded prompts stay masked in later steps.
+        self.attention_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.length(0)
@@ -59,11 +69,107 @@ class KVCache:
             if self.keys[i] is not None:
                 self.keys[i] = self.keys[i][batch_index]
                 self.values[i] = self.values[i][batch_index]
+        if self.attention_mask is not None:
+            self.attention_mask = self.attention_mask[batch_index]
 
 
 def _is_hooked(*hook_points: HookPoint) -> bool:
-    # run_with_cache / run_with_hooks register plain torch forward/backward hooks on HookPoints.
-    return any(hp._forward_hooks or hp._backward_hooks for hp in hook_points)
+    """Whether anything may observe these HookPoints, so that the fast path (which skips them) must not run.
+
+    ``run_with_cache`` / ``run_with_hooks`` register torch forward/backward hooks; nnsight (0.8) and other
+    tracers register none and instead replace the HookPoint's ``forward`` on the instance; global torch
+    module hooks see every module. Any of these means the activation is produced. All checks are
+    dictionary look-ups, so the training path stays as fast as before."""
+    if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks or _torch_module._global_backward_hooks:
+        return True
+    return any(
+        hp._forward_hooks or hp._forward_pre_hooks or hp._backward_hooks or "forward" in hp.__dict__ for hp in hook_points
+    )
+
+
+class Embed(nn.Embedding):
+    """Token embedding; ``W_E`` (d_vocab, d_model) is its weight, as on TL's ``Embed`` (the parameter
+    stays ``embed.weight`` so every saved run loads)."""
+
+    @property
+    def W_E(self) -> torch.Tensor:
+        return self.weight
+
+
+class PosEmbed(nn.Embedding):
+    """Learned positions; ``W_pos`` (n_ctx, d_model) is its weight, as on TL's ``PosEmbed``."""
+
+    @property
+    def W_pos(self) -> torch.Tensor:
+        return self.weight
+
+
+class Unembed(nn.Linear):
+    """Unembedding; ``W_U`` (d_model, d_vocab) is a view of its weight, ``b_U`` its bias (zeros, a copy,
+    when the architecture has none), as on TL's ``Unembed``."""
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        return self.weight.T
+
+    @property
+    def b_U(self) -> torch.Tensor:
+        if self.bias is None:
+            return torch.zeros(self.out_features, device=self.weight.device, dtype=self.weight.dtype)
+        return self.bias
+
+
+def hook_aliases(n_layers: int) -> dict[str, str]:
+    """TL 4.3's bridge-style hook names → ours, for every alias that observes AND patches the same
+    tensor as the bridge (``utils.get_act_name("in", l)`` = ``blocks.{l}.hook_in`` = ``hook_resid_pre``).
+
+    Left out on purpose: names whose patching would differ (``ln1.hook_in`` feeds only ln1 on the
+    bridge, ours would be the whole residual; ``attn.q.hook_in`` feeds only q)."""
+    aliases = {
+        "embed.hook_in": "hook_tokens",
+        "embed.hook_out": "hook_embed",
+        "pos_embed.hook_out": "hook_pos_embed",
+        "ln_final.hook_in": f"blocks.{n_layers - 1}.hook_resid_post",
+        "ln_final.hook_out": "ln_final.hook_normalized",
+        "unembed.hook_in": "ln_final.hook_normalized",
+    }
+    for l in range(n_layers):
+        b = f"blocks.{l}."
+        aliases.update({
+            b + "hook_in": b + "hook_resid_pre",
+            b + "hook_out": b + "hook_resid_post",
+            b + "ln1.hook_out": b + "ln1.hook_normalized",
+            b + "attn.hook_in": b + "ln1.hook_normalized",
+            b + "attn.q.hook_out": b + "attn.hook_q",
+            b + "attn.k.hook_out": b + "attn.hook_k",
+            b + "attn.v.hook_out": b + "attn.hook_v",
+            b + "attn.o.hook_in": b + "attn.hook_z",
+            b + "attn.o.hook_out": b + "hook_attn_out",
+            b + "attn.hook_out": b + "hook_attn_out",
+            b + "ln2.hook_in": b + "hook_resid_mid",
+            b + "ln2.hook_out": b + "ln2.hook_normalized",
+            b + "mlp.hook_in": b + "ln2.hook_normalized",
+            b + "mlp.in.hook_in": b + "ln2.hook_normalized",
+            b + "mlp.in.hook_out": b + "mlp.hook_pre",
+            b + "mlp.out.hook_in": b + "mlp.hook_post",
+            b + "mlp.out.hook_out": b + "hook_mlp_out",
+            b + "mlp.hook_out": b + "hook_mlp_out",
+        })
+    return aliases
+
+
+class _AliasedCache(dict):
+    """A cache dict that also answers to the bridge-style aliases of the names it holds."""
+
+    def __init__(self, data: dict, aliases: dict[str, str]):
+        super().__init__(data)
+        self._aliases = aliases
+
+    def __missing__(self, key):
+        target = self._aliases.get(key) if isinstance(key, str) else None
+        if target is None or not dict.__contains__(self, target):
+            raise KeyError(key)
+        return dict.__getitem__(self, target)
 
 
 class LayerNorm(nn.Module):
@@ -127,10 +233,16 @@ class Attention(AttentionWeights, nn.Module):
         self.hook_attn_in = HookPoint()
 
     def forward(
-        self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor], kv_cache: KVCache | None = None
+        self,
+        x: torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        kv_cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x``: the normalised residual (batch, pos, d_model), or — with the per-head forks — the
-        normalised per-head inputs of q, k and v, each (batch, pos, head, d_model)."""
+        normalised per-head inputs of q, k and v, each (batch, pos, head, d_model).
+
+        ``attention_mask`` (batch, past + pos) bool, True = a real token: padding keys are never
+        attended to; a padding query's pattern row is all zeros (TL's convention) and its ``z`` is 0."""
         H, dh = self.cfg.n_heads, self.cfg.d_head
         if isinstance(x, tuple):  # per-head inputs: project each head with its own slice only
             B, T = x[0].shape[:2]
@@ -142,6 +254,9 @@ class Attention(AttentionWeights, nn.Module):
         else:
             B, T, _ = x.shape
             q, k, v = (t.view(B, T, H, dh) for t in self.qkv(x).split(self.cfg.d_model, dim=-1))
+        if _is_hooked(self.hook_q, self.hook_k, self.hook_v):
+            # split()'s outputs are views autograd forbids editing in place; TL demos edit hook_v in place.
+            q, k, v = q.clone(), k.clone(), v.clone()
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         past = 0
         if kv_cache is not None:
@@ -151,8 +266,17 @@ class Attention(AttentionWeights, nn.Module):
         # Within the window a local layer is exactly causal, so the fast causal kernel still applies.
         windowed = self.window is not None and past + T > self.window
 
+        if attention_mask is not None:
+            keep = attention_mask[:, None, None, :] & _attention_mask(T, past, self.window, x.device)  # (B, 1, T, S)
+            real_query = attention_mask[:, past:, None].unsqueeze(1)  # (B, 1, T, 1)
+
         if self.use_fast_attention and not _is_hooked(self.hook_pattern, self.hook_attn_scores):
-            if windowed or (past and T > 1):
+            if attention_mask is not None:
+                # A padding query would see no key (NaN): let it see all, then zero its output as the
+                # materialised path does.
+                z = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=keep | ~real_query, scale=self.scale)
+                z = z * real_query
+            elif windowed or (past and T > 1):
                 mask = _attention_mask(T, past, self.window, x.device)
                 z = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=self.scale)
             else:
@@ -161,9 +285,12 @@ class Attention(AttentionWeights, nn.Module):
             scores = qh @ kh.transpose(-1, -2)  # (B, H, T, past + T)
             if self.scale != 1.0:  # GPT-Neo does not scale: skip a full pass over the scores
                 scores = scores * self.scale
-            scores.masked_fill_(~_attention_mask(T, past, self.window, x.device), float("-inf"))
-            scores = self.hook_attn_scores(scores)
-            pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
+            mask = keep if attention_mask is not None else _attention_mask(T, past, self.window, x.device)
+            scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
+            pattern = torch.softmax(scores, dim=-1)
+            if attention_mask is not None:  # padding queries: all keys masked, softmax is NaN
+                pattern = torch.where(real_query, pattern, torch.zeros((), dtype=pattern.dtype, device=pattern.device))
+            pattern = self.hook_pattern(pattern)
             z = pattern @ vh
         z = self.hook_z(z.transpose(1, 2))  # (B, T, H, dh)
         if not self.cfg.use_attn_result:
@@ -220,13 +347,15 @@ class TransformerBlock(nn.Module):
         for name in ("q_input", "k_input", "v_input", "attn_in"):
             setattr(self, f"hook_{name}", HookPoint())  # (batch, pos, head, d_model)
 
-    def forward(self, resid: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, resid: torch.Tensor, kv_cache: KVCache | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         resid = self.hook_resid_pre(resid)
         cfg = self.cfg
         if cfg.use_split_qkv_input or cfg.use_attn_in:
-            attn_out = self.hook_attn_out(self.attn(self._forked_attn_inputs(resid), kv_cache))
+            attn_out = self.hook_attn_out(self.attn(self._forked_attn_inputs(resid), kv_cache, attention_mask))
         else:  # the fast path: one shared normalised input
-            attn_out = self.hook_attn_out(self.attn(self.ln1(resid), kv_cache))
+            attn_out = self.hook_attn_out(self.attn(self.ln1(resid), kv_cache, attention_mask))
         resid = self.hook_resid_mid(resid + attn_out)
         mlp_in = self.hook_mlp_in(resid.clone()) if cfg.use_hook_mlp_in else resid
         mlp_out = self.hook_mlp_out(self.mlp(self.ln2(mlp_in)))
@@ -276,27 +405,47 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.name: str | None = None  # display name of an imported checkpoint (its hub name or folder)
-        self.embed = nn.Embedding(cfg.d_vocab, cfg.d_model)
-        self.pos_embed = nn.Embedding(cfg.n_ctx, cfg.d_model)
+        self.embed = Embed(cfg.d_vocab, cfg.d_model)
+        self.pos_embed = PosEmbed(cfg.n_ctx, cfg.d_model)
+        self.hook_tokens = HookPoint()  # (batch, pos) token ids; fires only with cfg.use_hook_tokens, as TL
         self.hook_embed = HookPoint()  # (batch, pos, d_model)
         self.hook_pos_embed = HookPoint()
         self.blocks = nn.ModuleList(TransformerBlock(cfg, layer) for layer in range(cfg.n_layers))
         self.ln_final = LayerNorm(cfg.d_model, cfg.layer_norm_eps, cfg.normalization_type == "LN")
-        self.unembed = nn.Linear(cfg.d_model, cfg.d_vocab, bias=cfg.unembed_bias)
+        self.unembed = Unembed(cfg.d_model, cfg.d_vocab, bias=cfg.unembed_bias)
         if cfg.tie_embeddings:
             self.unembed.weight = self.embed.weight
         self.reset_parameters()
         self.setup()  # HookedRootModule: index every HookPoint by name
 
+    def setup(self) -> None:
+        """HookedRootModule's index of modules and HookPoints, plus TL 4.3's bridge-style aliases
+        (:func:`hook_aliases`) in ``mod_dict``: ``run_with_hooks``/``add_hook``/``run_with_cache`` and the
+        cache accept them. ``hook_dict`` keeps one name per HookPoint (ours), so caching all stores each once."""
+        super().setup()
+        self.hook_alias_dict = hook_aliases(self.cfg.n_layers)
+        for alias, target in self.hook_alias_dict.items():
+            self.mod_dict[alias] = self.hook_dict[target]
+
+    def _canonical_names(self, names_filter):
+        """``names_filter`` with aliases replaced by our names (strings and lists; functions see ours)."""
+        if isinstance(names_filter, str):
+            return self.hook_alias_dict.get(names_filter, names_filter)
+        if isinstance(names_filter, (list, tuple)):
+            return [self.hook_alias_dict.get(n, n) for n in names_filter]
+        return names_filter
+
     def run_with_cache(self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
         """Run and cache activations: ``(output, ActivationCache)`` (a plain dict with
         ``return_cache_object=False``). Accepts ``names_filter``, ``device``, ``remove_batch_dim``,
-        ``incl_bwd`` as ``HookedRootModule.run_with_cache``; the input may be text."""
+        ``incl_bwd`` as ``HookedRootModule.run_with_cache``, and every ``forward`` keyword
+        (``stop_at_layer``, ``prepend_bos``, ``padding_side``, ``attention_mask``, ...); the input may be text."""
         from transformer_lens.ActivationCache import ActivationCache
 
-        if model_args and isinstance(model_args[0], (str, list)):
-            model_args = (self.to_tokens(model_args[0]), *model_args[1:])
+        if "names_filter" in kwargs:
+            kwargs["names_filter"] = self._canonical_names(kwargs["names_filter"])
         out, cache_dict = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
+        cache_dict = _AliasedCache(cache_dict, self.hook_alias_dict)
         if not return_cache_object:
             return out, cache_dict
         return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
@@ -307,6 +456,42 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         if param is not None:  # TL utilities read cfg.device / cfg.dtype
             self.cfg.device, self.cfg.dtype = str(param.device), param.dtype
         return module
+
+    def tl_named_parameters(self):
+        """``(name, tensor)`` in TL's names and shapes (``embed.W_E``, ``blocks.0.attn.W_Q`` ...), as the
+        bridge's ``tl_named_parameters``: an iterator over :meth:`tl_state_dict` (copies)."""
+        return iter(self.tl_state_dict().items())
+
+    def enable_compatibility_mode(
+        self,
+        disable_warnings: bool = False,
+        no_processing: bool = False,
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        fold_value_biases: bool = True,
+        refactor_factored_attn_matrices: bool = False,
+    ):
+        """TL 4's bridge call, which its demos make on every model: HookedTransformer's load-time weight
+        processing — here :meth:`process_weights` with the same keywords (none with ``no_processing``).
+        Our hook names are already the legacy ones, so there is nothing else to switch on.
+        Idempotent: a second call leaves the weights as they are (to float error). Returns the model."""
+        if not no_processing:
+            self.process_weights(
+                fold_ln=fold_ln, center_writing_weights=center_writing_weights, center_unembed=center_unembed,
+                fold_value_biases=fold_value_biases, refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+            )
+        self.compatibility_mode = True
+        return self
+
+    def input_to_embed(self, input, prepend_bos: bool | None = None, padding_side: str | None = None,
+                       attention_mask: torch.Tensor | None = None):
+        """TL's ``input_to_embed``: ``(residual entering block 0, tokens, None, attention_mask)``; feed the
+        residual back with ``forward(residual, start_at_layer=0, tokens=tokens, attention_mask=...)``.
+        The third element (TL's shortformer positions) is always ``None``: positions are in the residual."""
+        tokens, mask = self._tokens_and_mask(input, prepend_bos, padding_side, attention_mask)
+        resid = self.forward(tokens, stop_at_layer=0, attention_mask=mask)
+        return resid, tokens, None, mask
 
     def loss_fn(self, logits: torch.Tensor, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 per_token: bool = False) -> torch.Tensor:
@@ -365,50 +550,75 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
 
     def forward(
         self,
-        tokens: torch.Tensor,
+        input: torch.Tensor | str | list[str],
         return_type: str | None = "logits",
+        loss_per_token: bool = False,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        start_at_layer: int | None = None,
+        tokens: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        stop_at_layer: int | None = None,
+        past_kv_cache: KVCache | None = None,
+        *,
         targets: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
-        loss_per_token: bool = False,
-        start_at_layer: int | None = None,
-        stop_at_layer: int | None = None,
     ):
-        """Run the model on ``tokens`` (batch, pos) — or text, tokenized with ``to_tokens``.
+        """Run the model on token ids (batch, pos) or (pos,), or on text (a string or a list of strings).
 
-        As TL's ``HookedTransformer``: ``stop_at_layer=k`` returns the residual stream entering block
-        ``k`` (``resid_pre`` of ``k``; ``0`` = the embeddings only; negative counts from the end);
-        ``start_at_layer=k`` takes that residual (batch, pos, d_model) as ``tokens`` and runs blocks
-        ``k`` on (a loss then needs ``targets``). Blocks outside the range do not run or fire hooks.
+        The arguments are TL's ``HookedTransformer.forward``'s, in its order:
 
-        ``return_type``: ``"logits"`` (batch, pos, d_vocab), ``"loss"`` (mean next-token
-        cross-entropy in nats; against ``targets`` when given, else tokens shifted by one;
-        per token with ``loss_per_token``),
-        ``"both"`` (logits, loss), or ``None``.
+        * text is tokenized with ``to_tokens(input, prepend_bos, padding_side)``; a list of texts of
+          different lengths is padded, and the padding is masked (below).
+        * ``attention_mask`` (batch, pos), 1 = a real token. Without it, a token tensor gets a mask when
+          ``padding_side`` (or the tokenizer's ``padding_side``) is ``"left"``: the leading
+          ``<|endoftext|>`` pads are masked, except the last one when ``prepend_bos`` (our BOS is the pad
+          token), as TL's ``utils.get_attention_mask``. With a mask, padding keys are never attended to
+          and positions count real tokens only (TL's ``get_offset_position_ids``), so a left-padded row
+          gives the same numbers as the row alone; the loss skips padding.
+        * ``stop_at_layer=k`` returns the residual stream entering block ``k`` (``0`` = the embeddings
+          only; negative counts from the end); ``start_at_layer=k`` takes that residual (batch, pos,
+          d_model) as ``input`` and runs blocks ``k`` on (a loss then needs ``tokens=`` or ``targets=``).
+          Blocks outside the range do not run or fire hooks.
+        * ``return_type``: ``"logits"`` (batch, pos, d_vocab), ``"loss"`` (mean next-token cross-entropy
+          in nats, per token (batch, pos - 1) with ``loss_per_token``; against ``targets`` when given),
+          ``"both"`` (logits, loss), ``"predictions"`` (the most likely next token after each row's last
+          real token, as text: a string for one row, else a list), or ``None``.
+        * ``kv_cache`` / ``past_kv_cache`` (our :class:`KVCache`): the cache grows in place, positions
+          continue from its length; an ``attention_mask`` given with it covers the new tokens (or all).
         """
+        kv_cache = kv_cache if kv_cache is not None else past_kv_cache
         if start_at_layer is not None:
-            if kv_cache is not None or tokens.dim() != 3 or (return_type in ("loss", "both") and targets is None):
+            if kv_cache is not None or not torch.is_tensor(input) or input.dim() != 3:
                 raise TinyinterpError(
-                    "forward(start_at_layer=...): pass the residual stream (batch, pos, d_model) as input, "
-                    "no kv_cache, and targets= for a loss"
+                    "forward(start_at_layer=...): pass the residual stream (batch, pos, d_model) as input, no kv_cache"
                 )
-            resid, tokens = tokens, None
+            resid = input
+            mask = None if attention_mask is None else self._normalise_mask(attention_mask.to(resid.device).bool())
+            full_mask = mask
         else:
-            if isinstance(tokens, (str, list)):
-                tokens = self.to_tokens(tokens)
-            if tokens.dim() == 1:
-                tokens = tokens.unsqueeze(0)
+            tokens, mask = self._tokens_and_mask(input, prepend_bos, padding_side, attention_mask)
             past = len(kv_cache) if kv_cache is not None else 0
-            T = tokens.shape[1]
+            B, T = tokens.shape
             if past + T > self.cfg.n_ctx:
                 raise TinyinterpError(
                     f"sequence of {past + T} tokens exceeds the model's context of {self.cfg.n_ctx}; "
                     "shorten the prompt or generate fewer tokens"
                 )
-            positions = torch.arange(past, past + T, device=tokens.device)
-            pos_embed = self.pos_embed(positions).expand(tokens.shape[0], T, self.cfg.d_model)  # (batch, pos, d_model) as TL
+            full_mask = mask
+            if kv_cache is not None:
+                full_mask = self._extend_cache_mask(kv_cache, mask, B, past, T, tokens.device)
+            if full_mask is None:
+                positions = torch.arange(past, past + T, device=tokens.device)
+                pos_embed = self.pos_embed(positions).expand(B, T, self.cfg.d_model)  # (batch, pos, d_model) as TL
+            else:  # positions count real tokens only; padding gets a zero position embedding, as TL
+                positions = (full_mask.cumsum(dim=1) - 1).clamp(min=0)[:, past:]
+                pos_embed = self.pos_embed(positions) * full_mask[:, past:, None]
+            if self.cfg.use_hook_tokens:
+                tokens = self.hook_tokens(tokens)
             resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(pos_embed)
         for block in self.blocks[start_at_layer:stop_at_layer]:
-            resid = block(resid, kv_cache)
+            resid = block(resid, kv_cache, full_mask)
         if stop_at_layer is not None:
             return resid
         resid = self.ln_final(resid)
@@ -417,17 +627,93 @@ class HookedTransformer(ModelWeights, TokenMethods, HookedRootModule):
         logits = self.unembed(resid)
         if return_type == "logits":
             return logits
-        if targets is None:
-            logits_for, targets = logits[:, :-1], tokens[:, 1:]
+        if return_type == "predictions":
+            return self._predictions(logits, mask, isinstance(input, str))
+        if return_type not in ("loss", "both"):
+            raise TinyinterpError(f"return_type must be 'logits', 'loss', 'both', 'predictions' or None, got {return_type!r}")
+        loss = self._loss(logits, tokens, targets, mask, loss_per_token)
+        return loss if return_type == "loss" else (logits, loss)
+
+    # --- forward's helpers ------------------------------------------------------------------------
+
+    def _tokens_and_mask(self, input, prepend_bos, padding_side, attention_mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(tokens (batch, pos), bool mask (batch, pos) or None when every token is real)."""
+        if isinstance(input, str) or (isinstance(input, (list, tuple)) and input and isinstance(input[0], str)):
+            tokens, mask = self._tokenize(input, prepend_bos=prepend_bos, padding_side=padding_side)
+            if attention_mask is None:
+                return tokens, mask
+        elif torch.is_tensor(input) or isinstance(input, (list, tuple)):
+            tokens = torch.as_tensor(input, dtype=torch.long) if not torch.is_tensor(input) else input
+            if tokens.dim() == 1:
+                tokens = tokens.unsqueeze(0)
+            if tokens.dim() != 2:
+                raise TinyinterpError(f"forward: tokens must be (batch, pos) or (pos,), got shape {tuple(tokens.shape)}")
         else:
-            logits_for = logits
+            raise TinyinterpError(f"forward: input must be token ids, a string or a list of strings, got {type(input).__name__}")
+        if attention_mask is not None:
+            attention_mask = torch.as_tensor(attention_mask, device=tokens.device)
+            if attention_mask.dim() == 1:
+                attention_mask = attention_mask.unsqueeze(0)
+            return tokens, self._normalise_mask(attention_mask.bool())
+        if self._padding_side(padding_side) == "left" and self.tokenizer is not None:
+            return tokens, self._normalise_mask(self._left_padding_mask(tokens, prepend_bos))
+        return tokens, None
+
+    def _left_padding_mask(self, tokens: torch.Tensor, prepend_bos: bool | None) -> torch.Tensor:
+        """TL's ``get_attention_mask`` for left padding: leading pads masked; our pad is our BOS, so with
+        ``prepend_bos`` the last leading pad is the BOS and stays."""
+        pad = self.tokenizer.eot_id
+        leading = (tokens != pad).cumsum(dim=1) == 0
+        mask = ~leading
+        bos = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
+        if bos:
+            last_pad = (leading.sum(dim=1) - 1).clamp(min=0)
+            mask[torch.arange(tokens.shape[0], device=tokens.device), last_pad] = True
+        return mask
+
+    @staticmethod
+    def _normalise_mask(mask: torch.Tensor) -> torch.Tensor | None:
+        # An all-ones mask changes nothing: drop it so the fast causal kernels run.
+        return None if bool(mask.all()) else mask
+
+    @staticmethod
+    def _extend_cache_mask(kv_cache: KVCache, mask, B: int, past: int, T: int, device) -> torch.Tensor | None:
+        """The mask over every cached token plus these ``T``; stored back on the cache."""
+        if mask is None and kv_cache.attention_mask is None:
+            return None
+        old = kv_cache.attention_mask
+        if old is None:
+            old = torch.ones(B, past, dtype=torch.bool, device=device)
+        if mask is None:
+            mask = torch.ones(B, T, dtype=torch.bool, device=device)
+        elif mask.shape[1] == past + T:  # a mask over the whole sequence so far
+            mask = mask[:, past:]
+        elif mask.shape[1] != T:
+            raise TinyinterpError(f"attention_mask covers {mask.shape[1]} tokens; expected {T} (new) or {past + T} (all)")
+        kv_cache.attention_mask = torch.cat([old, mask], dim=1)
+        return kv_cache.attention_mask
+
+    def _loss(self, logits, tokens, targets, mask, per_token: bool) -> torch.Tensor:
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none" if per_token else "mean"
+            )
+            return loss.view(targets.shape) if per_token else loss
+        if tokens is None:
+            raise TinyinterpError("a loss needs the tokens: pass tokens= (or targets=) with start_at_layer")
+        if mask is not None and mask.shape == tokens.shape:
+            return self.loss_fn(logits, tokens, attention_mask=mask, per_token=per_token)
         loss = F.cross_entropy(
-            logits_for.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none" if loss_per_token else "mean"
+            logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none" if per_token else "mean"
         )
-        if loss_per_token:
-            loss = loss.view(targets.shape)  # (batch, pos - 1) without targets, as TL
-        if return_type == "loss":
-            return loss
-        if return_type == "both":
-            return logits, loss
-        raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
+        return loss.view(tokens.shape[0], -1) if per_token else loss  # (batch, pos - 1), as TL
+
+    def _predictions(self, logits, mask, single: bool):
+        if mask is None:
+            last = torch.full((logits.shape[0],), logits.shape[1] - 1, device=logits.device)
+        else:  # the last real token of each row (right padding leaves pads after it)
+            idx = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+            last = torch.where(mask, idx, torch.zeros_like(idx)).max(dim=1).values
+        ids = logits[torch.arange(logits.shape[0], device=logits.device), last].argmax(dim=-1)
+        texts = [self._require_tokenizer().decode([int(i)]) for i in ids]
+        return texts[0] if single else texts

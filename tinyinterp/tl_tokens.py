@@ -36,9 +36,41 @@ class TokenMethods:
         return self.W_E.device
 
     def _encode(self, text: str, prepend_bos: bool | None) -> list[int]:
-        tokenizer = self._require_tokenizer()
+        from tinyinterp.generation import prompt_ids  # the one BOS policy
+
         bos = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-        return ([tokenizer.eot_id] if bos else []) + tokenizer.encode(text)
+        return prompt_ids(self._require_tokenizer(), text, prepend_bos=bos)
+
+    def _padding_side(self, padding_side: str | None) -> str:
+        """``padding_side``, else the tokenizer's ``padding_side`` (TL's default), else ``"right"``."""
+        side = padding_side if padding_side is not None else getattr(self.tokenizer, "padding_side", None) or "right"
+        if side not in ("left", "right"):
+            raise TinyinterpError(f"padding_side must be 'left' or 'right', got {side!r}")
+        return side
+
+    def _tokenize(
+        self, input: str | Sequence[str], prepend_bos: bool | None = None, padding_side: str | None = None,
+        truncate: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(tokens (batch, pos) on the model's device, bool mask of real tokens or None when no row was padded)."""
+        texts = [input] if isinstance(input, str) else list(input)
+        if not texts:
+            raise TinyinterpError("to_tokens: no text given")
+        side = self._padding_side(padding_side)
+        encoded = [self._encode(t, prepend_bos) for t in texts]
+        if truncate:
+            encoded = [ids[: self.cfg.n_ctx] for ids in encoded]
+        width = max(len(ids) for ids in encoded)
+        pad = self._require_tokenizer().eot_id
+        rows, real = [], []
+        for ids in encoded:
+            fill = width - len(ids)
+            rows.append([pad] * fill + ids if side == "left" else ids + [pad] * fill)
+            real.append([False] * fill + [True] * len(ids) if side == "left" else [True] * len(ids) + [False] * fill)
+        device = self._device()
+        tokens = torch.tensor(rows, dtype=torch.long, device=device)
+        mask = torch.tensor(real, dtype=torch.bool, device=device)
+        return tokens, (None if bool(mask.all()) else mask)
 
     def to_tokens(
         self,
@@ -49,23 +81,10 @@ class TokenMethods:
         truncate: bool = True,
     ) -> torch.Tensor:
         """Text (or a list of texts) → LongTensor (batch, pos). Texts of different lengths are padded
-        with ``<|endoftext|>`` on ``padding_side`` (default right); ``truncate`` cuts to ``n_ctx``."""
-        texts = [input] if isinstance(input, str) else list(input)
-        if not texts:
-            raise TinyinterpError("to_tokens: no text given")
-        encoded = [self._encode(t, prepend_bos) for t in texts]
-        if truncate:
-            encoded = [ids[: self.cfg.n_ctx] for ids in encoded]
-        width = max(len(ids) for ids in encoded)
-        pad = self._require_tokenizer().eot_id
-        if (padding_side or "right") not in ("left", "right"):
-            raise TinyinterpError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-        rows = [
-            ([pad] * (width - len(ids)) + ids) if padding_side == "left" else (ids + [pad] * (width - len(ids)))
-            for ids in encoded
-        ]
-        tokens = torch.tensor(rows, dtype=torch.long)
-        return tokens.to(self._device()) if move_to_device else tokens
+        with ``<|endoftext|>`` on ``padding_side`` (default: the tokenizer's ``padding_side``, else
+        right); ``truncate`` cuts to ``n_ctx``. ``forward`` masks that padding when given the texts."""
+        tokens, _ = self._tokenize(input, prepend_bos=prepend_bos, padding_side=padding_side, truncate=truncate)
+        return tokens if move_to_device else tokens.cpu()
 
     def to_str_tokens(self, input, prepend_bos: bool | None = None, padding_side: str | None = None):
         """Text, a 1-D token sequence, or a (1, pos) tensor → list of token strings (each token decoded
@@ -150,48 +169,115 @@ class TokenMethods:
         return_type: str = "input",
         verbose: bool = True,
         seed: int | None = None,
+        attention_mask: torch.Tensor | None = None,
     ):
         """Sample a continuation, TL-style: returns the prompt *and* the new tokens — text for text
         input (``return_type="input"`` or ``"str"``), a tensor for tensor input or ``"tokens"``.
-        ``do_sample=False`` is greedy. Rows that produce ``eos_token_id`` (default ``<|endoftext|>``)
-        are padded with it afterwards when ``stop_at_eos``. Runs on our KV cache unless
-        ``use_past_kv_cache=False``; ``verbose`` shows a progress bar."""
-        from tinyinterp.generation import SamplingConfig, sample_next
 
-        text_input = isinstance(input, (str, list))
+        The loop is :func:`tinyinterp.generation.sample_tokens`, the one ``tinyinterp generate`` uses, and
+        text is encoded by the same BOS policy (``<|endoftext|>`` first unless ``prepend_bos=False``).
+        Texts of different lengths are left-padded (``padding_side``) and the padding is masked, so each
+        row continues exactly as it would alone (greedy); returned texts leave the padding out.
+        ``do_sample=False`` is greedy. Rows that produce ``eos_token_id`` (default ``<|endoftext|>``) are
+        padded with it afterwards when ``stop_at_eos``. Runs on our KV cache unless
+        ``use_past_kv_cache=False``; ``verbose`` shows a progress bar."""
+        from tinyinterp.generation import sample_tokens
+
+        tokens, mask, sampling, eos, generator, text_input = self._generation_setup(
+            input, max_new_tokens, stop_at_eos, eos_token_id, do_sample, top_k, top_p, temperature,
+            use_past_kv_cache, prepend_bos, padding_side, seed, attention_mask,
+        )
+        new = sample_tokens(self, tokens, sampling, sampling.max_new_tokens, eos, generator,
+                            attention_mask=mask, freq_penalty=freq_penalty, progress=verbose)
+        out = torch.cat([tokens, new], dim=1)
+        if return_type == "tokens" or (not text_input and return_type == "input"):
+            return out
+        return self._decode_generated(out, mask, new.shape[1], isinstance(input, str))
+
+    @torch.no_grad()
+    def generate_stream(
+        self,
+        input: str | list[str] | torch.Tensor = "",
+        max_new_tokens: int = 10,
+        max_tokens_per_yield: int = 25,
+        stop_at_eos: bool = True,
+        eos_token_id: int | None = None,
+        do_sample: bool = True,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        freq_penalty: float = 0.0,
+        use_past_kv_cache: bool = True,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        return_type: str = "input",
+        verbose: bool = False,
+        seed: int | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ):
+        """:meth:`generate`, yielded in chunks as TL's ``generate_stream``: every ``max_tokens_per_yield``
+        new tokens (and at the end) a chunk — the first with the prompt, later ones the new tokens only;
+        tensors, or text for text input / ``return_type="str"``. Same loop, so the chunks joined equal
+        :meth:`generate`'s output for the same seed."""
+        from tinyinterp.generation import sample_steps
+
+        if max_tokens_per_yield < 1:
+            raise TinyinterpError(f"generate_stream: max_tokens_per_yield must be >= 1, got {max_tokens_per_yield}")
+        tokens, mask, sampling, eos, generator, text_input = self._generation_setup(
+            input, max_new_tokens, stop_at_eos, eos_token_id, do_sample, top_k, top_p, temperature,
+            use_past_kv_cache, prepend_bos, padding_side, seed, attention_mask,
+        )
+        as_text = return_type == "str" or (text_input and return_type == "input")
+        pending, first = [], True
+
+        def chunk():
+            new = torch.stack(pending, dim=1)
+            if first:
+                out = torch.cat([tokens, new], dim=1)
+                return self._decode_generated(out, mask, new.shape[1], isinstance(input, str)) if as_text else out
+            if not as_text:
+                return new
+            texts = [self._require_tokenizer().decode(row) for row in new.tolist()]
+            return texts[0] if isinstance(input, str) else texts
+
+        for nxt in sample_steps(self, tokens, sampling, sampling.max_new_tokens, eos, generator,
+                                attention_mask=mask, freq_penalty=freq_penalty, progress=verbose):
+            pending.append(nxt)
+            if len(pending) == max_tokens_per_yield:
+                yield chunk()
+                pending, first = [], False
+        if pending:
+            yield chunk()
+
+    def _generation_setup(self, input, max_new_tokens, stop_at_eos, eos_token_id, do_sample, top_k, top_p,
+                          temperature, use_past_kv_cache, prepend_bos, padding_side, seed, attention_mask):
+        """(tokens, mask, SamplingConfig, eos id or None, generator, whether the input was text)."""
+        from tinyinterp.generation import SamplingConfig
+
+        text_input = isinstance(input, str) or (isinstance(input, list) and bool(input) and isinstance(input[0], str))
         if text_input:
-            tokens = self.to_tokens(input, prepend_bos=prepend_bos, padding_side="left" if padding_side is None else padding_side)
+            tokens, mask = self._tokenize(input, prepend_bos=prepend_bos, padding_side=padding_side or "left")
+            if attention_mask is not None:
+                mask = self._normalise_mask(torch.as_tensor(attention_mask, device=tokens.device).bool())
         else:
-            tokens = torch.as_tensor(input, device=self._device())
-            tokens = tokens[None] if tokens.dim() == 1 else tokens
-        if text_input and isinstance(input, list) and len({len(self._encode(t, prepend_bos)) for t in input}) > 1:
-            raise TinyinterpError("generate: texts of different token lengths would need padding; pass one text or equal-length texts")
+            tokens, mask = self._tokens_and_mask(torch.as_tensor(input, device=self._device()), prepend_bos,
+                                                 padding_side, attention_mask)
         room = self.cfg.n_ctx - tokens.shape[1]
         if room <= 0:
             raise TinyinterpError(f"generate: the prompt has {tokens.shape[1]} tokens, the model's context is {self.cfg.n_ctx}")
         sampling = SamplingConfig(
             max_new_tokens=min(max_new_tokens, room), temperature=temperature if do_sample else 0.0,
-            top_k=top_k, top_p=top_p, seed=seed,
+            top_k=top_k, top_p=top_p, seed=seed, use_kv_cache=use_past_kv_cache, stop_at_eot=stop_at_eos,
         )
         eos = eos_token_id if eos_token_id is not None else (self.tokenizer.eot_id if self.tokenizer else None)
         generator = torch.Generator(device=tokens.device).manual_seed(seed) if seed is not None else None
-        kv_cache = self.new_kv_cache() if use_past_kv_cache else None
-        out, step_input = tokens, tokens
-        finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
-        for _ in tqdm(range(sampling.max_new_tokens), disable=not verbose, desc="generate"):
-            logits = (self(step_input, kv_cache=kv_cache) if kv_cache is not None else self(out))[:, -1]
-            if freq_penalty:
-                counts = torch.zeros_like(logits).scatter_add_(1, out, torch.ones_like(out, dtype=logits.dtype))
-                logits = logits - freq_penalty * counts
-            nxt = sample_next(logits, sampling, generator)
-            if stop_at_eos and eos is not None:
-                nxt = torch.where(finished, torch.full_like(nxt, eos), nxt)
-                finished |= nxt == eos
-            out = torch.cat([out, nxt[:, None]], dim=1)
-            step_input = nxt[:, None]
-            if stop_at_eos and finished.all():
-                break
-        if return_type == "tokens" or (not text_input and return_type == "input"):
-            return out
-        texts = self.to_string(out)
-        return texts[0] if isinstance(input, str) else texts
+        return tokens, mask, sampling, eos if stop_at_eos else None, generator, text_input
+
+    def _decode_generated(self, out: torch.Tensor, mask: torch.Tensor | None, n_new: int, single: bool):
+        """Texts of prompt + new tokens, the padding left out."""
+        rows = out.tolist()
+        if mask is not None:
+            real = torch.cat([mask, torch.ones(mask.shape[0], n_new, dtype=torch.bool, device=mask.device)], dim=1).tolist()
+            rows = [[t for t, keep in zip(row, keeps) if keep] for row, keeps in zip(rows, real)]
+        texts = [self._require_tokenizer().decode(row) for row in rows]
+        return texts[0] if single else texts

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from tinyinterp.atomic import atomic_write_text
 from tinyinterp.errors import DataError, ModelLoadError, TinyinterpError
+from tinyinterp.tokenizer_hf import HFTokenizerSurface, _ids_list
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,13 @@ def _select_tokens(
     return kept
 
 
-class Tokenizer:
-    """A byte-level BPE with ``<|endoftext|>``; the one tokenizer type models, corpora and analyses share."""
+class Tokenizer(HFTokenizerSurface):
+    """A byte-level BPE with ``<|endoftext|>``; the one tokenizer type models, corpora and analyses share.
+
+    It also has the Hugging Face tokenizer surface TL utilities and SAELens read (``bos_token_id``,
+    ``padding_side``, ``tokenizer(texts, return_tensors="pt", padding=True)``, ``batch_decode``, …):
+    see :mod:`tinyinterp.tokenizer_hf`.
+    """
 
     eot_token: str = EOT_TOKEN
 
@@ -253,17 +259,21 @@ class Tokenizer:
         """The underlying ``tokenizers.Tokenizer`` (read it; do not mutate it)."""
         return self._hf
 
-    def encode(self, text: str) -> list[int]:
-        return self._hf.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, add_special_tokens: bool = False, **hf_kwargs: Any):
+        """Token ids of ``text`` (a list; nothing prepended). HF keywords (``return_tensors="pt"``,
+        ``truncation``, ``max_length``, …) go through HF's ``encode`` and return what it returns."""
+        if hf_kwargs:
+            return self.hf_tokenizer.encode(text, add_special_tokens=add_special_tokens, **hf_kwargs)
+        return self._hf.encode(text, add_special_tokens=add_special_tokens).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode many texts at once in Rust, in parallel (no offsets computed)."""
         return [e.ids for e in self._hf.encode_batch_fast(list(texts), add_special_tokens=False)]
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids`` (a list, numpy array or tensor); ``<|endoftext|>`` is kept as text."""
-        ids = ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]
-        return self._hf.decode(ids, skip_special_tokens=False)
+    def decode(self, ids: Iterable[int] | int, skip_special_tokens: bool = False, **hf_kwargs: Any) -> str:
+        """Text of ``ids`` (a list, numpy array, tensor or one id); ``<|endoftext|>`` is kept as text unless
+        ``skip_special_tokens``. Other HF keywords (``clean_up_tokenization_spaces``) use HF's decode."""
+        return self._hf_decode(_ids_list(ids), skip_special_tokens, **hf_kwargs)
 
     def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
         lists = [ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids] for ids in batch]

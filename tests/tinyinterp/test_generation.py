@@ -83,3 +83,28 @@ def test_prompt_filling_the_context_warns_that_max_new_tokens_is_capped(tiny_mod
     with caplog.at_level(logging.WARNING, logger="tinyinterp.generation"):
         generate_tokens(tiny_model, [[1] * (n_ctx - 5)], SamplingConfig(max_new_tokens=5, temperature=0))
     assert "capped" not in caplog.text  # room enough: no warning
+
+
+def test_one_bos_policy_and_one_sampler_for_the_cli_and_model_generate(capsys, tiny_run):
+    """`tinyinterp generate` and `model.generate` condition a prompt the same way (<|endoftext|> first) and
+    sample the same tokens for the same seed, greedy or not."""
+    import json
+
+    import tinyinterp
+    from tinyinterp.cli import main
+    from tinyinterp.generation import generate, prompt_ids
+
+    model = tinyinterp.load(tiny_run)
+    tok = model.tokenizer
+    prompt = "Once upon a time"
+    assert prompt_ids(tok, prompt) == [tok.eot_id] + tok.encode(prompt) == model.to_tokens(prompt)[0].tolist()
+    for flags, kwargs in ((["--temperature", "0"], {"do_sample": False}),
+                          (["--temperature", "0.8", "--seed", "7"], {"temperature": 0.8, "seed": 7})):
+        assert main(["generate", str(tiny_run), prompt, "--max-new-tokens", "12", "--json", *flags]) == 0
+        completion = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["completion"]
+        tokens = model.generate(prompt, max_new_tokens=12, verbose=False, return_type="tokens", **kwargs)[0].tolist()
+        new = tokens[len(prompt_ids(tok, prompt)):]
+        new = new[: new.index(tok.eot_id)] if tok.eot_id in new else new
+        assert completion == tok.decode(new)
+        assert generate(model, [prompt], SamplingConfig(max_new_tokens=12, temperature=kwargs.get("temperature", 0),
+                                                        seed=kwargs.get("seed")))[0] == completion

@@ -22,7 +22,7 @@ import torch
 
 from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.evaluation.prompts import EvalPrompt
-from tinyinterp.generation import SamplingConfig, generate_tokens
+from tinyinterp.generation import SamplingConfig, generate_tokens, prompt_ids
 from tinyinterp.checkpoints import FINAL_TAG, Checkpoint
 from tinyinterp.jsonl import append_jsonl, read_jsonl
 from tinyinterp.runlayout import COMPLETIONS_SUBDIR, eval_dir
@@ -119,9 +119,9 @@ def generate_completion_set(model, prompts: list[EvalPrompt], cfg: CompletionCon
         from tqdm import tqdm
         iterator = tqdm(todo, desc="completions", unit="prompt")
     for prompt in iterator:
-        ids = tokenizer.encode(prompt.text)
-        # Leave room for at least some new tokens: keep the prompt's tail if it is too long.
-        ids = ids[-max(1, model.cfg.n_ctx - 16):]
+        # The one BOS policy (<|endoftext|> first); leave room for at least some new tokens: keep the
+        # prompt's tail if it is too long.
+        ids = prompt_ids(tokenizer, prompt.text, max_len=max(2, model.cfg.n_ctx - 16))
         sampling = SamplingConfig(**{**cfg.sampling.to_dict(), "seed": _prompt_seed(cfg.seed, prompt.id)})
         outs = generate_tokens(model, [ids] * cfg.n, sampling, eot_id=tokenizer.eot_id)
         new = []

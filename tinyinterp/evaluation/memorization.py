@@ -60,7 +60,7 @@ def split_in_half(story: str) -> tuple[str, str]:
 def half_story_rouge(model, stories: list[str], n: int = 2, max_new_tokens: int = 200, seed: int = 0,
                      progress: bool = False) -> dict:
     """(i) Complete first halves of training stories; ROUGE-n of each completion vs the true second half."""
-    from tinyinterp.generation import SamplingConfig, generate_tokens
+    from tinyinterp.generation import SamplingConfig, generate_tokens, prompt_ids
 
     tokenizer = model.tokenizer
     halves = [split_in_half(s) for s in stories]
@@ -72,7 +72,7 @@ def half_story_rouge(model, stories: list[str], n: int = 2, max_new_tokens: int 
     for i in iterator:
         first, second = halves[i]
         # Keep the end of a first half that does not fit the context, leaving room to generate.
-        ids = tokenizer.encode(first)[-max(1, model.cfg.n_ctx - min(max_new_tokens, model.cfg.n_ctx // 2)):]
+        ids = prompt_ids(tokenizer, first, max_len=max(2, model.cfg.n_ctx - min(max_new_tokens, model.cfg.n_ctx // 2)))
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=1.0, seed=seed + i)
         completion = tokenizer.decode(generate_tokens(model, [ids], cfg, eot_id=tokenizer.eot_id)[0])
         s = rouge_n(completion, second, n)

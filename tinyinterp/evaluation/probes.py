@@ -124,16 +124,16 @@ def score_completions(probes: list[Probe], completions: list[str], window: int =
 def run_probes(model, probes: list[Probe] | None = None, max_new_tokens: int = 10, window: int = 6,
                progress: bool = False) -> ProbeResult:
     """Greedy-complete every probe with ``model`` and score the answers."""
-    from tinyinterp.generation import SamplingConfig, generate_tokens
+    from tinyinterp.generation import SamplingConfig, generate_tokens, prompt_ids
 
     probes = probes or load_probes()
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
-    tok, keep = model.tokenizer, max(1, model.cfg.n_ctx - max_new_tokens)  # tiny contexts keep the prompt's end
+    tok, keep = model.tokenizer, max(2, model.cfg.n_ctx - max_new_tokens)  # tiny contexts keep the prompt's end
     iterator = probes
     if progress:
         from tqdm import tqdm
         iterator = tqdm(probes, desc="probes", unit="probe")
-    completions = [tok.decode(generate_tokens(model, [tok.encode(p.prompt)[-keep:]], cfg, eot_id=tok.eot_id)[0])
+    completions = [tok.decode(generate_tokens(model, [prompt_ids(tok, p.prompt, max_len=keep)], cfg, eot_id=tok.eot_id)[0])
                    for p in iterator]
     result = score_completions(probes, completions, window)
     result.settings.update(max_new_tokens=max_new_tokens, decoding="greedy")

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 MARKER_FILE = "written_by_tinyinterp.json"
 """Written last into every export: ``{"tinyinterp_export": 1, "files": [...]}``."""
+# The tokenizer class name transformers 4.x and 5.x both resolve to "load tokenizer.json as it is" (5.x saves
+# its own new name, TokenizersBackend, which 4.x cannot import; GPT2TokenizerFast would make 5.x rebuild the
+# pipeline from vocab + merges instead of reading ours).
+HF_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
 def _write_tokenizer(tokenizer, folder: Path) -> None:
@@ -56,6 +60,11 @@ def _write_tokenizer(tokenizer, folder: Path) -> None:
         model_max_length=None, clean_up_tokenization_spaces=False,
     )
     fast.save_pretrained(str(folder))
+    config_path = folder / "tokenizer_config.json"
+    tok_config = json.loads(config_path.read_text(encoding="utf-8"))
+    tok_config["tokenizer_class"] = HF_TOKENIZER_CLASS
+    tok_config["add_bos_token"] = False  # as trained: nothing is prepended (4.x GPT-2 classes read this key)
+    config_path.write_text(json.dumps(tok_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _marked_files(folder: Path) -> set[str] | None:
@@ -148,7 +157,8 @@ def export_model(model, out_dir: str | Path, tokenizer=None) -> Path:
         )
     arch, weights = hf_state_dict(model)  # raises NotExpressibleError before anything is written
     config = hf_config_dict(model.cfg, arch, eot_id=tokenizer.eot_id)
-    config["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    # "dtype" is the key transformers >= 4.56 reads, "torch_dtype" the one older 4.x reads.
+    config["dtype"] = config["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
 
     out_dir = Path(out_dir).expanduser().absolute()
     try:

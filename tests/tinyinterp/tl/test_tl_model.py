@@ -8,7 +8,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformer_lens.ActivationCache import ActivationCache
-from transformer_lens.model_protocol import TransformerLensModel, TransformerLensModelWithWeights
 
 from tinyinterp.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
@@ -20,6 +19,8 @@ PROMPT = "When Lily and Tom went to the park, Tom gave the ball to"
 
 
 def test_is_a_transformerlens_model(neo_model):
+    protocol = pytest.importorskip("transformer_lens.model_protocol", reason="TransformerLens 3.x has no model_protocol (the protocol checks apply from TL 4)")
+    TransformerLensModel, TransformerLensModelWithWeights = protocol.TransformerLensModel, protocol.TransformerLensModelWithWeights
     assert isinstance(neo_model, TransformerLensModel)
     assert isinstance(neo_model, TransformerLensModelWithWeights)
 

@@ -212,6 +212,8 @@ def test_resid_mid_patching(pair, prompts, caches):
 
 @pytest.mark.parametrize("component", ["q", "k", "v"])
 def test_direct_path_patching(pair, prompts, caches, component):
+    if not hasattr(patching, "get_act_patch_direct_path"):
+        pytest.skip("this TransformerLens (3.x) has no direct-path patching")
     _, corrupt, metric = prompts
     ours = pair[0]
     out = [
@@ -228,6 +230,8 @@ def test_direct_path_patching(pair, prompts, caches, component):
 
 
 def test_direct_path_patching_all_sources(pair, prompts, caches):
+    if not hasattr(patching, "get_act_patch_direct_path_all_sources"):
+        pytest.skip("this TransformerLens (3.x) has no direct-path patching")
     _, corrupt, metric = prompts
     out = [
         patching.get_act_patch_direct_path_all_sources(model, corrupt, caches[name][0], caches[name][1], metric, component="v", verbose=False)
@@ -260,6 +264,9 @@ CACHE_CALLS = {
 
 @pytest.mark.parametrize("call", sorted(CACHE_CALLS))
 def test_activation_cache_helpers(pair, caches, call):
+    method = call.split("(")[0]
+    if not hasattr(ActivationCache, method):
+        pytest.skip(f"this TransformerLens (3.x) ActivationCache has no {method}")
     out = [CACHE_CALLS[call](caches[name][0]) for name in ("ours", "bridge")]
     assert out[0].shape == out[1].shape
     assert _diff(f"ActivationCache.{call}", *out) < TOL
@@ -354,7 +361,11 @@ def test_attribution_patching_tool(pair, prompts, granularity):
     from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_patch
 
     clean, corrupt, metric = prompts
-    out = [attribution_patch(m, clean, corrupt, metric, EdgeAttributionConfig(granularity=granularity)) for m in pair]
+    try:
+        config = EdgeAttributionConfig(granularity=granularity)
+    except NotImplementedError:  # TL 3.x scores nodes only
+        pytest.skip(f"this TransformerLens (3.x) has no granularity={granularity!r} attribution patching")
+    out = [attribution_patch(m, clean, corrupt, metric, config) for m in pair]
     for scores in ("node_scores", "edge_scores"):
         ours, theirs = getattr(out[0], scores), getattr(out[1], scores)
         assert ours.keys() == theirs.keys()
