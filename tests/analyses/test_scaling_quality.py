@@ -44,6 +44,8 @@ def sweep_template(tmp_path_factory):
         torch.manual_seed(i)
         model = HookedTransformer(preset_config("test-tiny", d_vocab=tokenizer.vocab_size, d_model=d, n_layers=layers,
                                                 n_heads=heads), tokenizer=tokenizer)
+        with torch.no_grad():  # peaked next-token distributions, so models sampled with one seed write different text
+            model.unembed.weight.mul_(30.0)
         save_run(sweep / name, model, tokenizer)
         n_params = sum(p.numel() for p in model.parameters())
         losses = [6.0 - 0.1 * k - 1e-5 * n_params for k in range(4)]
