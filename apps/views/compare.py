@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps import data, guard, session
+from apps import guard, loaders, run_picker
 from tinyinterp.interp.compare import COMPARISON_FILE, ComparisonResult, ModelProfile, profile_names
 from tinyinterp.interp.heads import HEAD_CLASSES
 
@@ -24,16 +24,16 @@ def _profile(run: str, versions: tuple[float, ...]) -> ModelProfile:
     from pathlib import Path
 
     path = Path(run)
-    return ModelProfile.from_results(data.model_for(path), data.purity(path), data.heads(path), name=path.name)
+    return ModelProfile.from_results(loaders.model_for(path), loaders.purity(path), loaders.heads(path), name=path.name)
 
 
 def _run_profile(sel, name: str) -> ModelProfile | None:
     path = sel.root.resolve_run(name)
-    if not (data.has_purity(path) and data.has_heads(path)):
+    if not (loaders.has_purity(path) and loaders.has_heads(path)):
         st.warning(f"`{name}` has no purity or head results; run `tinyinterp analyze neurons` and `heads` on it")
         return None
     return guard.attempt(f"`{name}`", _profile, str(path),
-                         (data.mtime(data.neurons_dir(path)), data.mtime(data.heads_dir(path)), data.model_version(path)))
+                         (loaders.mtime(loaders.neurons_dir(path)), loaders.mtime(loaders.heads_dir(path)), loaders.model_version(path)))
 
 
 def saved_labels(folder, result: ComparisonResult) -> tuple[str, str]:
@@ -47,7 +47,7 @@ def saved_labels(folder, result: ComparisonResult) -> tuple[str, str]:
 def index_tokens(run) -> int | None:
     """How many tokens a run's neuron index saw (None without a readable index)."""
     try:
-        return int(data.neuron_index(run).meta.get("n_tokens", 0))
+        return int(loaders.neuron_index(run).meta.get("n_tokens", 0))
     except Exception:  # the profile above already reported a broken index in one line
         return None
 
@@ -103,17 +103,17 @@ def _column(p: ModelProfile) -> list[str]:
             *[str(p.head_counts.get(c, 0)) for c in HEAD_CLASSES]]
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Compare")
-saved = data.comparisons(sel.path)
-runs = session.list_runs(str(sel.root.path))
+saved = loaders.comparisons(sel.path)
+runs = run_picker.list_runs(str(sel.root.path))
 modes = (["saved comparison"] if saved else []) + ["two runs"]
 mode = st.radio("Compare", modes, horizontal=True, key="compare_mode")
 if mode == "saved comparison":
     names = [p.name for p in saved]
     choice = st.selectbox("Comparison", names, key="compare_saved")
     folder = saved[names.index(choice)]
-    result = guard.attempt(f"{choice}/{COMPARISON_FILE}", data.comparison, str(folder), data.mtime(folder / COMPARISON_FILE))
+    result = guard.attempt(f"{choice}/{COMPARISON_FILE}", loaders.comparison, str(folder), loaders.mtime(folder / COMPARISON_FILE))
     if result is not None:
         with guard.panel(f"{choice}/{COMPARISON_FILE}"):
             label_a, label_b = saved_labels(folder, result)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from apps import data, guard, session
+from apps import guard, loaders, run_picker
 from tinyinterp.rundir import read_json, read_jsonl
 
-SUMMARY_FILE, CURVE_PNG, SCORES = data.GRADES_SUMMARY_FILE, data.GRADE_CURVE_PNG, data.GRADE_SCORES
+SUMMARY_FILE, CURVE_PNG, SCORES = loaders.GRADES_SUMMARY_FILE, loaders.GRADE_CURVE_PNG, loaders.GRADE_SCORES
 MAX_ROWS = 500
 
 
@@ -49,7 +49,7 @@ def _summary_table(summary: dict) -> pd.DataFrame:
 
 def _summary(folder: Path) -> None:
     path = folder / SUMMARY_FILE
-    summary = _json(str(path), data.mtime(path))
+    summary = _json(str(path), loaders.mtime(path))
     if not isinstance(summary, dict) or not summary:
         st.warning(f"{SUMMARY_FILE} is empty")
         return
@@ -79,16 +79,16 @@ def _browse(folder: Path) -> None:
 
 def _show_file(path: Path) -> None:
     if path.suffix == ".jsonl":
-        frame = _jsonl(str(path), data.mtime(path))
+        frame = _jsonl(str(path), loaders.mtime(path))
         st.caption(f"first {min(len(frame), MAX_ROWS)} records")
         st.dataframe(frame, hide_index=True, width="stretch")
     else:
-        st.json(_json(str(path), data.mtime(path)), expanded=1)
+        st.json(_json(str(path), loaders.mtime(path)), expanded=1)
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Grades")
-folder = data.eval_dir(sel.path)
+folder = loaders.eval_dir(sel.path)
 if not folder.is_dir() or not any(folder.iterdir()):
     st.info(f"No evaluation results for `{sel.name}` yet: run `tinyinterp eval complete {sel.path}` and "
             f"`tinyinterp eval grade {sel.path}` (results go to analysis/eval/).")

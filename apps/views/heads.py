@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps import data, guard, head_panels, render, session
+from apps import guard, head_panels, loaders, render, run_picker
 from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, METRICS
 
 DEFAULT_TEXT = 'One day, Lily saw a big red ball in the park. She ran to the ball and said: "I like it!" Tom smiled at Lily.'
@@ -56,7 +56,7 @@ def _default_heads(result, names: list[str]) -> list[str]:
 def _patterns(sel, result) -> None:
     """Live patterns need only the model; the distance profiles also need the analysis (``result``)."""
     st.header("Attention patterns on your text")
-    model = guard.attempt("model", data.model_for, sel.path)
+    model = guard.attempt("model", loaders.model_for, sel.path)
     if model is None:
         return
     names = [_head_name(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
@@ -67,8 +67,8 @@ def _patterns(sel, result) -> None:
         st.caption("choose at least one head and enter some text")
         return
     pairs = [(int(n[1:].split("H")[0]), int(n.split("H")[1])) for n in chosen]
-    version = data.model_version(sel.path)
-    tokens, by_layer = data.attention_patterns(str(sel.path), version, text, tuple(sorted({l for l, _ in pairs})))
+    version = loaders.model_version(sel.path)
+    tokens, by_layer = loaders.attention_patterns(str(sel.path), version, text, tuple(sorted({l for l, _ in pairs})))
     if not tokens:
         st.caption("the text is empty after tokenization")
         return
@@ -83,16 +83,16 @@ def _patterns(sel, result) -> None:
         st.line_chart(profile, x_label="query − key distance", y_label="mean attention", height=220)
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Heads")
 result = None
-if not data.has_heads(sel.path):
+if not loaders.has_heads(sel.path):
     st.info(f"No head analysis for `{sel.name}` yet: run `tinyinterp analyze heads {sel.path}`.")
 else:
-    path = data.heads_dir(sel.path)
+    path = loaders.heads_dir(sel.path)
     with guard.panel(HEADS_FILE):
-        frame = data.heads_frame(str(path), data.mtime(path / HEADS_FILE))
-        result = data.heads(sel.path)
+        frame = loaders.heads_frame(str(path), loaders.mtime(path / HEADS_FILE))
+        result = loaders.heads(sel.path)
         _table(frame, result)
 head_panels.head_panel(sel, result, st.session_state.get("pattern_text", DEFAULT_TEXT))
 _patterns(sel, result)

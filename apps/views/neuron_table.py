@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from apps import analysis_data, data, guard, session
+from apps import guard, loaders, queries, run_picker
 from tinyinterp.interp.categories import PURITY_FILE
 
 BEST = "best of any explainer"
@@ -35,24 +35,24 @@ def _open_neuron(sel, shown) -> None:
     st.switch_page("views/neurons.py", query_params={"run": sel.name, "layer": str(layer), "neuron": str(neuron)})
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Neuron table")
-if not data.has_neuron_index(sel.path):
+if not loaders.has_neuron_index(sel.path):
     st.info(f"No neuron index for `{sel.name}` yet: run `tinyinterp analyze neurons {sel.path}`.")
     st.stop()
-path = data.neurons_dir(sel.path)
-purity_version = data.mtime(path / PURITY_FILE) if data.has_purity(sel.path) else 0.0
-expl_version = analysis_data.explanations_version(sel.path)
+path = loaders.neurons_dir(sel.path)
+purity_version = loaders.mtime(path / PURITY_FILE) if loaders.has_purity(sel.path) else 0.0
+expl_version = queries.explanations_version(sel.path)
 explainer = None
 if expl_version:
     slugs = guard.attempt("explanations", lambda: sorted(
-        analysis_data.explanations(str(sel.path), expl_version).explainer.dropna().unique()))
+        queries.explanations(str(sel.path), expl_version).explainer.dropna().unique()))
     if slugs:
         choice = st.selectbox("Explanations", [BEST, *slugs], key="table_explainer")
         explainer = None if choice == BEST else choice
     else:
         expl_version = 0.0
-table = guard.attempt("neuron table", analysis_data.neuron_table, str(sel.path), data.index_version(sel.path),
+table = guard.attempt("neuron table", queries.neuron_table, str(sel.path), loaders.index_version(sel.path),
                       purity_version, expl_version, explainer)
 if table is None:
     st.stop()

@@ -15,8 +15,8 @@ from urllib.parse import quote
 import pandas as pd
 import streamlit as st
 
-from apps import data, session
-from apps.state import PathOutsideRoot
+from apps import loaders, run_picker
+from apps.runs_root import PathOutsideRoot
 
 SWEEP_KEY = "scaling_sweep"
 
@@ -81,7 +81,7 @@ def _grid_table(curves, sweep_rel: str) -> pd.DataFrame:
 
 
 st.title("Scaling")
-root = session.runs_root()
+root = run_picker.runs_root()
 if root is None:
     st.stop()
 sweeps = _find_sweeps(str(root.path))
@@ -89,7 +89,7 @@ if not sweeps:
     st.info("No scaling sweep under the runs root. Train one with `tinyinterp sweep run training/scaling_tiny.yaml "
             f"--out {root.path}/scaling-tiny` (add `--shard i/n` per process), then reload.")
     st.stop()
-sel = session.selection()
+sel = run_picker.selection()
 if SWEEP_KEY not in st.session_state and sel is not None:
     parent = Path(sel.name).parent.as_posix()
     if parent in sweeps:
@@ -104,8 +104,8 @@ except PathOutsideRoot as e:
 from analyses import scaling as sc  # noqa: E402  (after the checks: matplotlib loads only when there is a sweep)
 from training.scaling_sweep import SUMMARY_FILE  # noqa: E402
 
-result_dict, curve_dicts, with_intervals = _analysis(str(sweep), data.mtime(sweep / SUMMARY_FILE),
-                                                     data.mtime(sweep / sc.OUT_SUBDIR / sc.RESULT_FILE))
+result_dict, curve_dicts, with_intervals = _analysis(str(sweep), loaders.mtime(sweep / SUMMARY_FILE),
+                                                     loaders.mtime(sweep / sc.OUT_SUBDIR / sc.RESULT_FILE))
 result = sc.ScalingResult(**result_dict)
 curves = [sc.RunCurve(**c) for c in curve_dicts]
 

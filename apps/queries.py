@@ -1,7 +1,7 @@
 """Cached loaders for the deeper views: the neuron table, the neuron page's distribution / logit / quantile
 panels, find-by-word, explanations, head circuits and emergence across training.
 
-Same rules as :mod:`apps.data` (whose loaders these build on): every value comes from a library's public
+Same rules as :mod:`apps.loaders` (whose loaders these build on): every value comes from a library's public
 API (``NeuronIndex`` queries, ``tinyinterp.explain.load_explanations``, ``circuits.head_circuit``,
 ``EmergenceResult``), every cache is keyed by the modification time of the file it reads, and paths
 arrive already checked against the runs root. Nothing here computes an analysis of its own.
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps import data
+from apps import loaders
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
 
@@ -27,13 +27,13 @@ EXPLANATIONS_SUBDIR = "explanations"  # tinyinterp.explain.results.EXPLANATIONS_
 
 
 def explanations_dir(run: Path) -> Path:
-    return data.analysis_dir(run) / EXPLANATIONS_SUBDIR
+    return loaders.analysis_dir(run) / EXPLANATIONS_SUBDIR
 
 
 def explanations_version(run: Path) -> float:
     """Newest modification time of the run's explanation files (0 when there are none)."""
     folder = explanations_dir(run)
-    return max((data.mtime(p) for p in folder.glob("*.jsonl")), default=0.0) if folder.is_dir() else 0.0
+    return max((loaders.mtime(p) for p in folder.glob("*.jsonl")), default=0.0) if folder.is_dir() else 0.0
 
 
 @st.cache_data(show_spinner=False)
@@ -62,13 +62,13 @@ def neuron_table(run: str, index_version: float, purity_version: float, expl_ver
     """One row per neuron: layer, neuron, category, purity, type purity, max, frequency, mean, top tokens,
     and the explanation + score where the run has them (NaN / empty otherwise)."""
     run_path = Path(run)
-    index = data.neuron_index(run_path)
+    index = loaders.neuron_index(run_path)
     frame = index.stats_frame()
     frame["top_tokens"] = [" | ".join(index.top_token_strs(int(l), int(n), 5))
                            for l, n in zip(frame.layer, frame.neuron)]
     if purity_version:
-        path = data.neurons_dir(run_path)
-        pur = data.purity_frame(str(path), purity_version)[["layer", "neuron", "category", "purity", "type_purity"]]
+        path = loaders.neurons_dir(run_path)
+        pur = loaders.purity_frame(str(path), purity_version)[["layer", "neuron", "category", "purity", "type_purity"]]
         frame = frame.merge(pur, on=["layer", "neuron"], how="left")
     else:
         frame = frame.assign(category=None, purity=np.nan, type_purity=np.nan)
@@ -89,11 +89,11 @@ def neuron_table(run: str, index_version: float, purity_version: float, expl_ver
 
 
 def _index_with_corpus(run_path: Path):
-    """The run's index with its corpus opened inside the runs root (as :func:`apps.data.top_examples`)."""
+    """The run's index with its corpus opened inside the runs root (as :func:`apps.loaders.top_examples`)."""
     from tinyinterp.interp import NeuronIndex
 
-    index = data.neuron_index(run_path)
-    corpus = data._index_corpus(str(data.neurons_dir(run_path)), data.index_version(run_path))
+    index = loaders.neuron_index(run_path)
+    corpus = loaders._index_corpus(str(loaders.neurons_dir(run_path)), loaders.index_version(run_path))
     if corpus is not None:
         index = NeuronIndex(index.path, index.meta, index.tensors, corpus=corpus, tokenizer=index.tokenizer)
     return index
@@ -101,12 +101,12 @@ def _index_with_corpus(run_path: Path):
 
 @st.cache_data(show_spinner=False)
 def activation_histogram(run: str, version: float, layer: int, neuron: int) -> pd.DataFrame:
-    return data.neuron_index(Path(run)).activation_histogram(layer, neuron)
+    return loaders.neuron_index(Path(run)).activation_histogram(layer, neuron)
 
 
 @st.cache_data(show_spinner=False)
 def logit_effects(run: str, version: float, layer: int, neuron: int, n: int) -> dict[str, pd.DataFrame]:
-    return data.neuron_index(Path(run)).logit_effects(layer, neuron, n=n)
+    return loaders.neuron_index(Path(run)).logit_effects(layer, neuron, n=n)
 
 
 def _example_dicts(examples) -> list[dict]:
@@ -117,18 +117,18 @@ def _example_dicts(examples) -> list[dict]:
 def quantile_examples(run: str, version: float, layer: int, neuron: int, context: int) -> list[dict]:
     """One example per activation quantile, neighbours' activations filled in by the model."""
     run_path = Path(run)
-    model = data.model_for(run_path)
+    model = loaders.model_for(run_path)
     index = _index_with_corpus(run_path)
-    data.check_index_matches_model(index, model)
+    loaders.check_index_matches_model(index, model)
     return _example_dicts(index.quantile_examples(layer, neuron, context=context, model=model))
 
 
 @st.cache_data(show_spinner="Finding the most negative examples…")
 def negative_examples(run: str, version: float, layer: int, neuron: int, k: int, context: int) -> list[dict]:
     run_path = Path(run)
-    model = data.model_for(run_path)
+    model = loaders.model_for(run_path)
     index = _index_with_corpus(run_path)
-    data.check_index_matches_model(index, model)
+    loaders.check_index_matches_model(index, model)
     return _example_dicts(index.negative_examples(layer, neuron, k=k, context=context, model=model))
 
 
@@ -142,11 +142,11 @@ def split_words(text: str) -> list[str]:
 def find_neurons(run: str, version: float, words: tuple[str, ...], top: int = 20) -> tuple[pd.DataFrame, dict]:
     """``NeuronIndex.find_neurons`` (selectivity on the words' occurrences) and its attrs."""
     run_path = Path(run)
-    model = data.model_for(run_path)
+    model = loaders.model_for(run_path)
     index = _index_with_corpus(run_path)
-    data.check_index_matches_model(index, model)
+    loaders.check_index_matches_model(index, model)
     if index.corpus is None:
-        raise TinyinterpError(f"{data.neurons_dir(run_path)}: the corpus the index was built on is not under the runs root")
+        raise TinyinterpError(f"{loaders.neurons_dir(run_path)}: the corpus the index was built on is not under the runs root")
     frame = index.find_neurons(list(words), model, top=top)
     return frame, dict(frame.attrs)
 
@@ -159,21 +159,21 @@ def head_circuit(run: str, version: float, layer: int, head: int) -> dict:
     """``circuits.head_circuit`` of one head of the run's model, as a dict."""
     from tinyinterp.interp.circuits import head_circuit as compute
 
-    return compute(data.model_for(Path(run)), layer, head).to_dict()
+    return compute(loaders.model_for(Path(run)), layer, head).to_dict()
 
 
 @st.cache_data(show_spinner=False)
 def copying_scores(run: str, version: float) -> np.ndarray:
     from tinyinterp.interp.circuits import copying_scores as compute
 
-    return compute(data.model_for(Path(run))).numpy()
+    return compute(loaders.model_for(Path(run))).numpy()
 
 
 # ----- emergence ------------------------------------------------------------------------------------
 
 
 def emergence_dir(run: Path) -> Path:
-    return data.analysis_dir(run) / EMERGENCE_SUBDIR
+    return loaders.analysis_dir(run) / EMERGENCE_SUBDIR
 
 
 def has_emergence(run: Path) -> bool:
@@ -182,7 +182,7 @@ def has_emergence(run: Path) -> bool:
 
 
 def emergence_version(run: Path) -> float:
-    return max((data.mtime(p) for p in emergence_dir(run).glob("step_*/summary.json")), default=0.0)
+    return max((loaders.mtime(p) for p in emergence_dir(run).glob("step_*/summary.json")), default=0.0)
 
 
 @st.cache_resource(show_spinner="Loading the emergence analysis…", max_entries=8)
@@ -225,7 +225,7 @@ def _tokenizer(run: str, version: float):
 
 def run_tokenizer(run: Path):
     """The run's own tokenizer (an emergence analysis stores token ids)."""
-    return _tokenizer(str(run), data.mtime(Path(run) / rundir.TOKENIZER_FILE))
+    return _tokenizer(str(run), loaders.mtime(Path(run) / rundir.TOKENIZER_FILE))
 
 
 def emergence_prompts() -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 The selected run lives in ``st.session_state["run"]`` (the sidebar selectbox's key) and is mirrored
 into the ``?run=`` query parameter so a page can be bookmarked. A ``?run=`` value is only ever used
-after :meth:`apps.state.RunsRoot.resolve_run` accepted it; anything else (``../``, an absolute path,
+after :meth:`apps.runs_root.RunsRoot.resolve_run` accepted it; anything else (``../``, an absolute path,
 a symlink out of the root, a folder that is not a run) is refused with a message and ignored.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from apps.state import PathOutsideRoot, RunsRoot, checked_int
+from apps.runs_root import PathOutsideRoot, RunsRoot, checked_int
 from tinyinterp.errors import TinyinterpError
 
 RUN_KEY = "run"

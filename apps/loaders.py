@@ -4,7 +4,7 @@ Models, neuron indexes and analysis results are shared read-only objects, so the
 ``st.cache_resource`` (no copy per rerun). Tables derived from them live in ``st.cache_data``. Every
 loader takes the *modification time* of the file it reads as an argument, so re-running an analysis
 shows the new result without restarting the app. Paths arrive here already checked against the runs
-root by :mod:`apps.state`; nothing in this module takes a path from a widget.
+root by :mod:`apps.runs_root`; nothing in this module takes a path from a widget.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def model_version(run: Path) -> float:
 
 
 def is_training(run: Path) -> bool:
-    from apps.state import is_training_dir
+    from apps.runs_root import is_training_dir
 
     return is_training_dir(run)
 
@@ -113,7 +113,7 @@ def metrics_frame(run: str, version: float) -> pd.DataFrame:
 
 
 def _runs_root() -> Path:
-    from apps.state import RunsRoot
+    from apps.runs_root import RunsRoot
 
     return RunsRoot.from_env().path
 
@@ -125,7 +125,7 @@ def _confined_corpus(path: Path, meta: dict):
         return None  # NeuronIndex.corpus says "not found" when an example needs it
     root = _runs_root()
     if not where.resolve().is_relative_to(root):
-        from apps.state import PathOutsideRoot
+        from apps.runs_root import PathOutsideRoot
 
         raise PathOutsideRoot(f"{path / META_FILE}: corpus {meta.get('corpus')!r} lies outside the runs root "
                               f"{root}; the app reads only inside it (rebuild the index on a corpus under the root)")
