@@ -98,12 +98,11 @@ def head_panel(sel, result, text: str) -> None:
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     layer, head = _pickers(n_layers, n_heads)
     if st.session_state.get(BAD_LINK_KEY):
-        st.error(st.session_state[BAD_LINK_KEY])
+        st.error(render.md_text(st.session_state[BAD_LINK_KEY]))  # quotes the link's own values
         return
     st.query_params["layer"], st.query_params["head"] = str(layer), str(head)
-    version = loaders.model_version(sel.path)
     with guard.panel("QK/OV circuits"):
-        circuit = queries.head_circuit(str(sel.path), version, layer, head)
+        circuit = queries.head_circuit(sel.path, layer, head)
         cols = st.columns(4)
         cols[0].metric("head", f"L{layer}H{head}")
         if result is not None:
@@ -124,7 +123,7 @@ def head_panel(sel, result, text: str) -> None:
             st.line_chart(pd.DataFrame({"positional QK": circuit["qk_distance"]}), height=160,
                           x_label="distance", y_label="score")
             st.caption("the head's attention on the text below")
-            tokens, by_layer = loaders.attention_patterns(str(sel.path), version, text, (layer,))
+            tokens, by_layer = loaders.attention_patterns(sel.path, text, (layer,))
             if tokens:
                 _pattern_chart(tokens[:48], by_layer[layer][head])
         st.caption("direct path: embeddings through this head's LayerNorm alone (positions and earlier layers "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from apps.render import md_code, md_text
 from apps.runs_root import PathOutsideRoot, RunsRoot, checked_int
 from tinyinterp.errors import TinyinterpError
 
@@ -36,14 +37,14 @@ def runs_root() -> RunsRoot | None:
     try:
         return RunsRoot.from_env()
     except TinyinterpError as e:
-        st.error(str(e))
+        st.error(md_text(e))
         return None
 
 
 def sidebar_picker(root: RunsRoot) -> Selection | None:
     """Draw the run picker in the sidebar; returns the selected run (None when the root has none)."""
     runs = list_runs(str(root.path))
-    st.sidebar.caption(f"runs root: `{root.path}`")
+    st.sidebar.caption(f"runs root: {md_code(root.path)}")
     if not runs:
         st.sidebar.warning("no runs found")
         return None
@@ -60,7 +61,7 @@ def sidebar_picker(root: RunsRoot) -> Selection | None:
     if st.session_state.get(RUN_KEY) not in runs:
         st.session_state[RUN_KEY] = runs[0]
     if st.session_state.get("_run_refused"):
-        st.sidebar.error(st.session_state["_run_refused"])
+        st.sidebar.error(md_text(st.session_state["_run_refused"]))  # quotes the ?run= value: text only
     name = st.sidebar.selectbox("Run", runs, key=RUN_KEY, help="run directories found under the runs root")
     st.query_params[RUN_KEY] = name
     st.session_state["_run_requested"] = name

@@ -15,7 +15,7 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
-from apps import guard, head_panels, loaders, queries, render, run_picker
+from apps import file_readers, guard, head_panels, loaders, queries, render, run_picker
 from tinyinterp import rundir
 
 
@@ -40,15 +40,17 @@ def _token_list(tokenizer, ids: list[int], n: int = 6) -> str:
         f'{render.escape_token(tokenizer.token_str(t).replace(" ", "␣"))}</span>×{c}' for t, c in counts)
 
 
-def _neuron_through_training(sel, root: str, version: float, n_layers: int, step: int) -> None:
+def _neuron_through_training(sel, n_layers: int, step: int) -> None:
     st.subheader("Step a neuron through training")
-    cfg = loaders.run_config(str(sel.path), loaders.mtime(sel.path / rundir.CONFIG_FILE)).get("model") or {}
-    d_mlp = int(cfg.get("d_mlp", 1) or 1)
+    config = guard.attempt(rundir.CONFIG_FILE, loaders.run_config, sel.path)
+    cfg = (config.get("model") if isinstance(config, dict) else None) or {}
+    d_mlp = file_readers.plain_int(cfg.get("d_mlp"), 1, 2**31) if isinstance(cfg, dict) else None
+    d_mlp = d_mlp or 1
     c1, c2, _ = st.columns([1, 1, 3])
     layer = c1.selectbox("Layer", list(range(n_layers)), key="em_neuron_layer")
     neuron = c2.number_input("Neuron", 0, max(d_mlp - 1, 0), 0, 1, key="em_neuron")
     with guard.panel("neuron track (step_*/neurons/index.safetensors)"):
-        track = queries.neuron_track(root, version, int(layer), int(neuron))
+        track = queries.neuron_track(sel.path, int(layer), int(neuron))
         tokenizer = queries.run_tokenizer(sel.path)
         rows = []
         for r in track.itertuples():
@@ -71,14 +73,14 @@ def _prompt_tokens(sel, prompt: str, length: int) -> list[str]:
     return tokens[:length] if len(tokens) >= length else [f"#{i}" for i in range(length)]
 
 
-def _head_through_training(sel, root: str, version: float, n_layers: int, n_heads: int, step: int) -> None:
+def _head_through_training(sel, n_layers: int, n_heads: int, step: int) -> None:
     st.subheader("Step a head through training")
     c1, c2, c3 = st.columns([1, 1, 3])
     layer = int(c1.selectbox("Layer", list(range(n_layers)), key="em_head_layer"))
     head = int(c2.selectbox("Head", list(range(n_heads)), key="em_head"))
     prompts = queries.emergence_prompts()
     with guard.panel("head track (step_*/summary.json)"):
-        track = queries.head_track(root, version, layer, head)
+        track = queries.head_track(sel.path, layer, head)
         now = track[track.step == step]
         if not now.empty:
             cols = st.columns(3)
@@ -90,7 +92,7 @@ def _head_through_training(sel, root: str, version: float, n_layers: int, n_head
     choice = c3.selectbox("Fixed prompt", list(range(len(prompts))), key="em_prompt",
                           format_func=lambda i: prompts[i][:60] + "…")
     with guard.panel(f"patterns at step {step} (patterns.safetensors)"):
-        patterns = queries.step_patterns(root, version, step)
+        patterns = queries.step_patterns(sel.path, step)
         key = f"prompt_{choice}"
         if key not in patterns:
             st.caption(f"no pattern for prompt {choice} at this step")
@@ -103,15 +105,13 @@ def _head_through_training(sel, root: str, version: float, n_layers: int, n_head
 sel = run_picker.require_selection()
 st.title("Emergence")
 if not queries.has_emergence(sel.path):
-    st.info(f"No emergence analysis for `{sel.name}` yet: train with `--snapshots-per-octave 2`, then run "
-            f"`tinyinterp analyze emergence {sel.path}`.")
+    st.info(f"No emergence analysis for {render.md_code(sel.name)} yet: train with `--snapshots-per-octave 2`, "
+            f"then run {render.md_code(f'tinyinterp analyze emergence {sel.path}')}.")
     st.stop()
-root = str(queries.emergence_dir(sel.path))
-version = queries.emergence_version(sel.path)
 result = guard.attempt("emergence analysis", queries.emergence, sel.path)
 if result is None:
     st.stop()
-frame = queries.emergence_frame(root, version)
+frame = queries.emergence_frame(sel.path)
 st.caption(f"{len(frame)} saved states from step {int(frame.step.min())} to {int(frame.step.max())} "
            f"({int(frame.tokens.max()):,} tokens)")
 left, right = st.columns(2)
@@ -127,8 +127,8 @@ first = result.rows[0]["heads"]
 n_layers, n_heads = len(first), len(first[0]) if first else 0
 neuron_col, head_col = st.columns(2)
 with neuron_col:
-    _neuron_through_training(sel, root, version, n_layers, step)
+    _neuron_through_training(sel, n_layers, step)
 with head_col:
-    _head_through_training(sel, root, version, n_layers, n_heads, step)
+    _head_through_training(sel, n_layers, n_heads, step)
 st.caption("Saved states: log-spaced snapshots, kept checkpoints and the final weights; each analysed on the same "
            "documents (`tinyinterp analyze emergence`).")

@@ -48,11 +48,10 @@ colour_by = _neuron_choice(cfg)
 if not settings["prompt"].strip():
     st.warning("enter a prompt")
     st.stop()
-version = loaders.model_version(sel.path)
 try:
-    stories = loaders.generate_texts(str(sel.path), version, **settings)
+    stories = loaders.generate_texts(sel.path, **settings)
 except TinyinterpError as e:
-    st.error(str(e))
+    st.error(render.md_text(e))
     st.stop()
 for i, story in enumerate(stories, 1):
     st.subheader(f"Story {i}")
@@ -60,6 +59,6 @@ for i, story in enumerate(stories, 1):
         st.html(render.story_html(settings["prompt"], story))
     else:
         layer, neuron = colour_by
-        tokens, acts = loaders.neuron_activations(str(sel.path), version, settings["prompt"] + story, layer, neuron)
+        tokens, acts = loaders.neuron_activations(sel.path, settings["prompt"] + story, layer, neuron)
         st.html(render.tokens_html(tokens, acts))
         st.caption(f"coloured by L{layer} N{neuron}: {render.COLOUR_LEGEND} (hover a token for its value)")

@@ -43,7 +43,7 @@ def _table(frame: pd.DataFrame, result) -> None:
                           selection_mode="single-row",
                           column_config={m: st.column_config.NumberColumn(format="%.3f") for m in METRICS})
     head_panels.apply_table_selection(picked, shown)  # a selected row opens that head below
-    st.caption(f"{len(shown)} of {len(frame)} heads · select a row to open its circuits · thresholds: {result.thresholds}")
+    st.caption(f"{len(shown)} of {len(frame)} heads · select a row to open its circuits · thresholds: {render.md_text(result.thresholds)}")
 
 
 def _default_heads(result, names: list[str]) -> list[str]:
@@ -67,8 +67,7 @@ def _patterns(sel, result) -> None:
         st.caption("choose at least one head and enter some text")
         return
     pairs = [(int(n[1:].split("H")[0]), int(n.split("H")[1])) for n in chosen]
-    version = loaders.model_version(sel.path)
-    tokens, by_layer = loaders.attention_patterns(str(sel.path), version, text, tuple(sorted({l for l, _ in pairs})))
+    tokens, by_layer = loaders.attention_patterns(sel.path, text, tuple(sorted({l for l, _ in pairs})))
     if not tokens:
         st.caption("the text is empty after tokenization")
         return
@@ -76,7 +75,7 @@ def _patterns(sel, result) -> None:
     st.iframe(_attention_html(tuple(tokens), patterns, tuple(chosen)), height=620)
     st.subheader("Distance profile (mean attention by offset, from the analysis sample)")
     if result is None:
-        st.caption(f"needs {HEADS_FILE}: run `tinyinterp analyze heads {sel.path}`")
+        st.caption(f"needs {HEADS_FILE}: run {render.md_code(f'tinyinterp analyze heads {sel.path}')}")
         return
     with guard.panel(HEADS_FILE):
         profile = pd.DataFrame({n: result.kernel[l, h][:24] for n, (l, h) in zip(chosen, pairs)})
@@ -87,11 +86,10 @@ sel = run_picker.require_selection()
 st.title("Heads")
 result = None
 if not loaders.has_heads(sel.path):
-    st.info(f"No head analysis for `{sel.name}` yet: run `tinyinterp analyze heads {sel.path}`.")
+    st.info(f"No head analysis for {render.md_code(sel.name)} yet: run {render.md_code(f'tinyinterp analyze heads {sel.path}')}.")
 else:
-    path = loaders.heads_dir(sel.path)
     with guard.panel(HEADS_FILE):
-        frame = loaders.heads_frame(str(path), loaders.mtime(path / HEADS_FILE))
+        frame = loaders.heads_frame(sel.path)
         result = loaders.heads(sel.path)
         _table(frame, result)
 head_panels.head_panel(sel, result, st.session_state.get("pattern_text", DEFAULT_TEXT))

@@ -65,9 +65,7 @@ def _pickers(index, sel) -> tuple[int, int]:
     layer = st.selectbox("Layer", list(range(index.n_layers)), key=LAYER_KEY, on_change=_clear_bad_link)
     neuron = st.number_input("Neuron", min_value=0, max_value=index.d_mlp - 1, step=1, key=NEURON_KEY,
                              on_change=_clear_bad_link)
-    path = loaders.neurons_dir(sel.path)
-    top = guard.attempt(PURITY_FILE, loaders.purity_top, str(path), loaders.mtime(path / PURITY_FILE), 25) \
-        if loaders.has_purity(sel.path) else None
+    top = guard.attempt(PURITY_FILE, loaders.purity_top, sel.path, 25) if loaders.has_purity(sel.path) else None
     if top is not None:
         with st.expander("Most pure neurons", expanded=True):
             st.caption("role neurons first: type purity over ≥ 3 distinct top tokens")
@@ -77,14 +75,13 @@ def _pickers(index, sel) -> tuple[int, int]:
         token = st.text_input("Which neurons fire on…", key="token_query", placeholder=" Lily",
                               help="one token, with its leading space as it appears mid-sentence (' Lily')")
         if token:
-            path = loaders.neurons_dir(sel.path)
             try:
-                found = loaders.neurons_for_token(str(path), loaders.index_version(sel.path), token)
+                found = loaders.neurons_for_token(sel.path, token)
             except TinyinterpError as e:
-                st.warning(str(e))
+                st.warning(render.md_text(e))
                 found = pd.DataFrame()
             if found.empty:
-                st.caption(f"no neuron has {token!r} among its top-k tokens")
+                st.caption(f"no neuron has {render.md_text(repr(token))} among its top-k tokens")
             else:
                 st.dataframe(found, hide_index=True, height=180)
                 _jump_box("Jump to a found neuron", "jump_token", found,
@@ -96,10 +93,8 @@ def _pickers(index, sel) -> tuple[int, int]:
 def _detail(index, sel, layer: int, neuron: int) -> None:
     st.header(f"Layer {layer} · neuron {neuron}")
     neuron_panels.explanation(sel, layer, neuron)
-    path = loaders.neurons_dir(sel.path)
-    version = loaders.index_version(sel.path)
     with guard.panel("activation statistics (index.safetensors)"):
-        stats = loaders.stats_frame(str(path), version)
+        stats = loaders.stats_frame(sel.path)
         row = stats[(stats.layer == layer) & (stats.neuron == neuron)].iloc[0]
         cols = st.columns(4)
         for col, key in zip(cols, ("max", "mean", "std", "frac_active")):
@@ -109,7 +104,7 @@ def _detail(index, sel, layer: int, neuron: int) -> None:
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Top examples")
-        examples = guard.attempt("top examples", loaders.top_examples, str(sel.path), version, layer, neuron, k, context)
+        examples = guard.attempt("top examples", loaders.neuron_top_examples, sel.path, layer, neuron, k, context)
         if examples is None:
             examples = []
         elif not examples:
@@ -122,7 +117,7 @@ def _detail(index, sel, layer: int, neuron: int) -> None:
         st.subheader("Token categories of the top-k")
         if loaders.has_purity(sel.path):
             with guard.panel(PURITY_FILE):
-                _purity(sel, path, layer, neuron)
+                _purity(sel, layer, neuron)
         else:
             st.caption("purity.json missing: run `tinyinterp analyze neurons` to score purity")
         with guard.panel("token categories"):
@@ -137,9 +132,9 @@ def _detail(index, sel, layer: int, neuron: int) -> None:
     neuron_panels.all_panels(sel, layer, neuron, context)
 
 
-def _purity(sel, path, layer: int, neuron: int) -> None:
+def _purity(sel, layer: int, neuron: int) -> None:
     pur = loaders.purity(sel.path)
-    frame = loaders.purity_frame(str(path), loaders.mtime(path / PURITY_FILE))
+    frame = loaders.purity_frame(sel.path)
     p = frame[(frame.layer == layer) & (frame.neuron == neuron)].iloc[0]
     c = st.columns(2)
     c[0].metric("purity", f"{p.purity:.2f}", help=f"share of the top-{pur.k} in the majority category")
@@ -147,13 +142,13 @@ def _purity(sel, path, layer: int, neuron: int) -> None:
     # Its own full-width row: in a third of this column a name such as 'punctuation' was cut off.
     st.metric("majority", p.category, help=f"{int(p.n_distinct)} distinct top tokens")
     st.caption(f"chance purity of {pur.k} random tokens: {pur.chance_purity:.2f}; "
-               f"base rate of '{p.category}': {pur.base_rates.get(p.category, float('nan')):.2f}")
+               f"base rate of '{render.md_text(p.category)}': {pur.base_rates.get(p.category, float('nan')):.2f}")
 
 
 sel = run_picker.require_selection()
 st.title("Neurons")
 if not loaders.has_neuron_index(sel.path):
-    st.info(f"No neuron index for `{sel.name}` yet: run `tinyinterp analyze neurons {sel.path}`.")
+    st.info(f"No neuron index for {render.md_code(sel.name)} yet: run {render.md_code(f'tinyinterp analyze neurons {sel.path}')}.")
     st.stop()
 index = guard.attempt("neuron index", loaders.neuron_index, sel.path)
 if index is None:
@@ -166,6 +161,6 @@ with controls:
 st.query_params["layer"], st.query_params["neuron"] = str(layer), str(neuron)
 with main:
     if st.session_state.get(BAD_LINK_KEY):
-        st.error(st.session_state[BAD_LINK_KEY])
+        st.error(render.md_text(st.session_state[BAD_LINK_KEY]))  # quotes the link's own values
     else:
         _detail(index, sel, layer, neuron)

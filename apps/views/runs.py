@@ -15,15 +15,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from apps import guard, loaders, run_picker
+from apps import guard, loaders, render, run_picker
 from tinyinterp import rundir
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.zoo import OFFICIAL_CHECKPOINTS
 
 
 LOSS_COLUMNS = ("train_loss", "val_loss")
+# How often the Runs page re-reads the metrics of a run being trained. A comment, not a docstring: in a page
+# script Streamlit's "magic" shows every bare string expression after the first as body text.
 LIVE_REFRESH_S = 10
-"""How often the Runs page re-reads the metrics of a run being trained."""
 
 
 def _or_problem(problems: list[str], default, fn, *args):
@@ -39,9 +40,9 @@ def _or_problem(problems: list[str], default, fn, *args):
 def _run_row(sel_root, name: str) -> dict:
     path = sel_root.resolve(name)
     problems: list[str] = []
-    config = _or_problem(problems, {}, loaders.run_config, str(path), loaders.mtime(path / rundir.CONFIG_FILE))
+    config = _or_problem(problems, {}, loaders.run_config, path)
     config = config if isinstance(config, dict) else {}
-    metrics = _or_problem(problems, pd.DataFrame(), loaders.metrics_frame, str(path), loaders.mtime(path / rundir.METRICS_FILE))
+    metrics = _or_problem(problems, pd.DataFrame(), loaders.metrics_frame, path)
     model_cfg = config.get("model") or {}
     val = metrics["val_loss"].dropna() if "val_loss" in metrics else pd.Series(dtype=float)
     params = None
@@ -95,7 +96,7 @@ def _external_model() -> None:
             try:
                 model = loaders.load_model(name)
             except (TinyinterpError, OSError) as e:
-                st.error(f"could not load {name}: {e}")
+                st.error(f"could not load {name}: {render.md_text(e)}")
                 return
             c = model.cfg
             st.write(f"**{name}**: {c.n_layers} layers, d_model {c.d_model}, {c.n_heads} heads, d_mlp {c.d_mlp}, "
@@ -104,23 +105,23 @@ def _external_model() -> None:
 
 sel = run_picker.require_selection()
 st.title("Runs")
-st.caption(f"Runs under `{sel.root.path}`. Pick one in the sidebar; every page shows the selected run.")
+st.caption(f"Runs under {render.md_code(sel.root.path)}. Pick one in the sidebar; every page shows the selected run.")
 rows = [_run_row(sel.root, name) for name in run_picker.list_runs(str(sel.root.path))]
 table = pd.DataFrame(rows)
 if "problem" in table and not table["problem"].any():
     table = table.drop(columns="problem")
 st.dataframe(table, hide_index=True, width="stretch")
 
-st.header(f"Run `{sel.name}`")
+st.header(f"Run {render.md_code(sel.name)}")
 training = loaders.is_training(sel.path)
 if training:
-    st.info(f"`{sel.name}` is being trained (no {rundir.WEIGHTS_FILE} yet): the curve below follows "
+    st.info(f"{render.md_code(sel.name)} is being trained (no {rundir.WEIGHTS_FILE} yet): the curve below follows "
             f"{rundir.METRICS_FILE}; the other pages open the run once training has saved the model.")
 left, right = st.columns([1, 2])
 with left:
     with guard.panel(rundir.CONFIG_FILE):
         if (sel.path / rundir.CONFIG_FILE).is_file():
-            config = loaders.run_config(str(sel.path), loaders.mtime(sel.path / rundir.CONFIG_FILE))
+            config = loaders.run_config(sel.path)
             try:
                 cfg = rundir.read_model_config(sel.path)
                 st.metric("parameters", f"{cfg.n_params():,}")
@@ -137,7 +138,7 @@ def _live_curves(path) -> None:
     """The curves of the selected run; re-read every few seconds while it is being trained."""
     st.subheader("Training curves")
     with guard.panel(rundir.METRICS_FILE):
-        _training_curves(loaders.metrics_frame(str(path), loaders.mtime(path / rundir.METRICS_FILE)))
+        _training_curves(loaders.metrics_frame(path))
     ckpts = sorted(p.name for p in (path / rundir.CHECKPOINTS_DIR).glob("step_*") if p.is_dir())
     if ckpts:
         st.caption(f"{len(ckpts)} checkpoints, latest `{ckpts[-1]}`")
