@@ -20,6 +20,7 @@ from apps import file_readers, guard, loaders, render, run_picker
 from apps.runs_root import resolve_in_root
 
 SUMMARY_FILE, CURVE_PNG, SCORES = loaders.GRADES_SUMMARY_FILE, loaders.GRADE_CURVE_PNG, loaders.GRADE_SCORES
+GRADES_FILE = loaders.GRADES_FILE
 MAX_ROWS = 500
 
 
@@ -96,7 +97,7 @@ def _browse(folder: Path) -> None:
 def _show_file(path: Path) -> None:
     if path.suffix == ".jsonl":
         frame, note = read_log(path)
-        if note:
+        if note and path != path.parent.parent / "eval" / GRADES_FILE:  # grades.jsonl's note is at the top
             st.warning(render.md_text(note))
         st.caption(f"first {min(len(frame), MAX_ROWS)} records")
         st.dataframe(frame, hide_index=True, width="stretch")
@@ -118,6 +119,11 @@ if (folder / SUMMARY_FILE).is_file():
         _summary(folder)
 else:
     st.caption(f"no {SUMMARY_FILE} yet (grading not finished or not run)")
+if (folder / GRADES_FILE).is_file():  # the graded log: its bad lines are reported even when not browsed
+    with guard.panel(GRADES_FILE):
+        note = read_log(folder / GRADES_FILE)[1]
+        if note:
+            st.warning(render.md_text(note))
 if (folder / CURVE_PNG).is_file():
     with guard.panel(CURVE_PNG):
         st.image(str(resolve_in_root(folder / CURVE_PNG)), caption="grades over training", width=520)
