@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,11 @@ hostile_scalars = st.one_of(
     st.just(10**400), st.just(-5), st.integers(), st.floats(), st.text(max_size=8), st.just("12"))
 hostile_json = st.recursive(hostile_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)), max_leaves=6)
+
+
+def shown(markdown: str) -> str:
+    """The text a Markdown source shows (CommonMark backslash escapes undone)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
 def _one_line_errors(at) -> list[str]:
@@ -197,7 +203,7 @@ def test_malformed_explanation_records_are_skipped_and_counted(deep_copy, log):
     table = at.dataframe[0].value
     meta = json.loads((deep_copy / "demo" / "analysis" / "neurons" / "meta.json").read_text())
     assert len(table) == int(meta["n_layers"]) * int(meta["d_mlp"])  # every neuron still listed
-    notes = [c.value for c in at.caption if "malformed" in c.value]
+    notes = [shown(c.value) for c in at.caption if "malformed" in c.value]
     if n_bad:
         plural = "s" if n_bad > 1 else ""
         assert notes == [f"demo/analysis/explanations/llm-fuzz.jsonl: skipped {n_bad} malformed record{plural}"], notes
@@ -213,7 +219,7 @@ def test_one_bad_explanation_record_costs_one_row(deep_copy):
     for page in ("neuron_table", "neurons"):
         at = open_page(page, run="demo", layer=good[1]["layer"], neuron=good[1]["neuron"])
         assert not at.exception and not _one_line_errors(at)
-        assert "demo/analysis/explanations/baseline.jsonl: skipped 1 malformed record" in page_text(at)
+        assert "demo/analysis/explanations/baseline.jsonl: skipped 1 malformed record" in shown(page_text(at))
     table = open_page("neuron_table", run="demo").dataframe[0].value
     assert table.score.notna().sum() == len(good) - 1  # every other neuron keeps its explanation
 
@@ -237,12 +243,12 @@ def test_bad_grade_lines_are_skipped_and_reported(tmp_path, monkeypatch, kinds):
     assert not at.exception, [e.value for e in at.exception]
     assert not _one_line_errors(at)
     bad = [i for i, k in enumerate(kinds, 1) if k != "good"]
-    notes = [w.value for w in at.warning if "grades.jsonl" in w.value]
+    notes = [shown(w.value) for w in at.warning if "grades.jsonl" in w.value]
     if bad:
-        shown = ", ".join(map(str, bad[:5])) + (", …" if len(bad) > 5 else "")
+        listed = ", ".join(map(str, bad[:5])) + (", …" if len(bad) > 5 else "")
         plural = "s" if len(bad) > 1 else ""
         assert notes == [f"run/analysis/eval/grades.jsonl: skipped {len(bad)} unreadable line{plural} "
-                         f"({'lines' if plural else 'line'} {shown})"], notes
+                         f"({'lines' if plural else 'line'} {listed})"], notes
     else:
         assert not notes
     if kinds.count("good"):
@@ -262,6 +268,6 @@ def test_one_bad_grade_line_keeps_the_page(runs_root, tmp_path, monkeypatch):
     monkeypatch.setenv(RUNS_ENV, str(root))
     at = open_page("grades", run="demo")
     assert not at.exception and not _one_line_errors(at)
-    text = page_text(at)
+    text = shown(page_text(at))
     assert "demo/analysis/eval/grades.jsonl: skipped 1 unreadable line (line 2)" in text and "tinyinterp train" not in text
     assert "Age groups the grader assigned" in text  # the summary is still shown
