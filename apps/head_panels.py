@@ -107,7 +107,7 @@ def head_panel(sel, result, text: str) -> None:
         cols[0].metric("head", f"L{layer}H{head}")
         if result is not None:
             with guard.panel("heads.json"):
-                cols[1].metric("class", str(result.to_frame().set_index(["layer", "head"]).loc[(layer, head), "head_class"]))
+                cols[1].metric("class", render.md_text(result.to_frame().set_index(["layer", "head"]).loc[(layer, head), "head_class"]))
         cols[2].metric("OV copying score", f"{circuit['copying_score']:.2f}",
                        help="Σλ/Σ|λ| over the eigenvalues of the full OV circuit: 1 copies, −1 suppresses")
         cols[3].metric("self top-1", f"{circuit['self_top1']:.2f}",

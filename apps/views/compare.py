@@ -72,7 +72,7 @@ def _side_by_side(a: ModelProfile, b: ModelProfile, label_a: str, label_b: str) 
             m[2].metric("role neurons", f"{100 * p.share_role:.1f}%")
             h = st.columns(len(HEAD_CLASSES))
             for hc, cls in zip(h, HEAD_CLASSES):
-                hc.metric(f"{cls} heads", p.head_counts.get(cls, 0))
+                hc.metric(f"{cls} heads", render.md_text(p.head_counts.get(cls, 0)))  # metric values are Markdown
     bins = len(a.purity_histogram[0]) if a.purity_histogram else 10
     labels = [f"{i / bins:.1f}–{(i + 1) / bins:.1f}" for i in range(bins)]
 

@@ -84,7 +84,7 @@ def _head_through_training(sel, n_layers: int, n_heads: int, step: int) -> None:
         now = track[track.step == step]
         if not now.empty:
             cols = st.columns(3)
-            cols[0].metric(f"class at step {step}", str(now.iloc[0].get("head_class")))
+            cols[0].metric(f"class at step {step}", render.md_text(now.iloc[0].get("head_class")))  # values are Markdown
             for col, key in zip(cols[1:], ("distance_explained", "content_explained")):
                 value = now.iloc[0].get(key)
                 col.metric(key.replace("_", " "), "n/a" if value is None or pd.isna(value) else f"{value:.2f}")

@@ -140,7 +140,7 @@ def _purity(sel, layer: int, neuron: int) -> None:
     c[0].metric("purity", f"{p.purity:.2f}", help=f"share of the top-{pur.k} in the majority category")
     c[1].metric("type purity", f"{p.type_purity:.2f}", help="each distinct token counted once")
     # Its own full-width row: in a third of this column a name such as 'punctuation' was cut off.
-    st.metric("majority", p.category, help=f"{int(p.n_distinct)} distinct top tokens")
+    st.metric("majority", render.md_text(p.category), help=f"{int(p.n_distinct)} distinct top tokens")
     st.caption(f"chance purity of {pur.k} random tokens: {pur.chance_purity:.2f}; "
                f"base rate of '{render.md_text(p.category)}': {pur.base_rates.get(p.category, float('nan')):.2f}")
 

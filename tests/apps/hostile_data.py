@@ -3,8 +3,8 @@
 Each string is Markdown / HTML that would make a browser fetch from ``REMOTE`` (a TEST-NET address that
 no machine answers) or run a script if a page rendered it as Markdown or HTML: an image, a raw ``<img>``,
 a ``javascript:`` link, a ``<script>``. :func:`add_hostile_strings` writes them into a run's comparison,
-head thresholds, explanations, grades log and summary, emergence summaries and ``config.json``, plus a
-run folder and a sweep whose names carry HTML. The pages must show them as text.
+explanations, grades log and summary, emergence summaries and ``config.json``, plus a run folder whose
+name carries HTML. The pages must show them as text.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ def add_hostile_strings(root: Path, run: str = "demo") -> None:
 
     for path in analysis.glob("compare/*/comparison.json"):
         _edit_json(path, comparison)
-    _edit_json(analysis / "heads" / "heads.json", lambda d: d["thresholds"].update(
-        {k: HOSTILE for k in list(d["thresholds"])[:1]}))
     for path in sorted((analysis / "explanations").glob("*.jsonl")):
         lines = path.read_text().splitlines()
         if not lines:

@@ -10,7 +10,7 @@ The root also holds ``hostile``: a run whose tokenizer has tokens such as ``<img
 both the HTML and the circuitsvis view; heads; generate) is opened on it, and the test checks that no such
 token became an element, no script ran, and that the circuitsvis frame cannot reach its parent page.
 
-Every data file the pages show (comparison, head thresholds, explanations, grades, emergence, config) also
+Every data file the pages show (comparison, explanations, grades, emergence, config) also
 carries Markdown images, raw ``<img>`` tags and ``javascript:`` links pointing at a remote address
 (:mod:`tests.apps.hostile_data`), every page is also opened with such a ``?run=`` value, and the test
 asserts that the browser made no request that leaves 127.0.0.1 (``page.on("request")``).

@@ -203,7 +203,7 @@ def test_malformed_explanation_records_are_skipped_and_counted(deep_copy, log):
     table = at.dataframe[0].value
     meta = json.loads((deep_copy / "demo" / "analysis" / "neurons" / "meta.json").read_text())
     assert len(table) == int(meta["n_layers"]) * int(meta["d_mlp"])  # every neuron still listed
-    notes = [shown(c.value) for c in at.caption if "malformed" in c.value]
+    notes = [shown(c.value) for c in at.caption if "llm-fuzz.jsonl" in c.value]
     if n_bad:
         plural = "s" if n_bad > 1 else ""
         assert notes == [f"demo/analysis/explanations/llm-fuzz.jsonl: skipped {n_bad} malformed record{plural}"], notes

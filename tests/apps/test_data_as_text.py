@@ -31,7 +31,7 @@ def markdown_sources(at) -> list[str]:
     for where in (at, at.sidebar):
         for kind in MARKDOWN_KINDS:
             sources += [str(e.value) for e in where.get(kind)]
-    sources += [m.label for m in at.metric]
+    sources += [text for m in [*at.metric, *at.sidebar.get("metric")] for text in (m.label, str(m.value))]  # both Markdown
     return sources
 
 
