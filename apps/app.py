@@ -1,7 +1,7 @@
 """tinyinterp's Streamlit app: runs, neurons, heads, generation, comparison and grades of TinyStories models.
 
 Start it with ``tinyinterp app --runs DIR`` (or ``streamlit run apps/app.py`` with ``TINYINTERP_RUNS=DIR``).
-It reads only inside the runs root (see :mod:`apps.state`) and loads nothing from the network: the
+It reads only inside the runs root (see :mod:`apps.runs_root`) and loads nothing from the network: the
 circuitsvis views are inlined (see :mod:`apps.render`). This file sets up the page, draws the sidebar
 run picker shared by every page, and hands over to the page chosen in ``st.navigation``.
 """
@@ -17,7 +17,7 @@ if str(_REPO) not in sys.path:  # `streamlit run apps/app.py` puts only apps/ on
 
 import streamlit as st  # noqa: E402
 
-from apps import session  # noqa: E402
+from apps import run_picker  # noqa: E402
 from apps.views import PAGES  # noqa: E402
 
 # No page_icon (nor page icons): Streamlit fetches such favicons from fonts.gstatic.com; the app stays offline.
@@ -28,6 +28,6 @@ pages = [
 ]
 current = st.navigation(pages)
 st.sidebar.markdown("**tinyinterp**: look inside TinyStories models")
-root = session.runs_root()
-st.session_state["_selection"] = session.sidebar_picker(root) if root is not None else None
+root = run_picker.runs_root()
+st.session_state["_selection"] = run_picker.sidebar_picker(root) if root is not None else None
 current.run()

@@ -49,7 +49,7 @@ def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
 
 
 def streamlit_env(runs_root: Path) -> dict[str, str]:
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
 
     return {**os.environ, RUNS_ENV: str(runs_root), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
 
@@ -94,7 +94,7 @@ def check_pages(runs_root: Path, run: str | None = None, timeout: float = 120.0)
 
     from apps.views import PAGE_NAMES
     from apps.render import network_references
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
 
     problems = []
     old = os.environ.get(RUNS_ENV)
@@ -128,7 +128,7 @@ def _open_browser_when_ready(host: str, port: int, url: str, process: subprocess
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from apps.state import RunsRoot
+    from apps.runs_root import RunsRoot
 
     root = RunsRoot.open(args.runs)
     runs = root.list_runs()

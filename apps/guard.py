@@ -17,6 +17,7 @@ from typing import Callable, Iterator, TypeVar
 
 import streamlit as st
 
+from apps.render import md_text
 from tinyinterp.errors import TinyinterpError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def one_line(error: BaseException) -> str:
 
 def show(what: str, error: BaseException) -> None:
     log.warning("%s: %s", what, error, exc_info=error)
-    st.error(f"{what}: {one_line(error)}")
+    # Messages quote file names and values from data files: shown as text, never as Markdown (no images, links)
+    st.error(f"{md_text(what)}: {md_text(one_line(error))}")
 
 
 def attempt(what: str, fn: Callable[..., T], *args, **kwargs) -> T | None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from apps import analysis_data, data, guard, render
-from apps.state import checked_int
+from apps import guard, loaders, queries, render
+from apps.runs_root import checked_int
 
 LAYER_KEY, HEAD_KEY = "circuit_layer", "circuit_head"
 BAD_LINK_KEY, APPLIED_KEY = "_head_bad_link", "_heads_table_applied"
@@ -98,25 +98,24 @@ def _pattern_chart(tokens: list[str], pattern) -> None:
 def head_panel(sel, result, text: str) -> None:
     """The chosen head: its class (from the analysis, if any), QK/OV circuits, and its pattern on ``text``."""
     st.header("One head: QK/OV circuits beside its pattern")
-    model = guard.attempt("model", data.model_for, sel.path)
+    model = guard.attempt("model", loaders.model_for, sel.path)
     if model is None:
         return
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     layer, head = _pickers(n_layers, n_heads)
     if st.session_state.get(BAD_LINK_KEY):
-        st.error(st.session_state[BAD_LINK_KEY])
+        st.error(render.md_text(st.session_state[BAD_LINK_KEY]))  # quotes the link's own values
         return
     st.query_params["layer"], st.query_params["head"] = str(layer), str(head)
-    version = data.model_version(sel.path)
     with guard.panel("QK/OV circuits"):
-        circuit = analysis_data.head_circuit(str(sel.path), version, layer, head)
+        circuit = queries.head_circuit(sel.path, layer, head)
         cols = st.columns(5)
         cols[0].metric("head", f"L{layer}H{head}")
         if result is not None:
             with guard.panel("heads.json"):
                 row = result.to_frame().set_index(["layer", "head"]).loc[(layer, head)]
-                cols[1].metric("class", str(row["head_class"]))
-                cols[4].metric("factor", str(row["factor"]) or "—",
+                cols[1].metric("class", render.md_text(row["head_class"]))
+                cols[4].metric("factor", render.md_text(str(row["factor"])) or "—",
                                help="the factor that explains the head, and its explained share alone; '' in "
                                     "results analysed before the factors existed")
         cols[2].metric("OV copying score", f"{circuit['copying_score']:.2f}",
@@ -134,7 +133,7 @@ def head_panel(sel, result, text: str) -> None:
             st.line_chart(pd.DataFrame({"positional QK": circuit["qk_distance"]}), height=160,
                           x_label="distance", y_label="score")
             st.caption("the head's attention on the text below")
-            tokens, by_layer = data.attention_patterns(str(sel.path), version, text, (layer,))
+            tokens, by_layer = loaders.attention_patterns(sel.path, text, (layer,))
             if tokens:
                 _pattern_chart(tokens[:48], by_layer[layer][head])
         st.caption("direct path: embeddings through this head's LayerNorm alone (positions and earlier layers "

@@ -15,7 +15,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from apps import analysis_data, data, guard, render
+from apps import guard, loaders, queries, render
 from tinyinterp.errors import TinyinterpError
 
 OWN_TEXT = 'One day, Lily saw a big dog in the park. "Hello, dog!" said Lily. The dog was happy.'
@@ -27,12 +27,14 @@ def _escaped(text: str) -> str:
 
 def explanation(sel, layer: int, neuron: int) -> None:
     """The neuron's explanation(s) and simulation score(s) (``tinyinterp explain``), one line each."""
-    version = analysis_data.explanations_version(sel.path)
+    version = queries.explanations_version(sel.path)
     if not version:
-        st.caption(f"no explanation yet: run `tinyinterp explain {sel.path}` (add `--explainer llm` for an LLM's)")
+        st.caption(f"no explanation yet: run {render.md_code(f'tinyinterp explain {sel.path}')} (add `--explainer llm` for an LLM's)")
         return
     with guard.panel("explanations"):
-        frame = analysis_data.explanations(str(sel.path), version)
+        frame, notes = queries.explanations_with_notes(sel.path)
+        for note in notes:
+            st.caption(render.md_text(note))
         rows = frame[(frame.layer == layer) & (frame.neuron == neuron)].sort_values("score", ascending=False)
         if rows.empty:
             st.caption("this neuron has no explanation yet")
@@ -56,7 +58,7 @@ def _bin_label(lo: float, hi: float) -> str:
 def histogram(sel, layer: int, neuron: int) -> None:
     st.subheader("Activation distribution")
     with guard.panel("activation histogram (index.safetensors)"):
-        hist = analysis_data.activation_histogram(str(sel.path), data.index_version(sel.path), layer, neuron)
+        hist = queries.activation_histogram(sel.path, layer, neuron)
         used = hist[hist["count"] > 0]
         if used.empty:
             st.caption("no activations recorded")
@@ -78,7 +80,7 @@ def histogram(sel, layer: int, neuron: int) -> None:
 def logit_effects(sel, layer: int, neuron: int, n: int = 10) -> None:
     st.subheader("Logit effects (direct path)")
     with guard.panel("logit effects (index.safetensors)"):
-        eff = analysis_data.logit_effects(str(sel.path), data.index_version(sel.path), layer, neuron, n)
+        eff = queries.logit_effects(sel.path, layer, neuron, n)
         cols = st.columns(2)
         for col, name, colour in ((cols[0], "promoted", "#4a7bd0"), (cols[1], "suppressed", "#dc2828")):
             frame = eff[name]
@@ -113,8 +115,7 @@ def _labelled_examples(examples: list[dict], labels: list[str]) -> str:
 
 def quantile_examples(sel, layer: int, neuron: int, context: int) -> None:
     st.subheader("Examples across the distribution")
-    examples = guard.attempt("quantile examples", analysis_data.quantile_examples, str(sel.path),
-                             data.index_version(sel.path), layer, neuron, context)
+    examples = guard.attempt("quantile examples", queries.quantile_examples, sel.path, layer, neuron, context)
     if examples:
         labels = [f"quantile {ex['quantile']:g} · act {ex['activation']:.3f} · a random token of the histogram bin "
                   f"spanning percentiles {100 * ex['share_range'][0]:.1f}–{100 * ex['share_range'][1]:.1f}"
@@ -124,8 +125,7 @@ def quantile_examples(sel, layer: int, neuron: int, context: int) -> None:
 
 def negative_examples(sel, layer: int, neuron: int, context: int, k: int = 5) -> None:
     st.subheader("Most negative examples")
-    examples = guard.attempt("most negative examples", analysis_data.negative_examples, str(sel.path),
-                             data.index_version(sel.path), layer, neuron, k, context)
+    examples = guard.attempt("most negative examples", queries.negative_examples, sel.path, layer, neuron, k, context)
     if examples is not None and not examples:
         st.caption("no negative activations recorded")
     elif examples:
@@ -138,8 +138,8 @@ def own_text(sel, layer: int, neuron: int) -> None:
     if not text.strip():
         return
     with guard.panel("model"):
-        model = data.model_for(sel.path)  # a run being trained: one line, the page goes on
-        tokens, acts = data.neuron_activations(str(sel.path), data.model_version(sel.path), text, layer, neuron)
+        model = loaders.model_for(sel.path)  # a run being trained: one line, the page goes on
+        tokens, acts = loaders.neuron_activations(sel.path, text, layer, neuron)
         if tokens:
             st.html(render.tokens_html(tokens, acts))
             peak = max(range(len(acts)), key=lambda i: acts[i])
@@ -156,10 +156,9 @@ def word_search(sel, jump_box) -> None:
         if not words.strip():
             return
         try:
-            found, attrs = analysis_data.find_neurons(str(sel.path), data.index_version(sel.path),
-                                                      tuple(analysis_data.split_words(words)))
+            found, attrs = queries.find_neurons(sel.path, tuple(queries.split_words(words)))
         except TinyinterpError as e:
-            st.warning(str(e))
+            st.warning(render.md_text(e))
             return
         except Exception as e:  # a broken index / weights: one line
             guard.show("find neurons by word", e)
@@ -176,7 +175,7 @@ def word_search(sel, jump_box) -> None:
 def _corpus_refused(sel) -> bool:
     """Whether the index's corpus is missing or refused (e.g. it lies outside the runs root)."""
     try:
-        return data._index_corpus(str(data.neurons_dir(sel.path)), data.index_version(sel.path)) is None
+        return loaders._index_corpus(*loaders.index_key(sel.path)) is None
     except Exception:
         return True
 

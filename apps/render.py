@@ -44,6 +44,32 @@ def escape_token(token: str) -> str:
     return html.escape(token, quote=True).replace("\r", "").replace("\n", "↵<br/>")
 
 
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*\[\]()<>!#|~$&{}])")
+"""What turns text into something else in Streamlit's Markdown: images and links (``![]()``, ``[]()``), raw HTML
+and entities, code, emphasis, headings, tables, strike-through, LaTeX (``$``), directives (``{}``). Dots,
+slashes, colons and underscores stay as they are, so file names read (and match) unchanged; a bare URL shown
+as text is at most a link, never a request."""
+
+
+def md_text(value: object) -> str:
+    """A data-file string for a Markdown element (``st.caption``, ``st.warning``, ``st.header``, …) that
+    shows as the same text: the characters of :data:`_MARKDOWN_ACTIVE` are backslash-escaped (CommonMark),
+    so ``![x](http://…)`` is no image, ``[a](javascript:…)`` no link, ``<img …>`` no tag; newlines become
+    spaces (one line stays one line)."""
+    text = " ".join(str(value).splitlines())
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", text)
+
+
+def md_code(value: object) -> str:
+    """A data-file string as an inline code span (shown verbatim): the fence is longer than any run of
+    backticks inside, so the string cannot close it early."""
+    text = " ".join(str(value).splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _colour(value: float, max_abs: float) -> str:
     if value is None or math.isnan(value) or max_abs <= 0:
         return "transparent"

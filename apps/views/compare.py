@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps import data, guard, session
+from apps import guard, loaders, render, run_picker
 from tinyinterp.interp.compare import COMPARISON_FILE, ComparisonResult, ModelProfile, profile_names
 from tinyinterp.interp.heads import HEAD_CLASSES
 
@@ -24,16 +24,16 @@ def _profile(run: str, versions: tuple[float, ...]) -> ModelProfile:
     from pathlib import Path
 
     path = Path(run)
-    return ModelProfile.from_results(data.model_for(path), data.purity(path), data.heads(path), name=path.name)
+    return ModelProfile.from_results(loaders.model_for(path), loaders.purity(path), loaders.heads(path), name=path.name)
 
 
 def _run_profile(sel, name: str) -> ModelProfile | None:
     path = sel.root.resolve_run(name)
-    if not (data.has_purity(path) and data.has_heads(path)):
-        st.warning(f"`{name}` has no purity or head results; run `tinyinterp analyze neurons` and `heads` on it")
+    if not (loaders.has_purity(path) and loaders.has_heads(path)):
+        st.warning(f"{render.md_code(name)} has no purity or head results; run `tinyinterp analyze neurons` and `heads` on it")
         return None
-    return guard.attempt(f"`{name}`", _profile, str(path),
-                         (data.mtime(data.neurons_dir(path)), data.mtime(data.heads_dir(path)), data.model_version(path)))
+    key = guard.attempt(name, lambda: (loaders.purity_key(path), loaders.heads_key(path), loaders.model_key(path)))
+    return None if key is None else guard.attempt(name, _profile, key[2][0], tuple(v for _, v in key))
 
 
 def saved_labels(folder, result: ComparisonResult) -> tuple[str, str]:
@@ -47,7 +47,7 @@ def saved_labels(folder, result: ComparisonResult) -> tuple[str, str]:
 def index_tokens(run) -> int | None:
     """How many tokens a run's neuron index saw (None without a readable index)."""
     try:
-        return int(data.neuron_index(run).meta.get("n_tokens", 0))
+        return int(loaders.neuron_index(run).meta.get("n_tokens", 0))
     except Exception:  # the profile above already reported a broken index in one line
         return None
 
@@ -55,8 +55,8 @@ def index_tokens(run) -> int | None:
 def corpus_size_warning(sel, name_a: str, name_b: str) -> None:
     sizes = {n: index_tokens(sel.root.resolve_run(n)) for n in (name_a, name_b)}
     if None not in sizes.values() and sizes[name_a] != sizes[name_b]:
-        st.warning(f"The neuron indexes were built on different corpus sizes ({name_a}: {sizes[name_a]:,} tokens, "
-                   f"{name_b}: {sizes[name_b]:,} tokens): top-k purity depends on it, so the numbers are not "
+        st.warning(f"The neuron indexes were built on different corpus sizes ({render.md_text(name_a)}: "
+                   f"{sizes[name_a]:,} tokens, {render.md_text(name_b)}: {sizes[name_b]:,} tokens): top-k purity depends on it, so the numbers are not "
                    "directly comparable. Rebuild both on the same corpus (`tinyinterp analyze neurons --corpus`).")
 
 
@@ -64,15 +64,15 @@ def _side_by_side(a: ModelProfile, b: ModelProfile, label_a: str, label_b: str) 
     cols = st.columns(2)
     for col, p, label in zip(cols, (a, b), (label_a, label_b)):
         with col:
-            st.subheader(label)
-            st.caption(f"{p.name}: {p.n_layers} layers × {p.d_mlp} neurons, {p.n_heads} heads per layer")
+            st.subheader(render.md_text(label))  # names come from comparison.json / folder names: text only
+            st.caption(f"{render.md_text(p.name)}: {p.n_layers} layers × {p.d_mlp} neurons, {p.n_heads} heads per layer")
             m = st.columns(3)
             m[0].metric("mean purity", f"{p.mean_purity:.3f}", help=f"chance: {p.chance_purity:.3f}")
             m[1].metric("mean type purity", f"{p.mean_type_purity:.3f}")
             m[2].metric("role neurons", f"{100 * p.share_role:.1f}%")
             h = st.columns(len(HEAD_CLASSES))
             for hc, cls in zip(h, HEAD_CLASSES):
-                hc.metric(f"{cls} heads", p.head_counts.get(cls, 0))
+                hc.metric(f"{cls} heads", render.md_text(p.head_counts.get(cls, 0)))  # metric values are Markdown
     bins = len(a.purity_histogram[0]) if a.purity_histogram else 10
     labels = [f"{i / bins:.1f}–{(i + 1) / bins:.1f}" for i in range(bins)]
 
@@ -103,17 +103,17 @@ def _column(p: ModelProfile) -> list[str]:
             *[str(p.head_counts.get(c, 0)) for c in HEAD_CLASSES]]
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Compare")
-saved = data.comparisons(sel.path)
-runs = session.list_runs(str(sel.root.path))
+saved = loaders.comparisons(sel.path)
+runs = run_picker.list_runs(str(sel.root.path))
 modes = (["saved comparison"] if saved else []) + ["two runs"]
 mode = st.radio("Compare", modes, horizontal=True, key="compare_mode")
 if mode == "saved comparison":
     names = [p.name for p in saved]
     choice = st.selectbox("Comparison", names, key="compare_saved")
     folder = saved[names.index(choice)]
-    result = guard.attempt(f"{choice}/{COMPARISON_FILE}", data.comparison, str(folder), data.mtime(folder / COMPARISON_FILE))
+    result = guard.attempt(f"{choice}/{COMPARISON_FILE}", loaders.comparison, folder)
     if result is not None:
         with guard.panel(f"{choice}/{COMPARISON_FILE}"):
             label_a, label_b = saved_labels(folder, result)
@@ -121,7 +121,7 @@ if mode == "saved comparison":
             with st.expander("Text summary"):
                 st.code(result.format(), language=None)
             if result.corpus:
-                st.caption(f"corpus: {result.corpus}")
+                st.caption(f"corpus: {render.md_text(result.corpus)}")
         st.caption("choose “two runs” above to compare any two runs instead")
 else:
     c1, c2 = st.columns(2)

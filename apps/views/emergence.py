@@ -15,7 +15,7 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
-from apps import analysis_data, data, guard, head_panels, render, session
+from apps import file_readers, guard, head_panels, loaders, queries, render, run_picker
 from tinyinterp import rundir
 
 
@@ -40,16 +40,18 @@ def _token_list(tokenizer, ids: list[int], n: int = 6) -> str:
         f'{render.escape_token(tokenizer.token_str(t).replace(" ", "␣"))}</span>×{c}' for t, c in counts)
 
 
-def _neuron_through_training(sel, root: str, version: float, n_layers: int, step: int) -> None:
+def _neuron_through_training(sel, n_layers: int, step: int) -> None:
     st.subheader("Step a neuron through training")
-    cfg = data.run_config(str(sel.path), data.mtime(sel.path / rundir.CONFIG_FILE)).get("model") or {}
-    d_mlp = int(cfg.get("d_mlp", 1) or 1)
+    config = guard.attempt(rundir.CONFIG_FILE, loaders.run_config, sel.path)
+    cfg = (config.get("model") if isinstance(config, dict) else None) or {}
+    d_mlp = file_readers.plain_int(cfg.get("d_mlp"), 1, 2**31) if isinstance(cfg, dict) else None
+    d_mlp = d_mlp or 1
     c1, c2, _ = st.columns([1, 1, 3])
     layer = c1.selectbox("Layer", list(range(n_layers)), key="em_neuron_layer")
     neuron = c2.number_input("Neuron", 0, max(d_mlp - 1, 0), 0, 1, key="em_neuron")
     with guard.panel("neuron track (step_*/neurons/index.safetensors)"):
-        track = analysis_data.neuron_track(root, version, int(layer), int(neuron))
-        tokenizer = analysis_data.run_tokenizer(sel.path)
+        track = queries.neuron_track(sel.path, int(layer), int(neuron))
+        tokenizer = queries.run_tokenizer(sel.path)
         rows = []
         for r in track.itertuples():
             mark = ' style="background:#fff4cc"' if int(r.step) == step else ""
@@ -63,7 +65,7 @@ def _neuron_through_training(sel, root: str, version: float, n_layers: int, step
 def _prompt_tokens(sel, prompt: str, length: int) -> list[str]:
     """The fixed prompt's token strings, cut to the stored pattern's length (positions if it is shorter)."""
     try:
-        tokenizer = analysis_data.run_tokenizer(sel.path)
+        tokenizer = queries.run_tokenizer(sel.path)
         tokens = [tokenizer.token_str(i) for i in tokenizer.encode(prompt)]
     except Exception:  # labels only: positions will do
         tokens = []
@@ -71,18 +73,18 @@ def _prompt_tokens(sel, prompt: str, length: int) -> list[str]:
     return tokens[:length] if len(tokens) >= length else [f"#{i}" for i in range(length)]
 
 
-def _head_through_training(sel, root: str, version: float, n_layers: int, n_heads: int, step: int) -> None:
+def _head_through_training(sel, n_layers: int, n_heads: int, step: int) -> None:
     st.subheader("Step a head through training")
     c1, c2, c3 = st.columns([1, 1, 3])
     layer = int(c1.selectbox("Layer", list(range(n_layers)), key="em_head_layer"))
     head = int(c2.selectbox("Head", list(range(n_heads)), key="em_head"))
-    prompts = analysis_data.emergence_prompts()
+    prompts = queries.emergence_prompts()
     with guard.panel("head track (step_*/summary.json)"):
-        track = analysis_data.head_track(root, version, layer, head)
+        track = queries.head_track(sel.path, layer, head)
         now = track[track.step == step]
         if not now.empty:
             cols = st.columns(3)
-            cols[0].metric(f"class at step {step}", str(now.iloc[0].get("head_class")))
+            cols[0].metric(f"class at step {step}", render.md_text(now.iloc[0].get("head_class")))  # values are Markdown
             for col, key in zip(cols[1:], ("distance_explained", "content_explained")):
                 value = now.iloc[0].get(key)
                 col.metric(key.replace("_", " "), "n/a" if value is None or pd.isna(value) else f"{value:.2f}")
@@ -90,7 +92,7 @@ def _head_through_training(sel, root: str, version: float, n_layers: int, n_head
     choice = c3.selectbox("Fixed prompt", list(range(len(prompts))), key="em_prompt",
                           format_func=lambda i: prompts[i][:60] + "…")
     with guard.panel(f"patterns at step {step} (patterns.safetensors)"):
-        patterns = analysis_data.step_patterns(root, version, step)
+        patterns = queries.step_patterns(sel.path, step)
         key = f"prompt_{choice}"
         if key not in patterns:
             st.caption(f"no pattern for prompt {choice} at this step")
@@ -100,18 +102,16 @@ def _head_through_training(sel, root: str, version: float, n_layers: int, n_head
         head_panels._pattern_chart(_prompt_tokens(sel, prompts[choice], pattern.shape[-1])[:48], pattern)
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Emergence")
-if not analysis_data.has_emergence(sel.path):
-    st.info(f"No emergence analysis for `{sel.name}` yet: train with `--snapshots-per-octave 2`, then run "
-            f"`tinyinterp analyze emergence {sel.path}`.")
+if not queries.has_emergence(sel.path):
+    st.info(f"No emergence analysis for {render.md_code(sel.name)} yet: train with `--snapshots-per-octave 2`, "
+            f"then run {render.md_code(f'tinyinterp analyze emergence {sel.path}')}.")
     st.stop()
-root = str(analysis_data.emergence_dir(sel.path))
-version = analysis_data.emergence_version(sel.path)
-result = guard.attempt("emergence analysis", analysis_data.emergence, sel.path)
+result = guard.attempt("emergence analysis", queries.emergence, sel.path)
 if result is None:
     st.stop()
-frame = analysis_data.emergence_frame(root, version)
+frame = queries.emergence_frame(sel.path)
 st.caption(f"{len(frame)} saved states from step {int(frame.step.min())} to {int(frame.step.max())} "
            f"({int(frame.tokens.max()):,} tokens)")
 left, right = st.columns(2)
@@ -127,8 +127,8 @@ first = result.rows[0]["heads"]
 n_layers, n_heads = len(first), len(first[0]) if first else 0
 neuron_col, head_col = st.columns(2)
 with neuron_col:
-    _neuron_through_training(sel, root, version, n_layers, step)
+    _neuron_through_training(sel, n_layers, step)
 with head_col:
-    _head_through_training(sel, root, version, n_layers, n_heads, step)
+    _head_through_training(sel, n_layers, n_heads, step)
 st.caption("Saved states: log-spaced snapshots, kept checkpoints and the final weights; each analysed on the same "
            "documents (`tinyinterp analyze emergence`).")

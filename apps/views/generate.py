@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from apps import data, guard, render, session
+from apps import guard, loaders, render, run_picker
 from tinyinterp.errors import TinyinterpError
 
 DEFAULT_PROMPT = "Once upon a time, there was a little girl named Lily. One day,"
@@ -37,9 +37,9 @@ def _neuron_choice(cfg) -> tuple[int, int] | None:
     return int(layer), int(neuron)
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Generate")
-model = guard.attempt("model", data.model_for, sel.path)
+model = guard.attempt("model", loaders.model_for, sel.path)
 if model is None:
     st.stop()
 cfg = model.cfg
@@ -48,11 +48,10 @@ colour_by = _neuron_choice(cfg)
 if not settings["prompt"].strip():
     st.warning("enter a prompt")
     st.stop()
-version = data.model_version(sel.path)
 try:
-    stories = data.generate_texts(str(sel.path), version, **settings)
+    stories = loaders.generate_texts(sel.path, **settings)
 except TinyinterpError as e:
-    st.error(str(e))
+    st.error(render.md_text(e))
     st.stop()
 for i, story in enumerate(stories, 1):
     st.subheader(f"Story {i}")
@@ -60,6 +59,6 @@ for i, story in enumerate(stories, 1):
         st.html(render.story_html(settings["prompt"], story))
     else:
         layer, neuron = colour_by
-        tokens, acts = data.neuron_activations(str(sel.path), version, settings["prompt"] + story, layer, neuron)
+        tokens, acts = loaders.neuron_activations(sel.path, settings["prompt"] + story, layer, neuron)
         st.html(render.tokens_html(tokens, acts))
         st.caption(f"coloured by L{layer} N{neuron}: {render.COLOUR_LEGEND} (hover a token for its value)")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps import data, guard, head_panels, render, session
+from apps import guard, head_panels, loaders, render, run_picker
 from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, METRICS
 
 DEFAULT_TEXT = 'One day, Lily saw a big red ball in the park. She ran to the ball and said: "I like it!" Tom smiled at Lily.'
@@ -34,7 +34,8 @@ FIRST_COLUMNS = ["layer", "head", "head_class", "factor", "margin", "factor_marg
 
 
 def _cell_label(cls: str) -> str:
-    return f":{CLASS_COLOURS.get(cls, 'gray')}[**{cls[:1].upper() or '?'}**]"
+    letter = cls[:1].upper() if cls in CLASS_COLOURS else "?"  # a class from the file is never Markdown here
+    return f":{CLASS_COLOURS.get(cls, 'gray')}[**{letter}**]"
 
 
 def _grid(frame: pd.DataFrame) -> None:
@@ -50,7 +51,8 @@ def _grid(frame: pd.DataFrame) -> None:
             factor = row["factor"] or "—"
             cols[1 + head].button(
                 _cell_label(str(row["head_class"])), key=f"head_cell_{layer}_{head}",
-                help=f"{_head_name(layer, head)}: {row['head_class']} · {factor} (margin {row['margin']:.2f})",
+                help=f"{_head_name(layer, head)}: {render.md_text(str(row['head_class']))} · "
+                     f"{render.md_text(str(factor))} (margin {row['margin']:.2f})",  # data-file strings: text
                 on_click=head_panels.open_head, args=(int(layer), head), width="stretch")
 
 
@@ -77,7 +79,7 @@ def _table(frame: pd.DataFrame, result) -> None:
     with grid:
         _grid(frame)
     st.caption(f"{len(shown)} of {len(frame)} heads · select a row or a grid cell to open its circuits · "
-               f"thresholds: {result.thresholds}")
+               f"thresholds: {render.md_text(result.thresholds)}")
 
 
 def _default_heads(result, names: list[str]) -> list[str]:
@@ -90,7 +92,7 @@ def _default_heads(result, names: list[str]) -> list[str]:
 def _patterns(sel, result) -> None:
     """Live patterns need only the model; the distance profiles also need the analysis (``result``)."""
     st.header("Attention patterns on your text")
-    model = guard.attempt("model", data.model_for, sel.path)
+    model = guard.attempt("model", loaders.model_for, sel.path)
     if model is None:
         return
     names = [_head_name(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
@@ -101,8 +103,7 @@ def _patterns(sel, result) -> None:
         st.caption("choose at least one head and enter some text")
         return
     pairs = [(int(n[1:].split("H")[0]), int(n.split("H")[1])) for n in chosen]
-    version = data.model_version(sel.path)
-    tokens, by_layer = data.attention_patterns(str(sel.path), version, text, tuple(sorted({l for l, _ in pairs})))
+    tokens, by_layer = loaders.attention_patterns(sel.path, text, tuple(sorted({l for l, _ in pairs})))
     if not tokens:
         st.caption("the text is empty after tokenization")
         return
@@ -110,23 +111,22 @@ def _patterns(sel, result) -> None:
     st.iframe(_attention_html(tuple(tokens), patterns, tuple(chosen)), height=620)
     st.subheader("Distance profile (mean attention by offset, from the analysis sample)")
     if result is None:
-        st.caption(f"needs {HEADS_FILE}: run `tinyinterp analyze heads {sel.path}`")
+        st.caption(f"needs {HEADS_FILE}: run {render.md_code(f'tinyinterp analyze heads {sel.path}')}")
         return
     with guard.panel(HEADS_FILE):
         profile = pd.DataFrame({n: result.kernel[l, h][:24] for n, (l, h) in zip(chosen, pairs)})
         st.line_chart(profile, x_label="query − key distance", y_label="mean attention", height=220)
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Heads")
 result = None
-if not data.has_heads(sel.path):
-    st.info(f"No head analysis for `{sel.name}` yet: run `tinyinterp analyze heads {sel.path}`.")
+if not loaders.has_heads(sel.path):
+    st.info(f"No head analysis for {render.md_code(sel.name)} yet: run {render.md_code(f'tinyinterp analyze heads {sel.path}')}.")
 else:
-    path = data.heads_dir(sel.path)
     with guard.panel(HEADS_FILE):
-        frame = data.heads_frame(str(path), data.mtime(path / HEADS_FILE))
-        result = data.heads(sel.path)
+        frame = loaders.heads_frame(sel.path)
+        result = loaders.heads(sel.path)
         _table(frame, result)
 head_panels.head_panel(sel, result, st.session_state.get("pattern_text", DEFAULT_TEXT))
 _patterns(sel, result)

@@ -14,8 +14,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from apps import analysis_data, data, guard, session
-from tinyinterp.interp.categories import PURITY_FILE
+from apps import guard, loaders, queries, render, run_picker
 
 BEST = "best of any explainer"
 SORTABLE = ("score", "type_purity", "purity", "max", "frequency", "mean", "layer")
@@ -35,34 +34,34 @@ def _open_neuron(sel, shown) -> None:
     st.switch_page("views/neurons.py", query_params={"run": sel.name, "layer": str(layer), "neuron": str(neuron)})
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Neuron table")
-if not data.has_neuron_index(sel.path):
-    st.info(f"No neuron index for `{sel.name}` yet: run `tinyinterp analyze neurons {sel.path}`.")
+if not loaders.has_neuron_index(sel.path):
+    st.info(f"No neuron index for {render.md_code(sel.name)} yet: run {render.md_code(f'tinyinterp analyze neurons {sel.path}')}.")
     st.stop()
-path = data.neurons_dir(sel.path)
-purity_version = data.mtime(path / PURITY_FILE) if data.has_purity(sel.path) else 0.0
-expl_version = analysis_data.explanations_version(sel.path)
+with_purity = loaders.has_purity(sel.path)
+with_explanations = bool(queries.explanations_version(sel.path))
 explainer = None
-if expl_version:
-    slugs = guard.attempt("explanations", lambda: sorted(
-        analysis_data.explanations(str(sel.path), expl_version).explainer.dropna().unique()))
+expl_notes: tuple[str, ...] = ()
+if with_explanations:
+    loaded = guard.attempt("explanations", queries.explanations_with_notes, sel.path)
+    slugs = sorted(loaded[0].explainer.dropna().unique()) if loaded is not None else []
+    expl_notes = loaded[1] if loaded is not None else ()
     if slugs:
         choice = st.selectbox("Explanations", [BEST, *slugs], key="table_explainer")
         explainer = None if choice == BEST else choice
     else:
-        expl_version = 0.0
-table = guard.attempt("neuron table", analysis_data.neuron_table, str(sel.path), data.index_version(sel.path),
-                      purity_version, expl_version, explainer)
+        with_explanations = False
+table = guard.attempt("neuron table", queries.neuron_table, sel.path, with_purity, with_explanations, explainer)
 if table is None:
     st.stop()
-notes = []
-if not purity_version:
+notes = list(expl_notes)  # malformed explanation records: skipped, counted, their file named
+if not with_purity:
     notes.append("no purity.json: categories and purities are empty (`tinyinterp analyze neurons`)")
-if not expl_version:
-    notes.append(f"no explanations: scores are empty (`tinyinterp explain {sel.path}`)")
+if not with_explanations:
+    notes.append(f"no explanations: scores are empty ({render.md_code(f'tinyinterp explain {sel.path}')})")
 for note in notes:
-    st.caption(note)
+    st.caption(render.md_text(note))
 
 c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
 layers = c1.multiselect("Layers", sorted(table.layer.unique().tolist()), key="table_layers", placeholder="all layers")
@@ -71,7 +70,7 @@ categories = c2.multiselect("Categories", sorted(table.category.dropna().unique(
 min_type_purity = c3.slider("min type purity", 0.0, 1.0, 0.0, 0.05, key="table_min_type_purity")
 query = c4.text_input("Top tokens / explanation contain", key="table_query", placeholder="Lily")
 c5, c6, c7 = st.columns([2, 2, 4])
-default_sort = "score" if expl_version else ("type_purity" if purity_version else "max")
+default_sort = "score" if with_explanations else ("type_purity" if with_purity else "max")
 sort_by = c5.selectbox("Sort by", SORTABLE, index=SORTABLE.index(default_sort), key="table_sort")
 ascending = c6.toggle("ascending", key="table_ascending")
 

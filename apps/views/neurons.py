@@ -12,10 +12,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from apps import data, guard, neuron_panels, render, session
+from apps import guard, loaders, neuron_panels, render, run_picker
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE
-from apps.state import checked_int
+from apps.runs_root import checked_int
 
 LAYER_KEY, NEURON_KEY = "neuron_layer", "neuron_id"
 BAD_LINK_KEY = "_neuron_bad_link"
@@ -58,16 +58,14 @@ def _pickers(index, sel) -> tuple[int, int]:
         problem = _link_problem(index)
         if problem:
             st.session_state[BAD_LINK_KEY] = problem
-        st.session_state[LAYER_KEY] = session.int_param("layer", 0, index.n_layers - 1, 0)
-        st.session_state[NEURON_KEY] = session.int_param("neuron", 0, index.d_mlp - 1, 0)
+        st.session_state[LAYER_KEY] = run_picker.int_param("layer", 0, index.n_layers - 1, 0)
+        st.session_state[NEURON_KEY] = run_picker.int_param("neuron", 0, index.d_mlp - 1, 0)
     st.session_state[LAYER_KEY] = min(st.session_state[LAYER_KEY], index.n_layers - 1)  # after a run switch
     st.session_state[NEURON_KEY] = min(st.session_state[NEURON_KEY], index.d_mlp - 1)
     layer = st.selectbox("Layer", list(range(index.n_layers)), key=LAYER_KEY, on_change=_clear_bad_link)
     neuron = st.number_input("Neuron", min_value=0, max_value=index.d_mlp - 1, step=1, key=NEURON_KEY,
                              on_change=_clear_bad_link)
-    path = data.neurons_dir(sel.path)
-    top = guard.attempt(PURITY_FILE, data.purity_top, str(path), data.mtime(path / PURITY_FILE), 25) \
-        if data.has_purity(sel.path) else None
+    top = guard.attempt(PURITY_FILE, loaders.purity_top, sel.path, 25) if loaders.has_purity(sel.path) else None
     if top is not None:
         with st.expander("Most pure neurons", expanded=True):
             st.caption("role neurons first: type purity over ≥ 3 distinct top tokens")
@@ -77,14 +75,13 @@ def _pickers(index, sel) -> tuple[int, int]:
         token = st.text_input("Which neurons fire on…", key="token_query", placeholder=" Lily",
                               help="one token, with its leading space as it appears mid-sentence (' Lily')")
         if token:
-            path = data.neurons_dir(sel.path)
             try:
-                found = data.neurons_for_token(str(path), data.index_version(sel.path), token)
+                found = loaders.neurons_for_token(sel.path, token)
             except TinyinterpError as e:
-                st.warning(str(e))
+                st.warning(render.md_text(e))
                 found = pd.DataFrame()
             if found.empty:
-                st.caption(f"no neuron has {token!r} among its top-k tokens")
+                st.caption(f"no neuron has {render.md_text(repr(token))} among its top-k tokens")
             else:
                 st.dataframe(found, hide_index=True, height=180)
                 _jump_box("Jump to a found neuron", "jump_token", found,
@@ -96,10 +93,8 @@ def _pickers(index, sel) -> tuple[int, int]:
 def _detail(index, sel, layer: int, neuron: int) -> None:
     st.header(f"Layer {layer} · neuron {neuron}")
     neuron_panels.explanation(sel, layer, neuron)
-    path = data.neurons_dir(sel.path)
-    version = data.index_version(sel.path)
     with guard.panel("activation statistics (index.safetensors)"):
-        stats = data.stats_frame(str(path), version)
+        stats = loaders.stats_frame(sel.path)
         row = stats[(stats.layer == layer) & (stats.neuron == neuron)].iloc[0]
         cols = st.columns(4)
         for col, key in zip(cols, ("max", "mean", "std", "frac_active")):
@@ -109,7 +104,7 @@ def _detail(index, sel, layer: int, neuron: int) -> None:
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Top examples")
-        examples = guard.attempt("top examples", data.top_examples, str(sel.path), version, layer, neuron, k, context)
+        examples = guard.attempt("top examples", loaders.neuron_top_examples, sel.path, layer, neuron, k, context)
         if examples is None:
             examples = []
         elif not examples:
@@ -120,13 +115,13 @@ def _detail(index, sel, layer: int, neuron: int) -> None:
             st.html(render.examples_html(examples))
     with right:
         st.subheader("Token categories of the top-k")
-        if data.has_purity(sel.path):
+        if loaders.has_purity(sel.path):
             with guard.panel(PURITY_FILE):
-                _purity(sel, path, layer, neuron)
+                _purity(sel, layer, neuron)
         else:
             st.caption("purity.json missing: run `tinyinterp analyze neurons` to score purity")
         with guard.panel("token categories"):
-            counts = data.category_counts(sel.path, examples)
+            counts = loaders.category_counts(sel.path, examples)
             if counts:  # HTML bars, not Vega charts: they draw instantly and escape the labels
                 st.html(render.bars_html({c: n for c, n in counts.items() if n}))
         st.subheader("Top tokens")
@@ -137,25 +132,25 @@ def _detail(index, sel, layer: int, neuron: int) -> None:
     neuron_panels.all_panels(sel, layer, neuron, context)
 
 
-def _purity(sel, path, layer: int, neuron: int) -> None:
-    pur = data.purity(sel.path)
-    frame = data.purity_frame(str(path), data.mtime(path / PURITY_FILE))
+def _purity(sel, layer: int, neuron: int) -> None:
+    pur = loaders.purity(sel.path)
+    frame = loaders.purity_frame(sel.path)
     p = frame[(frame.layer == layer) & (frame.neuron == neuron)].iloc[0]
     c = st.columns(2)
     c[0].metric("purity", f"{p.purity:.2f}", help=f"share of the top-{pur.k} in the majority category")
     c[1].metric("type purity", f"{p.type_purity:.2f}", help="each distinct token counted once")
     # Its own full-width row: in a third of this column a name such as 'punctuation' was cut off.
-    st.metric("majority", p.category, help=f"{int(p.n_distinct)} distinct top tokens")
+    st.metric("majority", render.md_text(p.category), help=f"{int(p.n_distinct)} distinct top tokens")
     st.caption(f"chance purity of {pur.k} random tokens: {pur.chance_purity:.2f}; "
-               f"base rate of '{p.category}': {pur.base_rates.get(p.category, float('nan')):.2f}")
+               f"base rate of '{render.md_text(p.category)}': {pur.base_rates.get(p.category, float('nan')):.2f}")
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Neurons")
-if not data.has_neuron_index(sel.path):
-    st.info(f"No neuron index for `{sel.name}` yet: run `tinyinterp analyze neurons {sel.path}`.")
+if not loaders.has_neuron_index(sel.path):
+    st.info(f"No neuron index for {render.md_code(sel.name)} yet: run {render.md_code(f'tinyinterp analyze neurons {sel.path}')}.")
     st.stop()
-index = guard.attempt("neuron index", data.neuron_index, sel.path)
+index = guard.attempt("neuron index", loaders.neuron_index, sel.path)
 if index is None:
     st.stop()
 st.caption(f"{index.n_layers} layers × {index.d_mlp} MLP neurons, top-{index.k} over "
@@ -166,6 +161,6 @@ with controls:
 st.query_params["layer"], st.query_params["neuron"] = str(layer), str(neuron)
 with main:
     if st.session_state.get(BAD_LINK_KEY):
-        st.error(st.session_state[BAD_LINK_KEY])
+        st.error(render.md_text(st.session_state[BAD_LINK_KEY]))  # quotes the link's own values
     else:
         _detail(index, sel, layer, neuron)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from apps import data, guard, session
+from apps import guard, loaders, render, run_picker
 from tinyinterp import rundir
 from tinyinterp.checkpoints import list_checkpoints
 from tinyinterp.errors import TinyinterpError
@@ -23,8 +23,9 @@ from tinyinterp.zoo import OFFICIAL_CHECKPOINTS
 
 
 LOSS_COLUMNS = ("train_loss", "val_loss")
+# How often the Runs page re-reads the metrics of a run being trained. A comment, not a docstring: in a page
+# script Streamlit's "magic" shows every bare string expression after the first as body text.
 LIVE_REFRESH_S = 10
-"""How often the Runs page re-reads the metrics of a run being trained."""
 
 
 def _or_problem(problems: list[str], default, fn, *args):
@@ -40,9 +41,9 @@ def _or_problem(problems: list[str], default, fn, *args):
 def _run_row(sel_root, name: str) -> dict:
     path = sel_root.resolve(name)
     problems: list[str] = []
-    config = _or_problem(problems, {}, data.run_config, str(path), data.mtime(path / rundir.CONFIG_FILE))
+    config = _or_problem(problems, {}, loaders.run_config, path)
     config = config if isinstance(config, dict) else {}
-    metrics = _or_problem(problems, pd.DataFrame(), data.metrics_frame, str(path), data.mtime(path / rundir.METRICS_FILE))
+    metrics = _or_problem(problems, pd.DataFrame(), loaders.metrics_frame, path)
     model_cfg = config.get("model") or {}
     val = metrics["val_loss"].dropna() if "val_loss" in metrics else pd.Series(dtype=float)
     params = None
@@ -53,15 +54,15 @@ def _run_row(sel_root, name: str) -> dict:
             pass
     return {
         "run": name,
-        "status": "training" if data.is_training(path) else "done",
+        "status": "training" if loaders.is_training(path) else "done",
         "preset": model_cfg.get("preset") or config.get("model_type", ""),
         "params": params,
         "steps": int(metrics["step"].max()) if "step" in metrics else None,
         "tokens": int(metrics["tokens"].max()) if "tokens" in metrics else None,
         "val loss": float(val.iloc[-1]) if len(val) else None,
-        "neurons": data.has_neuron_index(path),
-        "heads": data.has_heads(path),
-        "comparisons": len(data.comparisons(path)),
+        "neurons": loaders.has_neuron_index(path),
+        "heads": loaders.has_heads(path),
+        "comparisons": len(loaders.comparisons(path)),
         "problem": "; ".join(problems),
     }
 
@@ -94,34 +95,34 @@ def _external_model() -> None:
         name = st.selectbox("checkpoint", sorted(set(OFFICIAL_CHECKPOINTS.values())), key="external_name")
         if st.button("Load", key="external_load"):
             try:
-                model = data.load_model(name)
+                model = loaders.load_model(name)
             except (TinyinterpError, OSError) as e:
-                st.error(f"could not load {name}: {e}")
+                st.error(f"could not load {name}: {render.md_text(e)}")
                 return
             c = model.cfg
             st.write(f"**{name}**: {c.n_layers} layers, d_model {c.d_model}, {c.n_heads} heads, d_mlp {c.d_mlp}, "
                      f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 
-sel = session.require_selection()
+sel = run_picker.require_selection()
 st.title("Runs")
-st.caption(f"Runs under `{sel.root.path}`. Pick one in the sidebar; every page shows the selected run.")
-rows = [_run_row(sel.root, name) for name in session.list_runs(str(sel.root.path))]
+st.caption(f"Runs under {render.md_code(sel.root.path)}. Pick one in the sidebar; every page shows the selected run.")
+rows = [_run_row(sel.root, name) for name in run_picker.list_runs(str(sel.root.path))]
 table = pd.DataFrame(rows)
 if "problem" in table and not table["problem"].any():
     table = table.drop(columns="problem")
 st.dataframe(table, hide_index=True, width="stretch")
 
-st.header(f"Run `{sel.name}`")
-training = data.is_training(sel.path)
+st.header(f"Run {render.md_code(sel.name)}")
+training = loaders.is_training(sel.path)
 if training:
-    st.info(f"`{sel.name}` is being trained (no {rundir.WEIGHTS_FILE} yet): the curve below follows "
+    st.info(f"{render.md_code(sel.name)} is being trained (no {rundir.WEIGHTS_FILE} yet): the curve below follows "
             f"{rundir.METRICS_FILE}; the other pages open the run once training has saved the model.")
 left, right = st.columns([1, 2])
 with left:
     with guard.panel(rundir.CONFIG_FILE):
         if (sel.path / rundir.CONFIG_FILE).is_file():
-            config = data.run_config(str(sel.path), data.mtime(sel.path / rundir.CONFIG_FILE))
+            config = loaders.run_config(sel.path)
             try:
                 cfg = rundir.read_model_config(sel.path)
                 st.metric("parameters", f"{cfg.n_params():,}")
@@ -138,7 +139,7 @@ def _live_curves(path) -> None:
     """The curves of the selected run; re-read every few seconds while it is being trained."""
     st.subheader("Training curves")
     with guard.panel(rundir.METRICS_FILE):
-        _training_curves(data.metrics_frame(str(path), data.mtime(path / rundir.METRICS_FILE)))
+        _training_curves(loaders.metrics_frame(path))
     ckpts = [c.folder.name for c in list_checkpoints(path)]
     if ckpts:
         st.caption(f"{len(ckpts)} checkpoints, latest `{ckpts[-1]}`")

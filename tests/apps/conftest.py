@@ -120,7 +120,7 @@ def _build(root: Path) -> None:
 @pytest.fixture
 def app_env(runs_root, monkeypatch):
     """Point the app at the test runs root (the app reads it from the environment)."""
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
 
     monkeypatch.setenv(RUNS_ENV, str(runs_root))
     return runs_root
@@ -149,7 +149,7 @@ def broken(runs_root, tmp_path, monkeypatch):
     """A private copy of the runs root (runs + corpus) that a test may damage; the app points at it."""
     import shutil
 
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
 
     root = tmp_path / "runs"
     shutil.copytree(runs_root, root, symlinks=True)

@@ -9,6 +9,11 @@ The root also holds ``hostile``: a run whose tokenizer has tokens such as ``<img
 (a tokenizer from a downloaded model folder is untrusted input). Every view that shows tokens (neurons,
 both the HTML and the circuitsvis view; heads; generate) is opened on it, and the test checks that no such
 token became an element, no script ran, and that the circuitsvis frame cannot reach its parent page.
+
+Every data file the pages show (comparison, explanations, grades, emergence, config) also
+carries Markdown images, raw ``<img>`` tags and ``javascript:`` links pointing at a remote address
+(:mod:`tests.apps.hostile_data`), every page is also opened with such a ``?run=`` value, and the test
+asserts that the browser made no request that leaves 127.0.0.1 (``page.on("request")``).
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ LOCAL_PREFIXES = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about
 HOSTILE_TOKENS = ('<img/src="x"/onerror=alert(4)>', "</script>", """"'><svg/onload=alert(5)>""", "<b>bold</b>")
 HOSTILE_TEXT = "Lily saw " + " a ".join(HOSTILE_TOKENS) + " ball."
 # After escaping, none of these may exist as elements in any frame.
-HOSTILE_SELECTORS = ('img[src="x"]', "svg[onload]", "b:text-is('bold')")
+HOSTILE_SELECTORS = ('img[src="x"]', "svg[onload]", "b:text-is('bold')", 'img[src*="203.0.113.9"]', 'a[href^="javascript:"]',
+                     "img[onerror]")
 PARENT_PROBE = "() => { try { return 'reached:' + window.parent.document.title } catch (e) { return 'blocked' } }"
 
 
@@ -116,6 +122,9 @@ def browser_root(runs_root, tmp_path_factory):
 
         add_explanations(root / "demo")  # the neuron table's scores, the neuron page's explanation
         add_emergence(root / "demo", TokenizedCorpus.open(root / "corpus"))  # the Emergence page's curves
+        from tests.apps.hostile_data import add_hostile_strings
+
+        add_hostile_strings(root)  # Markdown images / HTML / javascript: links in every data file shown
     finally:
         torch.set_num_threads(threads)
     return root, hostile, _longest_category_neuron(root)
@@ -214,6 +223,19 @@ def _hostile_views(page, server: str, hostile: tuple[int, int]) -> None:
     page.screenshot(path=str(SHOTS / "hostile_generate.png"), full_page=True)
 
 
+def _hostile_queries(page, server: str) -> None:
+    """Every page with a ``?run=`` / ``?layer=`` value that is a Markdown image: refused, shown as text."""
+    from urllib.parse import quote
+
+    from tests.apps.hostile_data import HOSTILE_QUERY
+
+    for name in EXPECTED:
+        value = quote(HOSTILE_QUERY)
+        page.goto(f"{server}/{'' if name == DEFAULT_PAGE else name}?run={value}&layer={value}&head={value}")
+        page.get_by_text("query.png", exact=False).first.wait_for(state="visible", timeout=60_000)
+        _assert_tokens_stay_text(page, f"{name} with a hostile ?run=")
+
+
 def _click_row(page, row: int) -> None:
     """Click the selection marker of a data grid's row (the grid is a canvas: by position)."""
     box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
@@ -290,6 +312,7 @@ def test_every_page_in_chromium(server, browser_root):
             page.locator(".story b", has_text=prompt).first.wait_for(state="visible", timeout=60_000)
             page.screenshot(path=str(SHOTS / "generate_script_prompt.png"), full_page=True)
             _hostile_views(page, server, browser_root[1])
+            _hostile_queries(page, server)
             _row_clicks_open_items(page, server)
             layer, neuron = browser_root[2]  # the longest category name fits its metric
             page.goto(f"{server}/neurons?run=demo&layer={layer}&neuron={neuron}")

@@ -88,7 +88,7 @@ def test_run_without_emergence_says_how_to_make_one(make_app):
 
 
 def test_broken_step_file_is_one_line(deep_root, tmp_path, monkeypatch):  # noqa: F811
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
     from tests.support.app_pages import open_page
 
     root = tmp_path / "runs"

@@ -171,7 +171,7 @@ def test_garbled_explanations_file_reads_as_none(deep_root, tmp_path, monkeypatc
     the neuron page drawn, no traceback."""
     import shutil
 
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
     from tests.support.app_pages import open_page
 
     root = tmp_path / "runs"
@@ -202,7 +202,7 @@ def test_missing_corpus_costs_one_line(broken):
 
 
 def test_search_words_are_comma_separated_alternatives():
-    from apps.analysis_data import split_words
+    from apps.queries import split_words
 
     assert split_words(" dog,  puppy ,ice   cream,, ") == ["dog", "puppy", "ice cream"]
     assert split_words(" , ") == []

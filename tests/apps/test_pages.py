@@ -181,8 +181,8 @@ def test_grades_page_reads_the_evaluation_files(make_app):
 def test_grade_file_names_match_the_evaluation_module():
     grading = pytest.importorskip("tinyinterp.evaluation.grading")
     prompts = pytest.importorskip("tinyinterp.evaluation.grade_prompts")
-    from apps import data
+    from apps import loaders
 
-    assert (data.GRADES_SUMMARY_FILE, data.GRADES_FILE, data.GRADE_CURVE_PNG) == (
+    assert (loaders.GRADES_SUMMARY_FILE, loaders.GRADES_FILE, loaders.GRADE_CURVE_PNG) == (
         grading.SUMMARY_FILE, grading.GRADES_FILE, grading.CURVE_PNG)
-    assert data.GRADE_SCORES == tuple(prompts.SCORES)
+    assert loaders.GRADE_SCORES == tuple(prompts.SCORES)

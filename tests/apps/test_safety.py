@@ -12,7 +12,7 @@ import pytest
 
 from apps.render import (attention_vis, examples_html, inner_document, network_references, neuron_vis, story_html,
                          tokens_html)
-from apps.state import PathOutsideRoot, RunsRoot
+from apps.runs_root import PathOutsideRoot, RunsRoot
 from tests.support.app_pages import SCRIPT_STORY, iframe_sources
 
 SCRIPT = "<script>alert(1)</script>"
@@ -70,7 +70,7 @@ def test_query_param_traversal_is_refused_in_the_app(make_app, bad):
 
 
 def test_app_refuses_a_missing_runs_root(make_app, monkeypatch, tmp_path):
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
 
     monkeypatch.setenv(RUNS_ENV, str(tmp_path / "missing"))
     at = make_app("runs")
@@ -196,7 +196,7 @@ def test_rendered_pages_reference_nothing_on_the_network(make_app, page):
 
 def test_corpus_path_in_meta_is_confined_to_the_runs_root(runs_root, tmp_path, monkeypatch):
     """meta.json names the corpus; the app opens it only inside the runs root."""
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
     from tests.support.app_pages import open_page
 
     root = tmp_path / "root"

@@ -81,7 +81,7 @@ def deep_root(runs_root, tmp_path_factory) -> Path:
 @pytest.fixture
 def deep_app(deep_root, monkeypatch):
     """``deep_app(page, **query)``: an AppTest of ``page`` over :func:`deep_root`."""
-    from apps.state import RUNS_ENV
+    from apps.runs_root import RUNS_ENV
     from tests.support.app_pages import open_page
 
     monkeypatch.setenv(RUNS_ENV, str(deep_root))

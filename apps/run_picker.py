@@ -2,7 +2,7 @@
 
 The selected run lives in ``st.session_state["run"]`` (the sidebar selectbox's key) and is mirrored
 into the ``?run=`` query parameter so a page can be bookmarked. A ``?run=`` value is only ever used
-after :meth:`apps.state.RunsRoot.resolve_run` accepted it; anything else (``../``, an absolute path,
+after :meth:`apps.runs_root.RunsRoot.resolve_run` accepted it; anything else (``../``, an absolute path,
 a symlink out of the root, a folder that is not a run) is refused with a message and ignored.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from apps.state import PathOutsideRoot, RunsRoot, checked_int
+from apps.render import md_code, md_text
+from apps.runs_root import PathOutsideRoot, RunsRoot, checked_int
 from tinyinterp.errors import TinyinterpError
 
 RUN_KEY = "run"
@@ -36,14 +37,14 @@ def runs_root() -> RunsRoot | None:
     try:
         return RunsRoot.from_env()
     except TinyinterpError as e:
-        st.error(str(e))
+        st.error(md_text(e))
         return None
 
 
 def sidebar_picker(root: RunsRoot) -> Selection | None:
     """Draw the run picker in the sidebar; returns the selected run (None when the root has none)."""
     runs = list_runs(str(root.path))
-    st.sidebar.caption(f"runs root: `{root.path}`")
+    st.sidebar.caption(f"runs root: {md_code(root.path)}")
     if not runs:
         st.sidebar.warning("no runs found")
         return None
@@ -60,7 +61,7 @@ def sidebar_picker(root: RunsRoot) -> Selection | None:
     if st.session_state.get(RUN_KEY) not in runs:
         st.session_state[RUN_KEY] = runs[0]
     if st.session_state.get("_run_refused"):
-        st.sidebar.error(st.session_state["_run_refused"])
+        st.sidebar.error(md_text(st.session_state["_run_refused"]))  # quotes the ?run= value: text only
     name = st.sidebar.selectbox("Run", runs, key=RUN_KEY, help="run directories found under the runs root")
     st.query_params[RUN_KEY] = name
     st.session_state["_run_requested"] = name

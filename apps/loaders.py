@@ -1,10 +1,13 @@
 """Cached loaders: models and analysis results once per process, tables once per file version.
 
 Models, neuron indexes and analysis results are shared read-only objects, so they live in
-``st.cache_resource`` (no copy per rerun). Tables derived from them live in ``st.cache_data``. Every
-loader takes the *modification time* of the file it reads as an argument, so re-running an analysis
-shows the new result without restarting the app. Paths arrive here already checked against the runs
-root by :mod:`apps.state`; nothing in this module takes a path from a widget.
+``st.cache_resource`` (no copy per rerun). Tables derived from them live in ``st.cache_data``.
+
+Pages pass a *run* (its directory, from :mod:`apps.run_picker`); the loaders here own their cache keys:
+each public loader finds the file it reads, resolves it through :func:`apps.runs_root.resolve_in_root`
+(a symlink out of the runs root or a loop is one line, never a read) and calls a private cached function
+keyed by the resolved path and the file's *modification time*, so re-running an analysis shows the new
+result without restarting the app. Nothing in this module takes a path from a widget.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from apps.runs_root import PathOutsideRoot, confine_folder, resolve_in_root
 from tinyinterp import rundir
 from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE
@@ -36,6 +40,18 @@ def mtime(path: Path) -> float:
         return Path(path).stat().st_mtime
     except OSError:
         return 0.0
+
+
+def file_key(path: Path) -> tuple[str, float]:
+    """``(resolved path, mtime)`` of a file inside the runs root: the cache key of what is read from it."""
+    resolved = resolve_in_root(path)
+    return str(resolved), mtime(resolved)
+
+
+def folder_key(folder: Path, *files: str, recursive: bool = False) -> tuple[str, float]:
+    """``(resolved folder, newest mtime of files)`` after every file in the folder passed the root check."""
+    resolved = confine_folder(folder, recursive=recursive)
+    return str(resolved), max((mtime(resolved / f) for f in files), default=mtime(resolved))
 
 
 def neurons_dir(run: Path) -> Path:
@@ -85,53 +101,61 @@ def model_version(run: Path) -> float:
 
 
 def is_training(run: Path) -> bool:
-    from apps.state import is_training_dir
+    from apps.runs_root import is_training_dir
 
     return is_training_dir(run)
+
+
+def model_key(run: Path) -> tuple[str, float]:
+    """Cache key of a run's model: the run folder (every file in it checked against the root) + version."""
+    path, _ = folder_key(run)
+    return path, model_version(Path(path))
 
 
 def model_for(run: Path):
     if is_training(run):
         raise TinyinterpError(f"{Path(run).name}: still being trained, no {rundir.WEIGHTS_FILE} yet; "
                               "its live loss curve is on the Runs page")
-    return load_model(str(run), model_version(run))
+    return load_model(*model_key(run))
 
 
 @st.cache_data(show_spinner=False)
-def run_config(run: str, version: float) -> dict:
-    path = Path(run) / rundir.CONFIG_FILE
-    return rundir.read_json(path) if path.is_file() else {}
+def _run_config(path: str, version: float) -> dict:
+    return rundir.read_json(Path(path)) if Path(path).is_file() else {}
+
+
+def run_config(run: Path) -> dict:
+    """The run's ``config.json`` (empty when it has none)."""
+    return _run_config(*file_key(Path(run) / rundir.CONFIG_FILE))
 
 
 @st.cache_data(show_spinner=False)
-def metrics_frame(run: str, version: float) -> pd.DataFrame:
+def _metrics_frame(path: str, version: float) -> pd.DataFrame:
+    return pd.DataFrame(read_jsonl(Path(path)))
+
+
+def metrics_frame(run: Path) -> pd.DataFrame:
     """``metrics.jsonl`` as a table (empty when the run has none)."""
-    return pd.DataFrame(read_jsonl(Path(run) / rundir.METRICS_FILE))
+    return _metrics_frame(*file_key(Path(run) / rundir.METRICS_FILE))
 
 
 # ----- neuron index and purity ----------------------------------------------------------------------
 
 
-def _runs_root() -> Path:
-    from apps.state import RunsRoot
-
-    return RunsRoot.from_env().path
-
-
 def _confined_corpus(path: Path, meta: dict):
-    """The corpus ``meta.json`` names, opened only if it lies inside the runs root (None if absent)."""
+    """The corpus ``meta.json`` names, opened only if it (and every file in it) lies inside the runs root
+    (None if absent)."""
     where = recorded_corpus_path(path, meta)
     if where is None or not where.exists():
         return None  # NeuronIndex.corpus says "not found" when an example needs it
-    root = _runs_root()
-    if not where.resolve().is_relative_to(root):
-        from apps.state import PathOutsideRoot
-
-        raise PathOutsideRoot(f"{path / META_FILE}: corpus {meta.get('corpus')!r} lies outside the runs root "
-                              f"{root}; the app reads only inside it (rebuild the index on a corpus under the root)")
+    try:
+        where = confine_folder(where)
+    except PathOutsideRoot as e:
+        raise PathOutsideRoot(f"{Path(path).name}/{META_FILE}: corpus {meta.get('corpus')!r} refused: {e} "
+                              "(rebuild the index on a corpus under the root)") from None
     from tinyinterp.corpus import TokenizedCorpus
 
-    return TokenizedCorpus.open(where.resolve())
+    return TokenizedCorpus.open(where)
 
 
 def _check_index_shapes(index) -> None:
@@ -152,14 +176,17 @@ def _neuron_index(path: str, version: float):
     return index
 
 
+def index_key(run: Path) -> tuple[str, float]:
+    """Cache key of the run's neuron index folder (its files checked against the root)."""
+    return folder_key(neurons_dir(run), META_FILE, INDEX_FILE)
+
+
 def neuron_index(run: Path):
-    path = neurons_dir(run)
-    return _neuron_index(str(path), index_version(run))
+    return _neuron_index(*index_key(run))
 
 
 def index_version(run: Path) -> float:
-    path = neurons_dir(run)
-    return max(mtime(path / META_FILE), mtime(path / INDEX_FILE))
+    return index_key(run)[1]
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -183,29 +210,48 @@ def _purity(path: str, version: float):
     return PurityResult.load(path)
 
 
+def purity_key(run: Path) -> tuple[str, float]:
+    return folder_key(neurons_dir(run), PURITY_FILE)
+
+
 def purity(run: Path):
-    path = neurons_dir(run)
-    return _purity(str(path), mtime(path / PURITY_FILE))
+    return _purity(*purity_key(run))
 
 
 @st.cache_data(show_spinner=False)
-def purity_top(path: str, version: float, k: int) -> pd.DataFrame:
+def _purity_top(path: str, version: float, k: int) -> pd.DataFrame:
     return _purity(path, version).top(k)
 
 
+def purity_top(run: Path, k: int) -> pd.DataFrame:
+    return _purity_top(*purity_key(run), k)
+
+
 @st.cache_data(show_spinner=False)
-def purity_frame(path: str, version: float) -> pd.DataFrame:
+def _purity_frame(path: str, version: float) -> pd.DataFrame:
     return _purity(path, version).to_frame()
 
 
+def purity_frame(run: Path) -> pd.DataFrame:
+    return _purity_frame(*purity_key(run))
+
+
 @st.cache_data(show_spinner=False)
-def stats_frame(path: str, version: float) -> pd.DataFrame:
+def _stats_frame(path: str, version: float) -> pd.DataFrame:
     return _neuron_index(path, version).stats_frame()
 
 
+def stats_frame(run: Path) -> pd.DataFrame:
+    return _stats_frame(*index_key(run))
+
+
 @st.cache_data(show_spinner=False)
-def neurons_for_token(path: str, version: float, token: str, top: int = 20) -> pd.DataFrame:
+def _neurons_for_token(path: str, version: float, token: str, top: int = 20) -> pd.DataFrame:
     return _neuron_index(path, version).neurons_for_token(token, top=top)
+
+
+def neurons_for_token(run: Path, token: str, top: int = 20) -> pd.DataFrame:
+    return _neurons_for_token(*index_key(run), token, top=top)
 
 
 @st.cache_data(show_spinner="Finding top examples…")
@@ -217,11 +263,17 @@ def top_examples(run: str, version: float, layer: int, neuron: int, k: int, cont
     index = neuron_index(run_path)
     model = model_for(run_path)
     check_index_matches_model(index, model)
-    corpus = _index_corpus(str(neurons_dir(run_path)), index_version(run_path))  # confined to the runs root
+    corpus = _index_corpus(*index_key(run_path))  # confined to the runs root
     if corpus is not None:
         index = NeuronIndex(index.path, index.meta, index.tensors, corpus=corpus, tokenizer=index.tokenizer)
     examples = index.top_examples(layer, neuron, k=k, context=context, model=model)
     return [dict(ex.__dict__) for ex in examples]
+
+
+def neuron_top_examples(run: Path, layer: int, neuron: int, k: int, context: int) -> list[dict]:
+    """:func:`top_examples` of the run, keyed by its confined path and index version."""
+    path, _ = folder_key(run)
+    return top_examples(path, index_version(Path(path)), layer, neuron, k, context)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -237,8 +289,7 @@ def category_counts(run: Path, examples: list[dict]) -> dict[str, int]:
 
     if not examples:
         return {}
-    path = neurons_dir(run)
-    cat = _categorizer(str(path), index_version(run))
+    cat = _categorizer(*index_key(run))
     tokens = np.array([ex["tokens"][ex["center"]] for ex in examples])
     prev = np.array([ex["tokens"][ex["center"] - 1] if ex["center"] > 0 else -1 for ex in examples])
     labels = cat.label(tokens, prev)
@@ -256,25 +307,42 @@ def _heads(path: str, version: float):
     return HeadResult.load(path)
 
 
+def heads_key(run: Path) -> tuple[str, float]:
+    return folder_key(heads_dir(run), HEADS_FILE)
+
+
 def heads(run: Path):
-    path = heads_dir(run)
-    return _heads(str(path), mtime(path / HEADS_FILE))
+    return _heads(*heads_key(run))
 
 
 @st.cache_data(show_spinner=False)
-def heads_frame(path: str, version: float) -> pd.DataFrame:
+def _heads_frame(path: str, version: float) -> pd.DataFrame:
     return _heads(path, version).to_frame()
 
 
+def heads_frame(run: Path) -> pd.DataFrame:
+    return _heads_frame(*heads_key(run))
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
-def comparison(path: str, version: float):
+def _comparison(path: str, version: float):
     from tinyinterp.interp import ComparisonResult
 
     return ComparisonResult.load(path)
 
 
+def comparison(folder: Path):
+    """A saved comparison folder (one of :func:`comparisons`)."""
+    return _comparison(*folder_key(folder, COMPARISON_FILE))
+
+
+def attention_patterns(run: Path, text: str, layers: tuple[int, ...]) -> tuple[list[str], dict]:
+    """Token strings of ``text`` and ``{layer: (heads, T, T) pattern}`` for the requested layers."""
+    return _attention_patterns(*model_key(run), text, tuple(layers))
+
+
 @st.cache_data(show_spinner="Running the model…")
-def attention_patterns(run: str, version: float, text: str, layers: tuple[int, ...]) -> tuple[list[str], dict]:
+def _attention_patterns(run: str, version: float, text: str, layers: tuple[int, ...]) -> tuple[list[str], dict]:
     """Token strings of ``text`` and ``{layer: (heads, T, T) pattern}`` for the requested layers."""
     model = load_model(run, version)
     tokenizer = model.tokenizer
@@ -287,8 +355,13 @@ def attention_patterns(run: str, version: float, text: str, layers: tuple[int, .
     return [tokenizer.token_str(i) for i in ids], {l: cache[f"blocks.{l}.attn.hook_pattern"][0].float().numpy() for l in layers}
 
 
+def generate_texts(run: Path, **settings) -> list[str]:
+    """Stories sampled from the run's model (same settings and seed: the same, cached, stories)."""
+    return _generate_texts(*model_key(run), **settings)
+
+
 @st.cache_data(show_spinner="Generating…")
-def generate_texts(run: str, version: float, prompt: str, n: int, max_new_tokens: int, temperature: float,
+def _generate_texts(run: str, version: float, prompt: str, n: int, max_new_tokens: int, temperature: float,
                    top_k: int | None, seed: int) -> list[str]:
     from tinyinterp.generation import SamplingConfig, generate
 
@@ -297,8 +370,13 @@ def generate_texts(run: str, version: float, prompt: str, n: int, max_new_tokens
     return generate(model, [prompt] * n, cfg)
 
 
+def neuron_activations(run: Path, text: str, layer: int, neuron: int) -> tuple[list[str], list[float]]:
+    """Token strings of ``text`` and one MLP neuron's activation on each."""
+    return _neuron_activations(*model_key(run), text, layer, neuron)
+
+
 @st.cache_data(show_spinner=False)
-def neuron_activations(run: str, version: float, text: str, layer: int, neuron: int) -> tuple[list[str], list[float]]:
+def _neuron_activations(run: str, version: float, text: str, layer: int, neuron: int) -> tuple[list[str], list[float]]:
     """Token strings of ``text`` and one MLP neuron's activation on each (the forward stops after ``layer``)."""
     from tinyinterp.interp.activations import sequence_activations
 
