@@ -20,7 +20,7 @@ from transformer_lens import head_detector
 from transformer_lens import utilities as utils
 from transformer_lens.ActivationCache import ActivationCache
 
-from .conftest import build, record_diff
+from tests.support.tl_models import build, record_diff
 
 TOL = 1e-4
 CLEAN = "When Lily and Tom went to the park, Tom gave the ball to"

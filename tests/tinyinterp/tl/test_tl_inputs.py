@@ -20,7 +20,7 @@ texts_strategy = st.lists(
 
 @pytest.fixture(scope="module")
 def model(neo_tokenizer):
-    from .conftest import build
+    from tests.support.tl_models import build
 
     return build(neo_tokenizer, preset="test-neo", seed=3)
 

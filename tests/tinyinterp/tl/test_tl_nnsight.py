@@ -23,7 +23,7 @@ FLAG_SETS = [
 
 @pytest.fixture
 def model(neo_tokenizer):
-    from .conftest import build
+    from tests.support.tl_models import build
 
     m = build(neo_tokenizer, preset="test-neo", seed=5, init_range=0.3)  # large enough that every patch shows
     assert all(block.attn.use_fast_attention for block in m.blocks)
