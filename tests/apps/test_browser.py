@@ -12,7 +12,7 @@ token became an element, no script ran, and that the circuitsvis frame cannot re
 
 Every data file the pages show (comparison, explanations, grades, emergence, config) also
 carries Markdown images, raw ``<img>`` tags and ``javascript:`` links pointing at a remote address
-(:mod:`tests.apps.hostile_data`), every page is also opened with such a ``?run=`` value, and the test
+(:mod:`tests.support.hostile_data`), every page is also opened with such a ``?run=`` value, and the test
 asserts that the browser made no request that leaves 127.0.0.1 (``page.on("request")``).
 """
 
@@ -122,7 +122,7 @@ def browser_root(runs_root, tmp_path_factory):
 
         add_explanations(root / "demo")  # the neuron table's scores, the neuron page's explanation
         add_emergence(root / "demo", TokenizedCorpus.open(root / "corpus"))  # the Emergence page's curves
-        from tests.apps.hostile_data import add_hostile_strings
+        from tests.support.hostile_data import add_hostile_strings
 
         add_hostile_strings(root)  # Markdown images / HTML / javascript: links in every data file shown
     finally:
@@ -227,7 +227,7 @@ def _hostile_queries(page, server: str) -> None:
     """Every page with a ``?run=`` / ``?layer=`` value that is a Markdown image: refused, shown as text."""
     from urllib.parse import quote
 
-    from tests.apps.hostile_data import HOSTILE_QUERY
+    from tests.support.hostile_data import HOSTILE_QUERY
 
     for name in EXPECTED:
         value = quote(HOSTILE_QUERY)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from apps.views import PAGE_NAMES
-from tests.apps.conftest import open_page, page_text
-from tests.apps.depth_fixtures import deep_root  # noqa: F401  (fixture)
+from tests.support.app_pages import open_page, page_text
+from tests.support.app_depth import deep_root  # noqa: F401  (fixture)
 
 SECRET_LOSS = 4.24242
 _OPENED: list[str] | None = None  # set while a test records opens; the hook is process-wide and cannot be removed

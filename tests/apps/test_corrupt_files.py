@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.apps.conftest import open_page, page_text
-from tests.apps.depth_fixtures import deep_root  # noqa: F401  (fixture)
+from tests.support.app_pages import open_page, page_text
+from tests.support.app_depth import deep_root  # noqa: F401  (fixture)
 
 EXAMPLES = settings(max_examples=8, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -1,6 +1,6 @@
 """Strings from data files are shown as text, never rendered as Markdown or HTML (issue 18, item 8).
 
-Every data file a page shows carries :data:`tests.apps.hostile_data.HOSTILE` (a Markdown image, a raw
+Every data file a page shows carries :data:`tests.support.hostile_data.HOSTILE` (a Markdown image, a raw
 ``<img>``, a ``javascript:`` link, a ``<script>``). Every element of every page that Streamlit renders as
 Markdown (titles, headers, captions, alerts, Markdown, metric labels; main area and sidebar) is rendered
 here with a CommonMark parser that *allows* raw HTML; the result must hold no image, no script, no link
@@ -15,9 +15,9 @@ import pytest
 from markdown_it import MarkdownIt
 
 from apps.views import PAGE_NAMES
-from tests.apps.conftest import open_page
-from tests.apps.depth_fixtures import deep_root  # noqa: F401  (fixture)
-from tests.apps.hostile_data import HOSTILE_NAME, HOSTILE_QUERY, REMOTE, add_hostile_strings
+from tests.support.app_pages import open_page
+from tests.support.app_depth import deep_root  # noqa: F401  (fixture)
+from tests.support.hostile_data import HOSTILE_NAME, HOSTILE_QUERY, REMOTE, add_hostile_strings
 
 MARKDOWN_KINDS = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success")
 FORBIDDEN = ("<img", "<script", "href=\"javascript:", f"src=\"http://{REMOTE}", f"href=\"http://{REMOTE}")
@@ -58,7 +58,7 @@ def hostile_root(deep_root, tmp_path, monkeypatch):  # noqa: F811
 
 def test_the_checker_catches_markdown(tmp_path):
     """The parser renders what the pages must avoid (so the test below can fail)."""
-    from tests.apps.hostile_data import HOSTILE
+    from tests.support.hostile_data import HOSTILE
 
     html = _md.render(HOSTILE)
     assert "<img" in html and "<script" in html and 'href="javascript:' in html

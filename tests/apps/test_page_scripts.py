@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from apps.views import PAGE_NAMES
-from tests.apps.conftest import APP_FILE
+from tests.support.app_pages import APP_FILE
 
 VIEWS = APP_FILE.parent / "views"
 
