@@ -28,8 +28,9 @@ def _head_name(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
 
 
+# Streamlit colour names for the grid cells (markdown ``:colour[...]``); a bare string here would be
+# printed on the page by Streamlit's "magic".
 CLASS_COLOURS = {"local": "blue", "semantic": "green", "mixed": "gray"}
-"""Streamlit colour names for the grid cells (markdown ``:colour[...]``)."""
 FIRST_COLUMNS = ["layer", "head", "head_class", "factor", "margin", "factor_margin"]
 
 

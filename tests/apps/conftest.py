@@ -22,9 +22,7 @@ from tests.support.app_pages import APP_FILE, SCRIPT_STORY, app_stories
 def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int) -> None:
     """``tinyinterp train`` itself (test-tiny, ``steps`` AdamW steps on one thread): a real ``metrics.jsonl``
     with validation losses every 30 steps and the final weights, as a user's finished run has them."""
-    from tinyinterp.rundir import CHECKPOINTS_DIR
-    from tinyinterp.runlock import LOCK_FILE
-    from training.train import DATA_SUBDIR
+    from tinyinterp.runlayout import CHECKPOINTS_DIR, DATA_DIR, LOCK_FILE
     from training.train import main as train_main
 
     texts = run.parent / f"{run.name}-texts"
@@ -41,7 +39,7 @@ def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int
     shutil.rmtree(texts)
     # The pages were written against a finished run of config, tokenizer, weights and metrics: the trainer's
     # resume state (checkpoints/, the tokenized data/, the lock file) is not part of what they show.
-    for leftover in (CHECKPOINTS_DIR, DATA_SUBDIR):
+    for leftover in (CHECKPOINTS_DIR, DATA_DIR):
         shutil.rmtree(run / leftover)
     (run / LOCK_FILE).unlink(missing_ok=True)
 

@@ -134,7 +134,7 @@ def _secret_run(where: Path) -> None:
 def test_sweep_run_names_cannot_leave_the_root(tmp_path, monkeypatch, opened, name):
     """A run name inside sweep_summary.json (``..``, absolute, or a symlinked folder) is refused, not plotted."""
     from apps.runs_root import RUNS_ENV
-    from tests.analyses.synthetic_sweep import make_sweep
+    from tests.support.synthetic_sweep import make_sweep
 
     root = tmp_path / "runs"
     sweep = make_sweep(root / "sweep", widths=(16, 64, 256), budgets=(1e11, 1e12))

@@ -114,7 +114,7 @@ def corrupted_sweeps(draw) -> tuple[str, object]:
 @EXAMPLES
 @given(case=corrupted_sweeps(), which=st.integers(0, 5))
 def test_corrupt_sweep_summaries(tmp_path, monkeypatch, case, which):
-    from tests.analyses.synthetic_sweep import make_sweep
+    from tests.support.synthetic_sweep import make_sweep
 
     root = _fresh_root(tmp_path, monkeypatch)
     sweep = make_sweep(root / "sweep", widths=(16, 64, 256), budgets=(1e11, 1e12))
@@ -139,7 +139,7 @@ def test_corrupt_sweep_summaries(tmp_path, monkeypatch, case, which):
 
 
 def test_sweep_runs_not_a_list_names_the_file(tmp_path, monkeypatch):
-    from tests.analyses.synthetic_sweep import make_sweep
+    from tests.support.synthetic_sweep import make_sweep
 
     root = _fresh_root(tmp_path, monkeypatch)
     sweep = make_sweep(root / "sweep", widths=(16, 64, 256), budgets=(1e11, 1e12))

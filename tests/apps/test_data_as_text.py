@@ -98,7 +98,7 @@ def test_scaling_page_shows_hostile_run_names_as_text(tmp_path, monkeypatch):
     import json
 
     from apps.runs_root import RUNS_ENV
-    from tests.analyses.synthetic_sweep import make_sweep
+    from tests.support.synthetic_sweep import make_sweep
 
     root = tmp_path / "runs"
     sweep = make_sweep(root / "sweep", widths=(16, 64, 256), budgets=(1e11, 1e12))
