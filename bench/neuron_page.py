@@ -184,13 +184,20 @@ def main(argv=None) -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: elapsed time (default); cpu: this process's CPU time, for a machine shared with other jobs")
     args = parser.parse_args(argv)
-    logging.getLogger("tinyinterp").setLevel(logging.ERROR)
+    quiet = logging.getLogger("tinyinterp")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the index build's INFO lines would drown the table; restored below
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"neuron page: top-{args.k} examples of a layer-{LAYER} neuron; threads={args.threads}; clock={args.clock}")
-    with tempfile.TemporaryDirectory() as tmp:
-        ratios = [bench_model(name, args, Path(tmp)) for name in args.models]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ratios = [bench_model(name, args, Path(tmp)) for name in args.models]
+    finally:  # main() also runs inside the test process: leave its logging and threads as they were
+        quiet.setLevel(level)
+        torch.set_num_threads(threads)
     print(f"smallest speed-up {min(ratios):.2f} (bar >= 5)")
     print(f"ratio={min(ratios):.3f}")
     return 0
