@@ -4,20 +4,17 @@ file, an interrupted run in `info`/`generate`, the bad-checkpoint advice, a metr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 
+from tests.support.lock_holder import start_lock_holder
 from tinyinterp import rundir
 from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
 from tinyinterp.runlayout import LOCK_FILE, OPTIMIZER_CHECKSUM_KEY, OPTIMIZER_FILE, STATE_FILE
 from tinyinterp.runlock import RunDirLockedError, lock_run_dir
 from training.train import main
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _one_line_error(capsys) -> str:
@@ -83,18 +80,11 @@ def test_full_disk_on_the_final_weights_is_one_line_and_resume_is_bit_identical(
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-_HOLD = (
-    "import sys, time\n"
-    "from tinyinterp.runlock import lock_run_dir\n"
-    "with lock_run_dir(sys.argv[1]):\n"
-    "    print('locked', flush=True)\n"
-    "    time.sleep(600)\n"
-)
 
 
 def test_deleting_the_lock_file_does_not_let_a_second_writer_in(tmp_path, train_args, capsys):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    holder = start_lock_holder(out)
     try:
         assert holder.stdout.readline().strip() == "locked"
         (out / LOCK_FILE).unlink()  # by hand, while the holder runs

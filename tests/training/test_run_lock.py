@@ -5,29 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.lock_holder import start_lock_holder
 from tinyinterp import rundir
 from tinyinterp.runlock import LOCK_FILE, RunDirLockedError, lock_run_dir
 from training.train import main
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_HOLD = (
-    "import sys, time\n"
-    "from tinyinterp.runlock import lock_run_dir\n"
-    "with lock_run_dir(sys.argv[1]):\n"
-    "    print('locked', flush=True)\n"
-    "    time.sleep(600)\n"
-)
-
 
 def test_second_writer_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_path, train_args, capsys):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    holder = start_lock_holder(out)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirLockedError, match=f"pid {holder.pid} "):
