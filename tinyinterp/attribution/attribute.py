@@ -53,11 +53,15 @@ def prompt_tokens(model, prompt) -> torch.Tensor:
     return tokens
 
 
-def target_token(model, target: str) -> int:
-    """The vocabulary id of ``target``, which must be exactly one token (e.g. ``" Lily"``)."""
+def target_token(model, target: str | int) -> int:
+    """The vocabulary id of ``target``: a string that must be exactly one token (e.g. ``" Lily"``), or an id."""
+    if isinstance(target, int) and not isinstance(target, bool):
+        if not 0 <= target < model.cfg.d_vocab:
+            raise TinyinterpError(f"--target token id {target} is outside the vocabulary (0..{model.cfg.d_vocab - 1})")
+        return target
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise TinyinterpError("--target needs a model with a tokenizer")
+        raise TinyinterpError("--target as text needs a model with a tokenizer; pass a token id")
     ids = tokenizer.encode(target)
     if len(ids) != 1:
         pieces = [tokenizer.decode([i]) for i in ids]
@@ -198,14 +202,14 @@ def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 
 
 
 def attribute(model, transcoders: TranscoderSet, prompt, *, max_n_logits: int = 10, desired_logit_prob: float = 0.95,
-              target: str | None = None, batch_size: int = 256, dtype: torch.dtype | None = None,
+              target: str | int | None = None, batch_size: int = 256, dtype: torch.dtype | None = None,
               exclude_bos: bool = True, causal_buckets: bool = True, progress: bool = False) -> AttributionGraph:
     """The attribution graph of ``model``'s next-token prediction after ``prompt`` (text or token ids).
 
     Args:
         transcoders: one per layer (:func:`~tinyinterp.attribution.transcoders.load_transcoder_set`).
         max_n_logits, desired_logit_prob: which next tokens become logit nodes (ignored with ``target``).
-        target: one token (e.g. ``" Lily"``) to attribute instead of the most likely ones.
+        target: one token (text such as ``" Lily"``, or its id) to attribute instead of the most likely ones.
         batch_size: targets per backward pass (memory grows with it: batch × prompt × d_model per layer).
         dtype: run in this dtype (``torch.float64`` for exactness checks) on a copy of model and transcoders.
         exclude_bos: a leading ``<|endoftext|>`` position has no feature or error nodes (its MLP outputs are constants).
