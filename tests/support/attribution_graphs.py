@@ -1,8 +1,8 @@
-"""Hand-made attribution graphs with the fields of ``AttributionGraph`` (COMMON.md), for pruning/JSON tests.
+"""Hand-made :class:`~tinyinterp.attribution.graph.AttributionGraph` objects, for pruning/JSON/prediction tests.
 
 :func:`make_graph` fills the dataclass from a dense adjacency matrix in the shared node order
-``[features, errors (layer * n_pos + pos), embeddings, logits]``; :func:`random_dag` draws one whose
-edges only go forwards (embeddings -> layer 0 -> ... -> logits, never to an earlier position), as in
+``[features, errors (layer * n_pos + pos), embeddings, logits]`` (biases and values zero);
+:func:`random_dag` draws one whose edges only go forwards (embeddings -> layer 0 -> ... -> logits, never to an earlier position), as in
 a real graph. :func:`hand_graph` is the 4-node graph whose influences the tests compute by hand.
 """
 
@@ -11,37 +11,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def _graph_class():
-    try:
-        from tinyinterp.attribution.graph import AttributionGraph
-    except ImportError:  # attr's branch not merged: a stand-in with the fixed fields
-        from dataclasses import dataclass
-
-        @dataclass
-        class AttributionGraph:  # noqa: D401 - same fields as the real one
-            input_string: str
-            input_tokens: torch.Tensor
-            active_features: torch.Tensor
-            activation_values: torch.Tensor
-            selected_features: torch.Tensor
-            adjacency_matrix: torch.Tensor
-            logit_tokens: torch.Tensor
-            logit_probabilities: torch.Tensor
-            n_layers: int
-            model_name: str
-            scan: str
-    return AttributionGraph
+from tinyinterp.attribution.graph import AttributionGraph
 
 
 def make_graph(adjacency, *, features, n_layers, input_tokens, logit_tokens, logit_probabilities,
                activations=None, input_string="hand-made", model_name="test-model", scan="test-scan"):
     """``features``: [(layer, pos, feature id)] of the feature nodes, in node order."""
-    cls = _graph_class()
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(cls)}
     n_features = len(features)
+    n_nodes = len(adjacency)
     values = dict(
         input_string=input_string,
         input_tokens=torch.tensor(input_tokens, dtype=torch.long),
@@ -53,10 +30,9 @@ def make_graph(adjacency, *, features, n_layers, input_tokens, logit_tokens, log
         logit_tokens=torch.tensor(logit_tokens, dtype=torch.long),
         logit_probabilities=torch.tensor(logit_probabilities, dtype=torch.float32),
         n_layers=n_layers, model_name=model_name, scan=scan,
+        node_biases=torch.zeros(n_nodes), node_values=torch.zeros(n_nodes),
     )
-    extra = {f.name: None for f in dataclasses.fields(cls)
-             if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    return cls(**{k: v for k, v in values.items() if k in names}, **extra)
+    return AttributionGraph(**values)
 
 
 def hand_graph():

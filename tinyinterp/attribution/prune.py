@@ -177,11 +177,13 @@ class GraphPath:
     """Product of the signs of the raw edges: +1 the path pushes the logit up, -1 down."""
     weights: list[float]
     """The raw edge weights (direct effects) along the path."""
+    share: float
+    """Product of the normalised edge weights: the fraction of the logit's absolute input along this path."""
 
     def describe(self, graph, tokenizer=None) -> str:
         lay = layout(graph)
         names = " -> ".join(describe(node_ref(graph, i, lay), tokenizer) for i in self.nodes)
-        return f"{'+' if self.sign > 0 else '-'}{self.score:.4f}  {names}"
+        return f"{'+' if self.sign > 0 else '-'}{100 * self.share:.2f}%  {names}"
 
 
 def _topological_order(edges: torch.Tensor) -> list[int]:
@@ -247,7 +249,8 @@ def top_paths(graph, k: int = 5, logit: int = 0, prune: PruneResult | None | boo
     for log_score, nodes in found[:k]:
         raw = [float(matrix[t, s]) for s, t in zip(nodes, nodes[1:])]
         sign = -1 if sum(w < 0 for w in raw) % 2 else 1
-        paths.append(GraphPath(nodes, math.exp(log_score), sign, raw))
+        score = math.exp(log_score)
+        paths.append(GraphPath(nodes, score, sign, raw, score / probability if probability > 0 else 0.0))
     return paths
 
 

@@ -59,7 +59,8 @@ def test_hand_graph_top_paths():
     assert [p.score for p in paths] == pytest.approx([0.6, 0.2, 0.2])
     rest = {tuple(p.nodes): (p.sign, p.weights) for p in paths[1:]}  # a tie at 0.2
     assert rest == {(2, 3): (1, [1.0]), (2, 1, 3): (-1, [0.5, -1.0])}
-    assert "L0 #7 @0" in paths[0].describe(graph)
+    assert paths[0].share == pytest.approx(0.6)
+    assert paths[0].describe(graph) == "+60.00%  emb '#5' @0 -> L0 #7 @0 -> logit '#9'"
 
 
 def test_frame_has_one_row_per_node_with_activation_and_influence():
