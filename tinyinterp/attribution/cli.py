@@ -5,7 +5,8 @@
 
 Transcoders: a set with one transcoder per layer (``tinyinterp sae train RUN --transcoder all``; default
 ``RUN/analysis/dictionaries/transcoders``). The graph is written in circuit-tracer's JSON schema to
-``RUN/analysis/graphs/<slug>.json`` (or ``--out``), and its size before/after pruning and its
+``RUN/analysis/graphs/<slug>.json`` (or ``--out``; features explained with ``tinyinterp explain RUN --dict
+SET/layer_XX`` carry their explanation as ``clerp``), and its size before/after pruning and its
 strongest paths to the top (or ``--target``) logit are printed.
 """
 
@@ -62,6 +63,23 @@ def add_subparser(subparsers) -> None:
     p.set_defaults(func=run_attribute)
 
 
+def feature_clerps(transcoders_dir: Path, n_layers: int) -> dict[tuple[int, int], str]:
+    """{(layer, feature): explanation} from each layer's ``explanations/`` (``tinyinterp explain RUN --dict``);
+    an LLM explanation wins over the baseline one. Layers nobody explained give nothing."""
+    from tinyinterp.explain.results import load_explanations
+
+    clerps: dict[tuple[int, int], str] = {}
+    for layer in range(n_layers):
+        folder = transcoders_dir / runlayout.transcoder_layer_name(layer) / runlayout.EXPLANATIONS_SUBDIR
+        if not folder.is_dir():
+            continue
+        frame = load_explanations(folder)
+        for row in frame.sort_values("explainer", key=lambda s: s == "baseline").itertuples():
+            if isinstance(row.explanation, str) and row.neuron is not None:
+                clerps.setdefault((layer, int(row.neuron)), row.explanation)
+    return clerps
+
+
 def run_attribute(args) -> int:
     from tqdm import tqdm
 
@@ -89,7 +107,8 @@ def run_attribute(args) -> int:
     pruned = prune_graph(graph, args.node_threshold, args.edge_threshold)
     stages.update()
     out = Path(args.out) if args.out else runlayout.graph_path(Path(args.model), graph_slug(args.prompt))
-    save_graph_json(graph, out, prune=pruned, tokenizer=model.tokenizer)
+    clerps = feature_clerps(transcoders, model.cfg.n_layers)
+    save_graph_json(graph, out, prune=pruned, tokenizer=model.tokenizer, clerps=clerps)
     stages.update()
     stages.close()
     n_before, e_before = graph.adjacency_matrix.shape[0], int((graph.adjacency_matrix != 0).sum())
@@ -100,6 +119,6 @@ def run_attribute(args) -> int:
     shown = model.tokenizer.token_str(int(graph.logit_tokens[logit]))
     print(f"top paths to {shown!r} (p={float(graph.logit_probabilities[logit]):.3f}):")
     for path in top_paths(graph, k=args.top_paths, logit=logit, prune=pruned):
-        print("  " + path.describe(graph, model.tokenizer))
+        print("  " + path.describe(graph, model.tokenizer, clerps))
     print(f"written: {out}")
     return 0

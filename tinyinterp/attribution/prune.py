@@ -180,9 +180,17 @@ class GraphPath:
     share: float
     """Product of the normalised edge weights: the fraction of the logit's absolute input along this path."""
 
-    def describe(self, graph, tokenizer=None) -> str:
+    def describe(self, graph, tokenizer=None, clerps: dict | None = None) -> str:
+        """``+60.00%  emb 'Lily' @3 -> L1 #42 @5 "names" -> logit ' she'`` (``clerps``: {(layer, feature): text})."""
         lay = layout(graph)
-        names = " -> ".join(describe(node_ref(graph, i, lay), tokenizer) for i in self.nodes)
+        clerps = clerps or {}
+
+        def name(i: int) -> str:
+            ref = node_ref(graph, i, lay)
+            text = clerps.get((ref.layer, ref.feature)) if ref.feature is not None else None
+            return describe(ref, tokenizer) + (f' "{text}"' if text else "")
+
+        names = " -> ".join(name(i) for i in self.nodes)
         return f"{'+' if self.sign > 0 else '-'}{100 * self.share:.2f}%  {names}"
 
 

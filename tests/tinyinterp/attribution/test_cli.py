@@ -50,6 +50,36 @@ def test_attribute_writes_a_valid_graph_and_prints_paths(run, capsys):
     assert load_graph_json(path).slug == graph_slug(PROMPT)
 
 
+def test_explained_features_carry_their_explanation(run, capsys):
+    from tinyinterp.jsonl import append_jsonl
+
+    model = rundir.load_run(run).eval()
+    graph = attribute(model, random_transcoders(model, seed=1), PROMPT)
+    explained = {}
+    for layer in range(model.cfg.n_layers):
+        folder = runlayout.dictionaries_dir(run) / runlayout.TRANSCODERS_SET / runlayout.transcoder_layer_name(layer)
+        (folder / runlayout.EXPLANATIONS_SUBDIR).mkdir()
+        for feature in range(64):
+            text = f"feature {feature} of layer {layer}"
+            append_jsonl(folder / runlayout.EXPLANATIONS_SUBDIR / "baseline.jsonl",
+                         {"id": f"L0N{feature}", "layer": 0, "neuron": feature, "explanation": text, "status": "ok"})
+            explained[(layer, feature)] = text
+    assert main(["attribute", str(run), PROMPT, "--no-progress", "--top-paths", "20"]) == 0
+    printed = capsys.readouterr().out
+    raw = json.loads(runlayout.graph_path(run, graph_slug(PROMPT)).read_text())
+    features = [n for n in raw["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    assert features
+    for node in features:
+        layer, feature, _ = (int(x) for x in node["node_id"].split("_"))
+        assert node["clerp"] == explained[(layer, feature)]
+    import re
+
+    shown = re.findall(r'L(\d+) #(\d+) @\d+ "([^"]*)"', printed)
+    bare = re.findall(r'L\d+ #\d+ @\d+\b(?! ")', printed)
+    assert not bare and all(text == explained[(int(l), int(f))] for l, f, text in shown)
+    assert graph.n_nodes == raw["metadata"]["tinyinterp"]["n_nodes_before"]
+
+
 def test_target_and_out(run, tmp_path, tiny_tokenizer, capsys):
     target = next(t for t in (" Tom", " the", " a") if len(tiny_tokenizer.encode(t)) == 1)
     out = tmp_path / "g.json"
