@@ -116,7 +116,7 @@ def test_batched_rows_equal_the_per_target_reference(arch):
     rm = ReplacementModel(model, transcoders, tokens)
     logit_vecs = torch.randn(3, model.cfg.d_model, dtype=torch.float64)
     batched = edge_rows(rm, logit_vecs, batch_size=6)
-    reference = per_target_rows(rm, logit_vecs)
+    reference = per_target_rows(rm, logit_vecs, values_only=False)
     assert reference.abs().max() > 0.1
     assert (batched - reference).abs().max() < 1e-10
     only = torch.zeros(len(reference), dtype=torch.bool)
@@ -124,3 +124,4 @@ def test_batched_rows_equal_the_per_target_reference(arch):
     partial = edge_rows(rm, logit_vecs, batch_size=4, only=only)
     assert torch.equal(partial[~only], torch.zeros_like(partial[~only]))
     assert (partial[only] - reference[only]).abs().max() < 1e-10
+    assert (per_target_rows(rm, logit_vecs) - reference).abs().max() < 1e-10  # values-only projection: same rows
