@@ -43,9 +43,13 @@ def test_replacement_logits_equal_model_logits(arch, tiny_tokenizer):
     assert rm.n_active > 0 and rm.errors.abs().max() > 1e-3  # random transcoders: real error nodes
 
 
-@pytest.mark.parametrize("arch", ["gpt-neo", "gpt2"])
+@pytest.mark.parametrize("arch", ["gpt-neo", "gpt2", "legacy", "gpt2-processed"])
 def test_node_sums_and_batching(arch, tiny_tokenizer, tmp_path):
-    model = build_model(arch, seed=3, tokenizer=tiny_tokenizer)
+    """legacy: untied unembedding with a bias; processed: TL's folded LayerNorms (LNPre, no weights)."""
+    model = build_model(arch.removesuffix("-processed"), seed=3, tokenizer=tiny_tokenizer)
+    if arch.endswith("-processed"):
+        model.process_weights()
+        assert model.blocks[0].ln2.w is None
     folder = save_transcoder_set(random_transcoders(model, seed=4), tmp_path / "transcoders")
     transcoders = load_transcoder_set(folder, model)
     graph = attribute(model, transcoders, PROMPT, dtype=torch.float64, batch_size=16)
