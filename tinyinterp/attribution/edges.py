@@ -186,17 +186,19 @@ def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in
 
 
 def per_target_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, only: torch.Tensor | None = None,
-                    progress: bool = False) -> torch.Tensor:
-    """The textbook reference for :func:`edge_rows`: ONE backward pass per target node through the
-    whole frozen model on the whole prompt (autograd through both projections of every attention
-    layer, the target's own included), injecting the target's read direction where it reads. Same
-    rows as :func:`edge_rows` (the benchmark's baseline and the tests' cross-check); ``only`` as there."""
+                    progress: bool = False, values_only: bool = True) -> torch.Tensor:
+    """The textbook reference for :func:`edge_rows`: ONE plain backward pass per target node through
+    the whole frozen model on the whole prompt (autograd through every attention layer, the target's
+    own included), injecting the target's read direction where it reads — what circuit-tracer computes
+    at batch size 1. Same rows as :func:`edge_rows` (the benchmark's baseline and the tests'
+    cross-check); ``only`` as there; ``values_only=False`` also backpropagates through the fused q/k/v
+    projection (zero gradient for q and k, 1.5x the work)."""
     L, P = rm.n_layers, rm.n_pos
     layout = SourceLayout(rm)
     n_targets = rm.n_active + len(logit_vecs)
     wanted = torch.ones(n_targets, dtype=torch.bool) if only is None else only.cpu()
     rows = torch.zeros(n_targets, layout.n_sources, dtype=rm.encoder_vecs.dtype, device=rm.device)
-    lg = rm.linear_graph(P, values_only=False)
+    lg = rm.linear_graph(P, values_only=values_only)
     targets = wanted.nonzero()[:, 0].tolist()
     for t in tqdm(targets, desc="attribution (per target)", disable=not progress, leave=False):
         if t < rm.n_active:
