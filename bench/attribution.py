@@ -19,6 +19,14 @@ Peak memory: the process's peak resident set growth over the phase (each phase i
 
 The last line is ``ratio=<per-target seconds per graph / batched seconds per graph>`` (bar: >= 10).
 
+On a CPU both sides are bound by the matrix multiplies of the backward passes (a batch-1 pass over 64
+positions is already a large enough matmul), so batching by itself buys little there; the speed-up
+measured on CPU comes from the work the batched path avoids (causal buckets, the closed-form first
+attention layer). Measured on the session's shared 2-core machine (CPU clock, 1 thread, k 16): 1.94 ms
+vs 7.08 ms per target node, ``ratio=3.573`` — below the bar. Per-target passes on a GPU are bound by
+kernel launches instead, where batching is what pays; ``--device cuda`` runs the same comparison there
+(not measured yet).
+
     python bench/attribution.py [--k 16] [--d-sae 3072] [--batch-size 256] [--baseline-targets 128] [--threads 1]
 """
 
