@@ -129,12 +129,15 @@ def _backward(output: torch.Tensor, inputs: list[torch.Tensor], grad: torch.Tens
 
 
 def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 256, causal_buckets: bool = True,
-              progress: bool = False, only: torch.Tensor | None = None) -> torch.Tensor:
+              progress: bool = False, only: torch.Tensor | None = None, out: torch.Tensor | None = None,
+              out_rows: torch.Tensor | None = None) -> torch.Tensor:
     """(n_active + n_logits, n_sources): every feature's and logit's incoming direct effects.
 
     Targets are grouped by layer (a backward pass walks only the layers below its targets) and, with
     ``causal_buckets``, by position; each group takes one batched backward pass per ``batch_size``.
-    ``only``: a bool mask of the targets to compute (other rows stay zero)."""
+    ``only``: a bool mask of the targets to compute (other rows stay zero). ``out`` / ``out_rows``: write
+    target ``t``'s row into ``out[out_rows[t], :n_sources]`` (any dtype or device; e.g. the adjacency
+    matrix, so the graph is not held twice) and return ``out``."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TinyinterpError(f"--batch-size must be a positive integer, got {batch_size!r}")
     L, P = rm.n_layers, rm.n_pos
@@ -144,7 +147,10 @@ def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 
     t_pos = torch.cat([rm.active_features[:, 1], torch.full((len(logit_vecs),), P - 1, device=rm.device)])
     t_vec = torch.cat([rm.encoder_vecs, logit_vecs.to(rm.encoder_vecs)])
     wanted = torch.ones(n_targets, dtype=torch.bool, device=rm.device) if only is None else only.to(rm.device)
-    rows = torch.zeros(n_targets, layout.n_sources, dtype=t_vec.dtype, device=rm.device)
+    if out is None:
+        out = torch.zeros(n_targets, layout.n_sources, dtype=t_vec.dtype, device=rm.device)
+    if out_rows is None:
+        out_rows = torch.arange(n_targets)
     bar = tqdm(total=int(wanted.sum()), desc="attribution", disable=not progress, leave=False)
     start = 0
     for end in _buckets(t_pos[wanted], P, batch_size, causal_buckets):
@@ -155,23 +161,24 @@ def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 
         n = end + 1
         lg = rm.linear_graph(n)
         with torch.no_grad():  # the closed-form parts use parameters: record nothing (autograd.grad still runs)
-            _bucket_rows(rm, lg, layout, in_bucket, t_layer, t_pos, t_vec, batch_size, rows, bar)
+            _bucket_rows(rm, lg, layout, in_bucket, t_layer, t_pos, t_vec, batch_size, out, out_rows.cpu(), bar)
         del lg
     bar.close()
-    return rows
+    return out
 
 
 def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in_bucket, t_layer, t_pos, t_vec,
-                 batch_size: int, rows: torch.Tensor, bar) -> None:
+                 batch_size: int, out: torch.Tensor, out_rows: torch.Tensor, bar) -> None:
     """The rows of one bucket's targets, layer by layer, ``batch_size`` targets per backward pass."""
     L, n = rm.n_layers, lg.n_pos
     for layer in range(L + 1):
         todo = (in_bucket & (t_layer == layer)).nonzero()[:, 0]
         for chunk in todo.split(batch_size) if len(todo) else ():
-            pos, block = t_pos[chunk], torch.zeros(len(chunk), layout.n_sources, dtype=rows.dtype, device=rows.device)
+            pos = t_pos[chunk]
+            block = torch.zeros(len(chunk), layout.n_sources, dtype=t_vec.dtype, device=t_vec.device)
             if layer == L:  # logits read the last residual: the last MLP output directly, then attention L-1
                 g_mid = layernorm_backward(rm, "ln_final", t_vec[chunk], pos)
-                direct = torch.zeros(len(chunk), n, rm.d_model, dtype=rows.dtype, device=rows.device)
+                direct = torch.zeros(len(chunk), n, rm.d_model, dtype=t_vec.dtype, device=t_vec.device)
                 direct[:, -1] = g_mid
                 layout.contract_layer(rm, L - 1, direct, block)
                 attn_layer = L - 1
@@ -181,7 +188,7 @@ def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in
             g_pre = attention_step(rm, attn_layer, pos, g_mid, n)
             grads = _backward(lg.resid_pre[attn_layer], [lg.embed, *lg.mlp_out[:attn_layer]], g_pre)
             layout.contract(rm, lg, grads, block)
-            rows[chunk] = block
+            out[out_rows[chunk.cpu()], :layout.n_sources] = block.to(device=out.device, dtype=out.dtype)
             bar.update(len(chunk))
 
 
