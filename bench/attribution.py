@@ -22,8 +22,9 @@ The last line is ``ratio=<per-target seconds per graph / batched seconds per gra
 On a CPU both sides are bound by the matrix multiplies of the backward passes (a batch-1 pass over 64
 positions is already a large enough matmul), so batching by itself buys little there; the speed-up
 measured on CPU comes from the work the batched path avoids (causal buckets, the closed-form first
-attention layer). Measured on the session's shared 2-core machine (CPU clock, 1 thread, k 16): 1.94 ms
-vs 7.08 ms per target node, ``ratio=3.573`` — below the bar. Per-target passes on a GPU are bound by
+attention layer, layer 0's value path for the token embeddings). Measured on the session's shared
+2-core machine (CPU clock, 1 thread, k 16, 4,096 active features): 1.83 ms vs 8.54 ms per target node,
+7.8 s vs 35.4 s per graph, ``ratio=4.547`` (3.6 in an earlier run: the per-target side varies) — below the bar. Per-target passes on a GPU are bound by
 kernel launches instead, where batching is what pays; ``--device cuda`` runs the same comparison there
 (not measured yet).
 

@@ -10,14 +10,16 @@ one target's gradient (``torch.autograd.grad(..., is_grads_batched=True)``), as 
 a batch of gradients into a batch of copies of the forward pass (we vmap over one copy instead, so the
 forward pass is computed once, not once per row).
 
-Two exact shortcuts make each backward pass cheaper:
+Three exact shortcuts make each backward pass cheaper:
 
 * causal buckets: a target at position p sees positions <= p only, so targets are grouped by position
   and each bucket's forward/backward covers the prompt up to its last position;
 * the target's own attention layer is done in closed form: the gradient enters at one query position,
   so it reaches each key position k as ``sum_h pattern_h[p, k] · W_V[h] W_O[h] g`` — H vectors instead
   of a dense (position × d_model) pass through both projections. The result enters autograd at that
-  layer's ``hook_resid_pre``.
+  layer's ``hook_resid_pre``;
+* the token embeddings' effects through layer 0's attention are contracted with the embeddings' own
+  value vectors (autograd stops at layer 0's MLP output, :func:`token_effects`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,24 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     return g
 
 
+def token_effects(rm: ReplacementModel, lg: LinearGraph, g_post0: torch.Tensor, out: torch.Tensor) -> None:
+    """Add to ``out`` (B, n) the token embeddings' direct effects given the gradient ``g_post0`` (B, n, d)
+    at ``blocks.0.hook_resid_post``: the residual's identity plus layer 0's attention, contracted with
+    the embeddings' own value vectors (so no pass through ``W_V`` and ln1 for the whole batch)."""
+    n = lg.n_pos
+    attn, ln1 = rm.model.blocks[0].attn, rm.model.blocks[0].ln1
+    embed = lg.embed[0].detach()  # (n, d)
+    x = embed - embed.mean(-1, keepdim=True)  # ln1's linear part on the embedding alone (frozen scale)
+    x = x / rm.frozen["blocks.0.ln1.hook_scale"][0, :n]
+    if ln1.w is not None:
+        x = x * ln1.w
+    values = torch.einsum("kd,hde->khe", x, attn.W_V)  # (n, H, d_head): what each embedding adds to the values
+    g_z = torch.einsum("bqd,hed->bqhe", g_post0, attn.W_O)  # (B, n, H, d_head)
+    pattern = rm.frozen["blocks.0.attn.hook_pattern"][0][:, :n, :n]  # (H, query, key)
+    g_v = torch.einsum("hqk,bqhe->bkhe", pattern, g_z)
+    out += torch.einsum("bkd,kd->bk", g_post0, embed) + torch.einsum("bkhe,khe->bk", g_v, values)
+
+
 def _buckets(positions: torch.Tensor, n_pos: int, batch_size: int, causal: bool) -> list[int]:
     """Last position (inclusive) of each bucket of target positions; one bucket when not causal."""
     if not causal:
@@ -186,8 +206,12 @@ def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in
                 g_mid = layernorm_backward(rm, f"blocks.{layer}.ln2", t_vec[chunk], pos)
                 attn_layer = layer
             g_pre = attention_step(rm, attn_layer, pos, g_mid, n)
-            grads = _backward(lg.resid_pre[attn_layer], [lg.embed, *lg.mlp_out[:attn_layer]], g_pre)
-            layout.contract(rm, lg, grads, block)
+            if attn_layer == 0:  # the gradient at resid_pre_0 is the token embeddings' gradient
+                layout.contract(rm, lg, [g_pre], block)
+            else:  # autograd down to layer 0's MLP output; the token embeddings' effects from there in closed form
+                grads = _backward(lg.resid_pre[attn_layer], lg.mlp_out[:attn_layer], g_pre)
+                layout.contract(rm, lg, [None, *grads], block)
+                token_effects(rm, lg, grads[0], block[:, layout.token_offset:layout.token_offset + n])
             out[out_rows[chunk.cpu()], :layout.n_sources] = block.to(device=out.device, dtype=out.dtype)
             bar.update(len(chunk))
 
