@@ -113,14 +113,13 @@ def attribute(model, transcoders: TranscoderSet, prompt, *, max_n_logits: int = 
     logit_vecs = (W_U[:, ids] - W_U.mean(dim=1, keepdim=True)).T.detach()  # centred unembedding (n_logits, d)
     log.info("attribution of %d tokens: %d active features, %d logit nodes", rm.n_pos, rm.n_active, len(ids))
 
-    rows = edge_rows(rm, logit_vecs, batch_size=batch_size, causal_buckets=causal_buckets, progress=progress)
-
     n_act, L, P, n_logits = rm.n_active, rm.n_layers, rm.n_pos, len(ids)
     n_nodes = n_act + L * P + P + n_logits
     out_dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
     adjacency = torch.zeros(n_nodes, n_nodes, dtype=out_dtype)
-    adjacency[:n_act, :rows.shape[1]] = rows[:n_act].cpu().to(out_dtype)
-    adjacency[n_nodes - n_logits:, :rows.shape[1]] = rows[n_act:].cpu().to(out_dtype)
+    target_rows = torch.cat([torch.arange(n_act), torch.arange(n_nodes - n_logits, n_nodes)])  # features, then logits
+    edge_rows(rm, logit_vecs, batch_size=batch_size, causal_buckets=causal_buckets, progress=progress,
+              out=adjacency, out_rows=target_rows)
 
     # Constant terms: the linear model with every source switched off; values: the clean pass.
     zero_logits, zero_pre = rm.frozen_forward(torch.zeros_like(rm.activation_values), error_scale=0.0, token_scale=0.0)

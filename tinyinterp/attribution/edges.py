@@ -10,14 +10,16 @@ one target's gradient (``torch.autograd.grad(..., is_grads_batched=True)``), as 
 a batch of gradients into a batch of copies of the forward pass (we vmap over one copy instead, so the
 forward pass is computed once, not once per row).
 
-Two exact shortcuts make each backward pass cheaper:
+Three exact shortcuts make each backward pass cheaper:
 
 * causal buckets: a target at position p sees positions <= p only, so targets are grouped by position
   and each bucket's forward/backward covers the prompt up to its last position;
 * the target's own attention layer is done in closed form: the gradient enters at one query position,
   so it reaches each key position k as ``sum_h pattern_h[p, k] · W_V[h] W_O[h] g`` — H vectors instead
   of a dense (position × d_model) pass through both projections. The result enters autograd at that
-  layer's ``hook_resid_pre``.
+  layer's ``hook_resid_pre``;
+* the token embeddings' effects through layer 0's attention are contracted with the embeddings' own
+  value vectors (autograd stops at layer 0's MLP output, :func:`token_effects`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,24 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     return g
 
 
+def token_effects(rm: ReplacementModel, lg: LinearGraph, g_post0: torch.Tensor, out: torch.Tensor) -> None:
+    """Add to ``out`` (B, n) the token embeddings' direct effects given the gradient ``g_post0`` (B, n, d)
+    at ``blocks.0.hook_resid_post``: the residual's identity plus layer 0's attention, contracted with
+    the embeddings' own value vectors (so no pass through ``W_V`` and ln1 for the whole batch)."""
+    n = lg.n_pos
+    attn, ln1 = rm.model.blocks[0].attn, rm.model.blocks[0].ln1
+    embed = lg.embed[0].detach()  # (n, d)
+    x = embed - embed.mean(-1, keepdim=True)  # ln1's linear part on the embedding alone (frozen scale)
+    x = x / rm.frozen["blocks.0.ln1.hook_scale"][0, :n]
+    if ln1.w is not None:
+        x = x * ln1.w
+    values = torch.einsum("kd,hde->khe", x, attn.W_V)  # (n, H, d_head): what each embedding adds to the values
+    g_z = torch.einsum("bqd,hed->bqhe", g_post0, attn.W_O)  # (B, n, H, d_head)
+    pattern = rm.frozen["blocks.0.attn.hook_pattern"][0][:, :n, :n]  # (H, query, key)
+    g_v = torch.einsum("hqk,bqhe->bkhe", pattern, g_z)
+    out += torch.einsum("bkd,kd->bk", g_post0, embed) + torch.einsum("bkhe,khe->bk", g_v, values)
+
+
 def _buckets(positions: torch.Tensor, n_pos: int, batch_size: int, causal: bool) -> list[int]:
     """Last position (inclusive) of each bucket of target positions; one bucket when not causal."""
     if not causal:
@@ -129,12 +149,15 @@ def _backward(output: torch.Tensor, inputs: list[torch.Tensor], grad: torch.Tens
 
 
 def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 256, causal_buckets: bool = True,
-              progress: bool = False, only: torch.Tensor | None = None) -> torch.Tensor:
+              progress: bool = False, only: torch.Tensor | None = None, out: torch.Tensor | None = None,
+              out_rows: torch.Tensor | None = None) -> torch.Tensor:
     """(n_active + n_logits, n_sources): every feature's and logit's incoming direct effects.
 
     Targets are grouped by layer (a backward pass walks only the layers below its targets) and, with
     ``causal_buckets``, by position; each group takes one batched backward pass per ``batch_size``.
-    ``only``: a bool mask of the targets to compute (other rows stay zero)."""
+    ``only``: a bool mask of the targets to compute (other rows stay zero). ``out`` / ``out_rows``: write
+    target ``t``'s row into ``out[out_rows[t], :n_sources]`` (any dtype or device; e.g. the adjacency
+    matrix, so the graph is not held twice) and return ``out``."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TinyinterpError(f"--batch-size must be a positive integer, got {batch_size!r}")
     L, P = rm.n_layers, rm.n_pos
@@ -144,7 +167,10 @@ def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 
     t_pos = torch.cat([rm.active_features[:, 1], torch.full((len(logit_vecs),), P - 1, device=rm.device)])
     t_vec = torch.cat([rm.encoder_vecs, logit_vecs.to(rm.encoder_vecs)])
     wanted = torch.ones(n_targets, dtype=torch.bool, device=rm.device) if only is None else only.to(rm.device)
-    rows = torch.zeros(n_targets, layout.n_sources, dtype=t_vec.dtype, device=rm.device)
+    if out is None:
+        out = torch.zeros(n_targets, layout.n_sources, dtype=t_vec.dtype, device=rm.device)
+    if out_rows is None:
+        out_rows = torch.arange(n_targets)
     bar = tqdm(total=int(wanted.sum()), desc="attribution", disable=not progress, leave=False)
     start = 0
     for end in _buckets(t_pos[wanted], P, batch_size, causal_buckets):
@@ -155,23 +181,24 @@ def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 
         n = end + 1
         lg = rm.linear_graph(n)
         with torch.no_grad():  # the closed-form parts use parameters: record nothing (autograd.grad still runs)
-            _bucket_rows(rm, lg, layout, in_bucket, t_layer, t_pos, t_vec, batch_size, rows, bar)
+            _bucket_rows(rm, lg, layout, in_bucket, t_layer, t_pos, t_vec, batch_size, out, out_rows.cpu(), bar)
         del lg
     bar.close()
-    return rows
+    return out
 
 
 def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in_bucket, t_layer, t_pos, t_vec,
-                 batch_size: int, rows: torch.Tensor, bar) -> None:
+                 batch_size: int, out: torch.Tensor, out_rows: torch.Tensor, bar) -> None:
     """The rows of one bucket's targets, layer by layer, ``batch_size`` targets per backward pass."""
     L, n = rm.n_layers, lg.n_pos
     for layer in range(L + 1):
         todo = (in_bucket & (t_layer == layer)).nonzero()[:, 0]
         for chunk in todo.split(batch_size) if len(todo) else ():
-            pos, block = t_pos[chunk], torch.zeros(len(chunk), layout.n_sources, dtype=rows.dtype, device=rows.device)
+            pos = t_pos[chunk]
+            block = torch.zeros(len(chunk), layout.n_sources, dtype=t_vec.dtype, device=t_vec.device)
             if layer == L:  # logits read the last residual: the last MLP output directly, then attention L-1
                 g_mid = layernorm_backward(rm, "ln_final", t_vec[chunk], pos)
-                direct = torch.zeros(len(chunk), n, rm.d_model, dtype=rows.dtype, device=rows.device)
+                direct = torch.zeros(len(chunk), n, rm.d_model, dtype=t_vec.dtype, device=t_vec.device)
                 direct[:, -1] = g_mid
                 layout.contract_layer(rm, L - 1, direct, block)
                 attn_layer = L - 1
@@ -179,9 +206,13 @@ def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in
                 g_mid = layernorm_backward(rm, f"blocks.{layer}.ln2", t_vec[chunk], pos)
                 attn_layer = layer
             g_pre = attention_step(rm, attn_layer, pos, g_mid, n)
-            grads = _backward(lg.resid_pre[attn_layer], [lg.embed, *lg.mlp_out[:attn_layer]], g_pre)
-            layout.contract(rm, lg, grads, block)
-            rows[chunk] = block
+            if attn_layer == 0:  # the gradient at resid_pre_0 is the token embeddings' gradient
+                layout.contract(rm, lg, [g_pre], block)
+            else:  # autograd down to layer 0's MLP output; the token embeddings' effects from there in closed form
+                grads = _backward(lg.resid_pre[attn_layer], lg.mlp_out[:attn_layer], g_pre)
+                layout.contract(rm, lg, [None, *grads], block)
+                token_effects(rm, lg, grads[0], block[:, layout.token_offset:layout.token_offset + n])
+            out[out_rows[chunk.cpu()], :layout.n_sources] = block.to(device=out.device, dtype=out.dtype)
             bar.update(len(chunk))
 
 
