@@ -117,17 +117,21 @@ def read_tinymodel(path: str | Path, hook_in: str | None = None,
 
 
 def download_tinymodel(tag: str) -> Path:
-    """The local path of TinyModel file ``tag`` (``M2`` … or ``mlp_map_test/M2_S-2_R1_P0``), from the hub cache
-    or downloaded (time-bounded); offline, one line saying so."""
+    """The local path of TinyModel file ``tag`` (``M2`` … or ``mlp_map_test/M2_S-2_R1_P0``): from the hub cache,
+    else downloaded (time-bounded); with neither, one line saying so."""
+    from huggingface_hub import hf_hub_download
+
     from tinyinterp.hf import hub
 
     file = DEFAULT_FILES.get(tag, tag).removesuffix(".pt") + ".pt"
+    try:
+        return Path(hf_hub_download(HUB_REPO, file, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not in the cache (the client raises several types); try the hub
+        pass
     problem = hub.hub_problem()
     if problem is not None:
-        raise DictionaryError(f"TinyModel {tag!r}: the Hugging Face Hub is unreachable ({problem}); "
-                              f"download {HUB_REPO}/{file} elsewhere and pass its path")
-    from huggingface_hub import hf_hub_download
-
+        raise DictionaryError(f"TinyModel {tag!r}: not in the local hub cache and the Hugging Face Hub is unreachable "
+                              f"({problem}); download {HUB_REPO}/{file} elsewhere and pass its path")
     log.info("downloading %s/%s", HUB_REPO, file)
     try:
         return Path(hf_hub_download(HUB_REPO, file, etag_timeout=hub.PROBE_TIMEOUT_S * 3))

@@ -151,3 +151,30 @@ def test_relu_dictionaries_have_no_topk_cap_and_are_not_trained_here(tmp_path):
 
     with pytest.raises(DictionaryError, match="only TopK"):
         DictionaryTrainer(DictionaryConfig("sae", "h", "h", 4, 4, 16, 16, activation="relu"), TrainConfig(), tmp_path)
+
+
+def test_download_reads_the_hub_cache_offline_and_is_one_line_without_it(tmp_path, monkeypatch):
+    from tinyinterp.dictionaries.tinymodel import DEFAULT_FILES, HUB_REPO, download_tinymodel
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DictionaryError, match="unreachable") as info:
+        download_tinymodel("M2")
+    assert "\n" not in str(info.value) and DEFAULT_FILES["M2"] in str(info.value)
+    # the hub cache's layout: models--owner--name/refs/main names the snapshot holding the file
+    repo = tmp_path / "hf" / "hub" / ("models--" + HUB_REPO.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    target = repo / "snapshots" / ("0" * 40) / (DEFAULT_FILES["M2"] + ".pt")
+    target.parent.mkdir(parents=True)
+    state = _sparse_mlp_state(6, 12, 6, seed=3)
+    torch.save(state, target)
+    path = download_tinymodel("M2")
+    assert path == target
+    coder = load_dictionary(path)
+    assert (coder.cfg.hook_in, coder.cfg.hook_out) == ("blocks.2.hook_resid_mid", "blocks.2.hook_mlp_out")
