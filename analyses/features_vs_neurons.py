@@ -13,7 +13,7 @@ all three kinds then go through the library's ONE unit path: the (neuron/feature
 purity of ``tinyinterp.interp.categories`` and the explain -> simulate -> score loop of ``tinyinterp.explain``
 (baseline explainer: offline and deterministic; the same for every kind, so the comparison is fair, though
 the absolute scores are the baseline's, not an LLM's). Per layer and kind: mean / median explanation score
-and the share >= 0.5 over ``--units`` sampled live units, mean type ("role") purity and the share of role
+(with its standard error) and the share >= 0.5 over ``--units`` sampled live units, mean type ("role") purity and the share of role
 units (type purity >= 0.8 over >= 3 distinct top tokens in a real category) over all live units, and the
 dictionary's last training FVU.
 
@@ -162,6 +162,7 @@ def _row(label: str, layer: int, kind: str, purity, row_in_purity: int, live: np
             "n_explained": int(len(values)),
             "score_mean": float(values.mean()) if len(values) else float("nan"),
             "score_median": float(np.median(values)) if len(values) else float("nan"),
+            "score_sem": float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan"),
             "share_score_ge_0.5": float((values >= 0.5).mean()) if len(values) else float("nan"),
             "type_purity_mean": float(np.nanmean(tp)) if np.isfinite(tp).any() else float("nan"),
             "role_share": float(role.mean()) if len(role) else float("nan"),
@@ -250,12 +251,13 @@ def plot(result: dict, path: Path) -> None:
 
 
 def format_table(result: dict) -> str:
-    head = f"{'model':<10} {'layer':>5} {'unit':<10} {'live':>6} {'n':>4} {'score':>6} {'>=.5':>5} {'purity':>6} {'role':>5} {'fvu':>5}"
+    head = (f"{'model':<12} {'layer':>5} {'unit':<10} {'live':>6} {'n':>4} {'score':>6} {'±sem':>5} {'>=.5':>5} {'purity':>6} "
+            f"{'role':>5} {'fvu':>5}")
     lines = [head]
     for model in result["models"]:
         for r in model["rows"]:
-            lines.append(f"{r['model']:<10} {r['layer']:>5} {r['unit']:<10} {r['n_live']:>6} {r['n_explained']:>4} "
-                         f"{r['score_mean']:>6.3f} {r['share_score_ge_0.5']:>5.2f} {r['type_purity_mean']:>6.3f} "
+            lines.append(f"{r['model']:<12} {r['layer']:>5} {r['unit']:<10} {r['n_live']:>6} {r['n_explained']:>4} "
+                         f"{r['score_mean']:>6.3f} {r['score_sem']:>5.3f} {r['share_score_ge_0.5']:>5.2f} {r['type_purity_mean']:>6.3f} "
                          f"{r['role_share']:>5.2f} {r.get('train_fvu', float('nan')):>5.2f}")
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ def _check(result: dict, labels_layers: dict[str, int]) -> None:
             assert 0 <= r["n_live"] <= r["n_units"] and r["n_explained"] <= min(r["n_live"], 6)
             if r["n_explained"]:
                 assert -1.0 <= r["score_mean"] <= 1.0 and 0.0 <= r["share_score_ge_0.5"] <= 1.0
+                assert r["n_explained"] == 1 or 0.0 <= r["score_sem"] <= 1.0
             assert r["role_share"] is None or 0.0 <= r["role_share"] <= 1.0
             assert r["type_purity_mean"] is None or 0.0 <= r["type_purity_mean"] <= 1.0
             if r["unit"] != "neuron":
