@@ -11,8 +11,8 @@ dictionary features change that. For each model (one of our runs, an imported GP
 The dictionaries are trained here with :mod:`tinyinterp.dictionaries` (or reused when the folder holds one);
 all three kinds then go through the library's ONE unit path: the (neuron/feature) index, the token-category
 purity of ``tinyinterp.interp.categories`` and the explain -> simulate -> score loop of ``tinyinterp.explain``
-(baseline explainer: offline and deterministic; the same for every kind, so the comparison is fair, though
-the absolute scores are the baseline's, not an LLM's). Per layer and kind: mean / median explanation score
+(``--explainer baseline``: offline and deterministic, the default; ``--explainer llm`` with the LLM options
+of ``tinyinterp explain``; either way the same for every kind, so the comparison is fair). Per layer and kind: mean / median explanation score
 (with its standard error) and the share >= 0.5 over ``--units`` sampled live units, mean type ("role") purity and the share of role
 units (type purity >= 0.8 over >= 3 distinct top tokens in a real category) over all live units, and the
 dictionary's last training FVU.
@@ -66,6 +66,8 @@ class StudyConfig:
     """Live units explained per layer and kind (a seeded random sample)."""
     seq_len: int = 128
     seed: int = 0
+    explainer: str = "baseline"
+    """"baseline" (offline) or "llm" (an OpenAI-compatible server: ``--base-url``/``--model``, key from the env)."""
     progress: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -135,18 +137,22 @@ def _sample(live: np.ndarray, n: int, seed: int) -> list[int]:
     return [int(i) for i in ids]
 
 
-def _explain(model, index, layer_of_units: int, units: list[int], out: Path, cfg: StudyConfig) -> dict[int, float]:
-    """Baseline explanation scores of ``units`` of one layer of ``index`` (neuron or feature index)."""
+def _explain(model, index, layer_of_units: int, units: list[int], out: Path, cfg: StudyConfig,
+             make_client=None) -> dict[int, float]:
+    """Explanation scores of ``units`` of one layer of ``index`` (neuron or feature index). ``make_client()``
+    gives the LLM client for ``cfg.explainer == "llm"`` (a fresh one per run: each runs its own event loop)."""
     from tinyinterp.explain.records import RecordConfig
     from tinyinterp.explain.results import load_explanations
     from tinyinterp.explain.runner import ExplainRunConfig, ExplainRunner
 
     if not units:
         return {}
-    run_cfg = ExplainRunConfig(explainer="baseline", layers=[layer_of_units], neurons=[(layer_of_units, u) for u in units],
+    run_cfg = ExplainRunConfig(explainer=cfg.explainer, layers=[layer_of_units], neurons=[(layer_of_units, u) for u in units],
                                records=RecordConfig(seed=cfg.seed), seed=cfg.seed)
-    ExplainRunner(model, index, run_cfg, out).run()
-    frame = load_explanations(out, explainer="baseline")
+    client = make_client() if cfg.explainer == "llm" else None
+    runner = ExplainRunner(model, index, run_cfg, out, client=client)
+    runner.run()
+    frame = load_explanations(out, explainer=runner.slug)
     frame = frame[frame["layer"] == layer_of_units]
     wanted = set(units)
     return {int(n): float(s) for n, s in zip(frame["neuron"], frame["score"]) if int(n) in wanted and s is not None}
@@ -169,7 +175,7 @@ def _row(label: str, layer: int, kind: str, purity, row_in_purity: int, live: np
             "chance_purity": float(purity.chance_purity), **extra}
 
 
-def study_model(subject: Subject, cfg: StudyConfig, out: Path) -> dict:
+def study_model(subject: Subject, cfg: StudyConfig, out: Path, make_client=None) -> dict:
     """Every layer x kind row of one model (see the module docstring)."""
     import tinyinterp
     from tinyinterp.errors import TinyinterpError
@@ -193,12 +199,12 @@ def study_model(subject: Subject, cfg: StudyConfig, out: Path) -> dict:
     rows = []
     for layer in layers:
         live = index.tensors["max"][layer].numpy() > 0
-        scores = _explain(model, index, layer, _sample(live, cfg.units, cfg.seed + layer), out / "neuron_explanations", cfg)
+        scores = _explain(model, index, layer, _sample(live, cfg.units, cfg.seed + layer), out / "neuron_explanations", cfg, make_client)
         rows.append(_row(subject.label, layer, "neuron", purity, layer, live, scores, {}))
         for kind in ("sae", "transcoder"):
             ddir = out / "dictionaries" / kind / f"layer_{layer:02d}"
             coder = _train(model, corpus, kind, layer, cfg, ddir)
-            fpurity, fscores, flive = feature_units(model, corpus, ddir, index_cfg, cfg, layer)
+            fpurity, fscores, flive = feature_units(model, corpus, ddir, index_cfg, cfg, layer, make_client)
             rows.append(_row(subject.label, layer, kind, fpurity, 0, flive, fscores,
                              {"d_sae": coder.cfg.d_sae, "k": coder.cfg.k, "train_fvu": _last_fvu(ddir)}))
         log.info("%s layer %d done", subject.label, layer)
@@ -207,7 +213,7 @@ def study_model(subject: Subject, cfg: StudyConfig, out: Path) -> dict:
             "n_indexed_tokens": int(index.meta.get("n_tokens", 0) or 0), "rows": rows}
 
 
-def feature_units(model, corpus, dict_dir: Path, index_cfg, cfg: StudyConfig, layer: int):
+def feature_units(model, corpus, dict_dir: Path, index_cfg, cfg: StudyConfig, layer: int, make_client=None):
     """(purity, {feature: score}, live mask) of one dictionary, through the library's unit path: its feature
     index in ``<dict>/index`` (purity.json beside it) and its explanations in ``<dict>/explanations``."""
     from tinyinterp.interp.categories import neuron_purity
@@ -223,7 +229,7 @@ def feature_units(model, corpus, dict_dir: Path, index_cfg, cfg: StudyConfig, la
     purity = neuron_purity(index)  # recomputed (cheap): purity.json rounds; saved for the app's feature pages
     purity.save(idir)
     live = index.tensors["max"][0].numpy() > 0
-    scores = _explain(model, index, 0, _sample(live, cfg.units, cfg.seed + layer), feature_explanations_dir(dict_dir), cfg)
+    scores = _explain(model, index, 0, _sample(live, cfg.units, cfg.seed + layer), feature_explanations_dir(dict_dir), cfg, make_client)
     return purity, scores, live
 
 
@@ -239,7 +245,7 @@ def plot(result: dict, path: Path) -> None:
             for ax, key in zip(axes, ("score_mean", "role_share")):
                 ax.plot(depth, [r[key] for r in rows], ls=styles[m % len(styles)], marker="o", color=colors[kind],
                         label=f"{model['label']} {kind}")
-    axes[0].set_title("mean explanation score (baseline explainer)")
+    axes[0].set_title(f"mean explanation score ({result['config']['explainer']} explainer)")
     axes[1].set_title("share of role units (type purity >= 0.8)")
     for ax in axes:
         ax.set_xlabel("relative depth (layer + 0.5) / n_layers")
@@ -273,12 +279,12 @@ def _finite(value):
     return value
 
 
-def run_study(subjects: list[Subject], cfg: StudyConfig, out: Path) -> dict:
+def run_study(subjects: list[Subject], cfg: StudyConfig, out: Path, make_client=None) -> dict:
     from tinyinterp.atomic import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     result = {"config": asdict(cfg), "kinds": list(KINDS),
-              "models": [study_model(s, cfg, out / s.label) for s in subjects]}
+              "models": [study_model(s, cfg, out / s.label, make_client) for s in subjects]}
     plot(result, out / PNG_FILE)
     atomic_write_text(out / JSON_FILE, json.dumps(_finite(result), indent=1))
     return result
@@ -286,6 +292,7 @@ def run_study(subjects: list[Subject], cfg: StudyConfig, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from tinyinterp.cli_support import run_cli
+    from tinyinterp.llm.options import add_llm_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", default=None, help="our run directory (its training corpus unless --texts)")
@@ -302,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--units", type=int, default=48, help="units explained per layer and kind (default 48)")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--explainer", choices=("baseline", "llm"), default="baseline",
+                        help="baseline (offline, default) or llm (an OpenAI-compatible server, see the LLM options)")
     parser.add_argument("--out", default="figures/features_vs_neurons", help="output folder")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+    add_llm_arguments(parser)
     args = parser.parse_args(argv)
     return run_cli(lambda: _main(args))
 
@@ -329,14 +339,16 @@ def _main(args: argparse.Namespace) -> int:
         raise TinyinterpError(f"--layers {args.layers!r}: expected comma-separated integers") from None
     cfg = StudyConfig(layers=layers, width=args.width, k=args.k, dict_tokens=args.dict_tokens, batch_tokens=args.batch_tokens,
                       max_docs=args.max_docs, index_k=args.index_k, units=args.units, seq_len=args.seq_len, seed=args.seed,
-                      progress=args.progress)
+                      explainer=args.explainer, progress=args.progress)
     for name in ("k", "dict_tokens", "batch_tokens", "max_docs", "index_k", "units", "seq_len"):
         if getattr(cfg, name) < 1:
             raise TinyinterpError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
     if cfg.width is not None and cfg.width < 1:
         raise TinyinterpError(f"--width must be a positive integer, got {cfg.width}")
+    from tinyinterp.llm.options import client_from_args
+
     out = Path(args.out)
-    result = run_study(subjects, cfg, out)
+    result = run_study(subjects, cfg, out, make_client=lambda: client_from_args(args))
     print(format_table(result))
     print(f"wrote {out / PNG_FILE} and {out / JSON_FILE}")
     return 0

@@ -74,6 +74,22 @@ def test_a_run_alone_uses_its_training_corpus(tiny_run, tmp_path):
     assert json.loads((out / JSON_FILE).read_text())["models"] == json.loads(before)["models"]
 
 
+def test_the_llm_explainer_scores_every_kind_through_the_same_runner(tiny_run, tmp_path):
+    from tests.support.explain_server import explain_server
+
+    out = tmp_path / "out"
+    small = [a if a != "6" else "2" for a in SMALL]  # 2 units per kind
+    with explain_server() as server:
+        assert main([str(tiny_run), "--layers", "0", "--out", str(out), *small, "--explainer", "llm",
+                     "--base-url", server.url, "--model", "crude-test"]) == 0
+        assert server.chat_requests()
+    result = json.loads((out / JSON_FILE).read_text())
+    assert result["config"]["explainer"] == "llm"
+    rows = result["models"][0]["rows"]
+    assert [r["unit"] for r in rows] == list(KINDS) and all(r["n_explained"] >= 1 for r in rows)
+    assert (out / "ours" / "dictionaries" / "sae" / "layer_00" / "explanations" / "llm-crude-test.jsonl").is_file()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--layers", "7"], "has layers 0..1"),
     (["--gpt2", "x"], "--gpt2 needs --texts"),
