@@ -73,6 +73,8 @@ class DictionaryTrainer:
     """One training run: holds the coder, optimiser, feature ages and scales; ``run()`` trains to the budget."""
 
     def __init__(self, cfg: DictionaryConfig, train: TrainConfig, out_dir: Path, source=None):
+        if cfg.activation != "topk":
+            raise DictionaryError(f"only TopK dictionaries are trained here, not activation {cfg.activation!r}")
         self.cfg, self.train, self.out_dir = cfg, train, Path(out_dir)
         self.rank, self.world = _world()
         self.coder = SparseCoder(cfg)
