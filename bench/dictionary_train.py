@@ -223,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="time the ratio uses: wall (default) or each trainer process's CPU time (steadier on a busy machine)")
     args = p.parse_args(argv)
-    logging.getLogger("tinyinterp").setLevel(logging.WARNING)
-    threads = torch.get_num_threads()
+    logger = logging.getLogger("tinyinterp")
+    level, threads = logger.level, torch.get_num_threads()
+    logger.setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     python = args.sparsify_python if args.sparsify_python and args.sparsify_python.lower() != "none" else None
     if python and not Path(python).is_file():
@@ -242,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                 other = "cpu" if args.clock == "wall" else "wall"
                 print(f"  ours/sparsify tokens/s: {ratios[-1]:.3f} ({args.clock} clock; "
                       f"{sides[0].tokens_per_s(other) / sides[1].tokens_per_s(other):.3f} by the {other} clock)")
-    finally:
+    finally:  # the smoke test runs main() in-process: leave the log level and threads as they were
         torch.set_num_threads(threads)
+        logger.setLevel(level)
     print(f"ratio={min(ratios):.3f}" if ratios else "ratio=nan (sparsify side not run)")
     return 0
 
