@@ -80,8 +80,8 @@ class TopKEncode(torch.autograd.Function):
 
 def topk_encode(coder, x: torch.Tensor, k: int, aux_columns: torch.Tensor | None = None, k_aux: int = 0):
     """The training-time encoder of ``coder`` (a :class:`SparseCoder`): see :class:`TopKEncode`."""
-    if aux_columns is None:
-        aux_columns = torch.zeros(0, dtype=torch.long, device=x.device)
+    aux_columns = torch.zeros(0, dtype=torch.long) if aux_columns is None else aux_columns
+    aux_columns = aux_columns.to(x.device)  # feature ages live on the CPU
     centre = coder.b_dec if coder.applies_b_dec_to_input else None
     return TopKEncode.apply(x, centre, coder.W_enc, coder.b_enc, k, aux_columns, k_aux)
 
