@@ -79,6 +79,8 @@ class ActivationStream:
         hooks = list(dict.fromkeys([self.cfg.hook_in, self.cfg.hook_out]))
         batch = next(iter_activations(self.model, self.corpus, self.windows[idx], hooks, batch_size=len(idx)))
         x = batch.real_rows(_flat(batch.acts[self.cfg.hook_in])).float().cpu()
+        if self.cfg.hook_out == self.cfg.hook_in:  # an SAE: one tensor serves as input and target
+            return x, x
         y = batch.real_rows(_flat(batch.acts[self.cfg.hook_out])).float().cpu()
         return x, y
 
@@ -91,14 +93,24 @@ class ActivationStream:
         return torch.cat(xs), torch.cat(ys)
 
     def batches(self, batch_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless (x, y) batches of ``batch_tokens`` rows."""
+        """Endless (x, y) batches of ``batch_tokens`` rows drawn at random from the buffer.
+
+        The drawn slots are refilled in place with fresh rows (rows of a model batch that did not fit
+        wait for the next refill), so a step costs O(batch), not a copy of the whole buffer.
+        """
+        same = self.cfg.hook_out == self.cfg.hook_in
         empty = (torch.empty(0, self.cfg.d_in), torch.empty(0, self.cfg.d_out))
         bx, by = self._fill(*empty, self.buffer_tokens)
+        by = bx if same else by
+        pending = empty
         while True:
-            perm = torch.randperm(len(bx), generator=self.generator)
-            take, keep = perm[:batch_tokens], perm[batch_tokens:]
-            yield bx[take], by[take]
-            bx, by = self._fill(bx[keep], by[keep], self.buffer_tokens)
+            take = torch.randperm(len(bx), generator=self.generator)[:batch_tokens]
+            yield (bx[take],) * 2 if same else (bx[take], by[take])
+            px, py = self._fill(*pending, len(take))
+            bx[take] = px[: len(take)]
+            if not same:
+                by[take] = py[: len(take)]
+            pending = (px[len(take):], py[len(take):])
 
 
 def cache_activations(stream: ActivationStream, out_dir: Path, n_tokens: int, progress: bool = True) -> Path:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tinyinterp.dictionaries.config import DictionaryConfig
+from tinyinterp.dictionaries.sparse_ops import embedding_decode
 
 PARAMETERS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
@@ -75,8 +76,7 @@ class SparseCoder(nn.Module):
 
     def decode_topk(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Decode the sparse form without building the dense (..., d_sae) tensor."""
-        rows = self.W_dec[indices]  # (..., k, d_out)
-        return (values.unsqueeze(-1) * rows).sum(-2) + self.b_dec
+        return embedding_decode(self.W_dec, values, indices) + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
