@@ -9,6 +9,7 @@ PAGES = (
     ("runs", "Runs"),
     ("neurons", "Neurons"),
     ("neuron_table", "Neuron table"),
+    ("dictionaries", "Dictionaries"),
     ("heads", "Heads"),
     ("emergence", "Emergence"),
     ("generate", "Generate"),

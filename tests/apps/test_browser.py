@@ -45,6 +45,7 @@ EXPECTED = {  # every page of apps.views.PAGES, in menu order
     "runs": "Training curves",
     "neurons": "Run the neuron on your own text",
     "neuron_table": "frequency: share of tokens where the neuron is active",
+    "dictionaries": "curves from each dictionary's train_log.jsonl",
     "heads": "Distance profile",
     "emergence": "Saved states: log-spaced snapshots",
     "generate": "Story 2",
