@@ -66,6 +66,8 @@ EMERGENCE_SUMMARY_FILE = "summary.json"
 EXPLANATIONS_SUBDIR = "explanations"
 SCALING_SUBDIR = "scaling"
 DICTIONARIES_SUBDIR = "dictionaries"
+FEATURE_INDEX_SUBDIR = "index"
+"""``<dictionary dir>/index/``: the dictionary's feature index (the neuron index's format, ``"units": "features"``)."""
 
 # ----- sweeps ---------------------------------------------------------------------------------------
 SWEEP_SUMMARY_FILE = "sweep_summary.json"
@@ -142,6 +144,17 @@ def explanations_dir(run_dir: Path) -> Path:
 def dictionaries_dir(run_dir: Path) -> Path:
     """``RUN/analysis/dictionaries``: one folder per SAE / transcoder (SAELens layout)."""
     return Path(run_dir) / ANALYSIS_DIR / DICTIONARIES_SUBDIR
+
+
+def feature_index_dir(dictionary_dir: Path) -> Path:
+    """``<dictionary dir>/index``: the feature index of one dictionary (``tinyinterp analyze features``)."""
+    return Path(dictionary_dir) / FEATURE_INDEX_SUBDIR
+
+
+def feature_explanations_dir(dictionary_dir: Path) -> Path:
+    """``<dictionary dir>/explanations``: its features' explanations (``tinyinterp explain RUN --dict DIR``),
+    in the neuron explanations' format (``<slug>.jsonl``, id ``L0N<feature>``)."""
+    return Path(dictionary_dir) / EXPLANATIONS_SUBDIR
 
 
 def emergence_dir(run_dir: Path) -> Path:
