@@ -10,6 +10,8 @@ PAGES = (
     ("neurons", "Neurons"),
     ("neuron_table", "Neuron table"),
     ("dictionaries", "Dictionaries"),
+    ("features", "Features"),
+    ("feature_table", "Feature table"),
     ("heads", "Heads"),
     ("emergence", "Emergence"),
     ("generate", "Generate"),

@@ -46,6 +46,8 @@ EXPECTED = {  # every page of apps.views.PAGES, in menu order
     "neurons": "Run the neuron on your own text",
     "neuron_table": "frequency: share of tokens where the neuron is active",
     "dictionaries": "curves from each dictionary's train_log.jsonl",
+    "features": "Run the feature on your own text",
+    "feature_table": "L0 share: its share of all active",
     "heads": "Distance profile",
     "emergence": "Saved states: log-spaced snapshots",
     "generate": "Story 2",

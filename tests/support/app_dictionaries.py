@@ -5,7 +5,9 @@ and a transcoder of block 1's MLP saved as a set member (``transcoders/layer_01`
 ``/``, as COMMON.md fixes it), each with :class:`tinyinterp.dictionaries.training.DictionaryTrainer`
 (logging every few steps so ``train_log.jsonl`` has a curve) and
 :func:`tinyinterp.dictionaries.evaluation.evaluate_dictionary` (``eval.json`` beside the weights).
-A few hundred milliseconds each on ``test-tiny``.
+Each then gets its feature index (``build_feature_index``, the neuron index's pass over the features) and
+the SAE's first :data:`EXPLAINED` features baseline explanations (``tinyinterp.explain``'s runner, the
+neurons' format in ``<dictionary>/explanations``). About a second each on ``test-tiny``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 SAE_NAME = "sae-blocks.0.hook_resid_post-w64-k4"
 TRANSCODER_NAME = "transcoders/layer_01"
 NAMES = (SAE_NAME, TRANSCODER_NAME)
+EXPLAINED = 4
 
 
 def add_dictionaries(run: Path, corpus, tokens: int = 8192, log_every: int = 4) -> dict[str, Path]:
@@ -35,11 +38,19 @@ def add_dictionaries(run: Path, corpus, tokens: int = 8192, log_every: int = 4) 
     }
     train = TrainConfig(tokens=tokens, batch_tokens=256, seq_len=48, model_batch=8, buffer_tokens=1024,
                         checkpoint_every=10_000, dead_after_tokens=2048)
+    from tinyinterp.explain import ExplainRunConfig, ExplainRunner
+    from tinyinterp.interp import NeuronIndexConfig, build_feature_index
+    from tinyinterp.runlayout import feature_explanations_dir
+
     out = {}
     for name, cfg in configs.items():
         folder = dictionaries_dir(run) / name
         stream = ActivationStream(model, corpus, cfg, train.seq_len, train.model_batch, train.buffer_tokens, seed=0)
         coder = DictionaryTrainer(cfg, train, folder, stream).run(progress=False, log_every=log_every)
         save_evaluation(evaluate_dictionary(model, coder, corpus, n_tokens=1024, seq_len=48, progress=False), folder)
+        index = build_feature_index(model, corpus, folder, NeuronIndexConfig(k=12, seq_len=64), progress=False)
+        if name == SAE_NAME:
+            explain = ExplainRunConfig(explainer="baseline", neurons=[(0, f) for f in range(EXPLAINED)])
+            ExplainRunner(model, index, explain, feature_explanations_dir(folder)).run()
         out[name] = folder
     return out
