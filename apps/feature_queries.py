@@ -35,6 +35,17 @@ def has_index(run: Path, name: str) -> bool:
     return (index_dir(run, name) / META_FILE).is_file()
 
 
+def default_dictionary(run: Path, names: list[str]) -> str:
+    """The dictionary a page opens first: the first with a feature index (else the first one)."""
+    for name in names:
+        try:
+            if has_index(run, name):
+                return name
+        except Exception:  # refused or broken: the page says so when it is picked
+            continue
+    return names[0]
+
+
 def index_key(run: Path, name: str) -> tuple[str, float]:
     """Cache key of the dictionary's feature index folder (its files checked against the root)."""
     return loaders.folder_key(index_dir(run, name), META_FILE, INDEX_FILE)

@@ -7,8 +7,8 @@ dictionary by L0 against explained variance and against CE-loss score (the spars
 the training curves (``train_log.jsonl``: FVU, AuxK loss, L0, dead fraction over tokens) overlay the
 chosen dictionaries; the density histogram of one shows how often its features fire. Each file is read
 through :mod:`apps.guard`: a corrupt ``eval.json`` is one line and its row keeps its config; a torn
-``train_log.jsonl`` loses only its bad lines (counted). The ``features`` column opens the dictionary's
-features (``/features?run=&dict=``).
+``train_log.jsonl`` loses only its bad lines (counted). The ``features`` and ``table`` columns open the
+dictionary's feature page (``/features?run=&dict=``) and feature table.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def _row(name: str) -> dict:
                     "eval tokens": evaluation["n_tokens"], "_histogram": evaluation.get("density_histogram"),
                     "_dense_threshold": evaluation["dense_threshold"]})
     row["features"] = f"features?{urlencode({'run': sel.name, 'dict': name})}"
+    row["table"] = f"feature_table?{urlencode({'run': sel.name, 'dict': name})}"
     return row
 
 
@@ -131,10 +132,11 @@ for column in ("kind", "hook", "width", "k", "training_tokens", "explained varia
 st.caption(f"{len(rows)} dictionaries under {render.md_code('analysis/dictionaries')} · metrics from "
            f"{render.md_code('tinyinterp sae eval')} (SAELens's formulas, held-out tokens)")
 shown = table[["dictionary", "kind", "hook", "width", "k", "training_tokens", "explained variance", "L0",
-               "CE-loss score", "KL score", "dead", "dense", "features"]]
+               "CE-loss score", "KL score", "dead", "dense", "features", "table"]]
 number = {c: st.column_config.NumberColumn(format="%.3f") for c in ("explained variance", "L0", "CE-loss score", "KL score")}
 st.dataframe(shown, hide_index=True, key="dictionary_table", column_config={
-    **number, "features": st.column_config.LinkColumn("features", display_text="features", width="small")})
+    **number, "features": st.column_config.LinkColumn("features", display_text="features", width="small"),
+    "table": st.column_config.LinkColumn("feature table", display_text="table", width="small")})
 not_evaluated = table[table["L0"].isna()]["dictionary"].tolist()
 if not_evaluated:
     st.caption(f"not evaluated yet: {render.md_text(', '.join(not_evaluated))} "

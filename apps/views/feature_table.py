@@ -48,7 +48,7 @@ requested = st.query_params.get("dict")
 if DICT_KEY not in st.session_state and requested in names:  # a link to one dictionary's table
     st.session_state[DICT_KEY] = requested
 if st.session_state.get(DICT_KEY) not in names:
-    st.session_state[DICT_KEY] = names[0]
+    st.session_state[DICT_KEY] = feature_queries.default_dictionary(sel.path, names)
 name = st.selectbox("Dictionary", names, key=DICT_KEY)
 st.query_params["dict"] = name
 try:

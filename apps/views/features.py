@@ -116,7 +116,7 @@ if not names:
     st.stop()
 _take_dict_link(names)
 if st.session_state.get(DICT_KEY) not in names:  # first visit, or another run
-    st.session_state[DICT_KEY] = names[0]
+    st.session_state[DICT_KEY] = feature_queries.default_dictionary(sel.path, names)
 controls, main = st.columns([1, 3])
 with controls:
     name = st.selectbox("Dictionary", names, key=DICT_KEY, on_change=_clear_bad_link)

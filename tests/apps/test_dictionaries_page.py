@@ -29,6 +29,7 @@ def test_table_shows_each_dictionary_with_its_saved_metrics(make_app, runs_root)
         assert row["CE-loss score"] == pytest.approx(saved["ce_loss_score"])
         assert row["dead"] == saved["dead_features"] and row["dense"] == saved["dense_features"]
         assert row["features"] == f"features?run=demo&dict={name.replace('/', '%2F')}"
+        assert row["table"] == f"feature_table?run=demo&dict={name.replace('/', '%2F')}"
     assert table.loc[TRANSCODER_NAME, "kind"] == "transcoder"
     assert table.loc[TRANSCODER_NAME, "hook"] == "blocks.1.ln2.hook_normalized → blocks.1.hook_mlp_out"
     assert table.loc[SAE_NAME, "width"] == 64 and table.loc[SAE_NAME, "k"] == 4

@@ -59,9 +59,11 @@ def test_stable_url_opens_the_feature_and_shows_the_index_answers(make_app, inde
     assert "Run the feature on your own text" in page_text(at)
 
 
-def test_pickers_move_the_feature_and_the_url(make_app, indexes):
-    at = make_app("features", run="demo")
-    assert at.header[0].value == f"{sorted([SAE_NAME, TRANSCODER_NAME])[0]} · feature 0"
+def test_pickers_move_the_feature_and_the_url(broken, indexes):
+    (broken / DICTS / "aaa-not-indexed").mkdir()
+    shutil.copy(broken / DICTS / SAE_NAME / "cfg.json", broken / DICTS / "aaa-not-indexed")
+    at = open_page("features", run="demo")
+    assert at.header[0].value == f"{SAE_NAME} · feature 0"  # the first dictionary with a feature index
     at.number_input(key="feature_id").set_value(5).run()
     assert at.header[0].value.endswith("· feature 5") and at.query_params["feature"] == "5"
     at.selectbox(key="feature_dict").select(TRANSCODER_NAME).run()
