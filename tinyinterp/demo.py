@@ -6,7 +6,8 @@
 3. build the neuron index and head classes and print their summary, then the same analyses at every
    log-spaced snapshot of training (``analyze emergence``: how roles and head classes appeared), and
    explain every neuron with the offline baseline explainer, scored by simulation (``explain``), and
-   train a small TopK transcoder of block 0's MLP and evaluate it as SAELens would (``sae``);
+   train a small TopK transcoder of block 0's MLP and evaluate it as SAELens would (``sae``), index its
+   features like neurons (``analyze features``) and explain them with the baseline (``explain --dict``);
 4. write completions, ROUGE histograms and probe scores into the run directory;
 5. start the Streamlit app on the run (skipped with ``--no-serve``, ``TINYINTERP_NO_SERVE=1`` or ``CI``).
 
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         _run(["sae", "train", str(out), "--transcoder", "0", "--width", "512", "--k", "16", "--tokens", sae_tokens,
               "--out", str(sae_dir), "--no-progress"])
         _run(["sae", "eval", str(out), "--dict", str(sae_dir), "--tokens", "20000", "--no-progress"])
+        # ... indexed like neurons (DICT/index: top examples, histograms, logit effects, purity; the forward
+        # stops after block 0) and explained by the same offline baseline (DICT/explanations).
+        _run(["analyze", "features", str(out), "--dict", str(sae_dir), "--max-docs", "1000", "--no-progress"])
+        _run(["explain", str(out), "--dict", str(sae_dir), "--no-progress"])
         # How those roles appeared: the same analyses at every log-spaced snapshot of the run.
         _run(["analyze", "emergence", str(out), "--max-docs", "100", "--n-samples", "24", "--no-progress"])
 

@@ -56,3 +56,15 @@ def test_demo_runs_every_step_and_leaves_a_complete_run(small_data_dir, tmp_path
     assert any((analysis / "eval").rglob("*.json")), "evaluation results must land in the run directory"
     sae_eval = json.loads((analysis / "dictionaries" / "demo-transcoder" / "eval.json").read_text())
     assert sae_eval["kind"] == "transcoder" and 0 < sae_eval["l0"] <= 16 and sae_eval["n_tokens"] > 0
+    # the transcoder's features are indexed like neurons and explained with the baseline explainer
+    from tinyinterp.explain import load_explanations
+    from tinyinterp.interp.feature_index import FeatureIndex
+
+    tc_dir = analysis / "dictionaries" / "demo-transcoder"
+    features = FeatureIndex.load(tc_dir)
+    assert features.meta["units"] == "features" and features.n_features == 512 and features.meta["n_tokens"] > 0
+    assert 0 < float(features.tensors["frac_active"].sum()) <= 16 + 1e-3  # TopK: at most 16 features per token
+    assert (tc_dir / "index" / "purity.json").is_file()
+    explained = load_explanations(tc_dir, explainer="baseline")
+    assert sorted(explained.neuron) == list(range(512)) and set(explained.layer) == {0}
+    assert explained.score.notna().any() and explained.explanation.str.startswith("fires on").all()

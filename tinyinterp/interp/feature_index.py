@@ -42,7 +42,7 @@ class FeatureIndex(NeuronIndex):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._units: tuple[int, FeatureUnits] | None = None
+        self._units: FeatureUnits | None = None
 
     @classmethod
     def load(cls, path: str | Path, corpus=None, tokenizer=None) -> "FeatureIndex":
@@ -68,12 +68,12 @@ class FeatureIndex(NeuronIndex):
 
     def unit_source(self, model) -> FeatureUnits:
         """The dictionary's features on ``model`` (loaded once per model; one-line error if it does not fit)."""
-        if self._units is None or self._units[0] != id(model):
+        if self._units is None or self._units.model is not model:
             where = self.dictionary_dir
             if not where.is_dir():
                 raise DataError(f"{self.path / META_FILE}: dictionary {self.meta.get('dictionary')!r} not found")
-            self._units = (id(model), FeatureUnits.load(where, model))
-        return self._units[1]
+            self._units = FeatureUnits.load(where, model)
+        return self._units
 
 
 INDEX_CLASSES[UNITS_FEATURES] = FeatureIndex
@@ -90,5 +90,5 @@ def build_feature_index(model, corpus, dictionary_dir: str | Path, config: Neuro
     index = build_unit_index(model, corpus, out, units, config, progress=progress, max_shards=max_shards,
                              index_cls=FeatureIndex, desc="feature index")
     if index is not None:
-        index._units = (id(model), units)
+        index._units = units
     return index

@@ -23,6 +23,9 @@ On-disk format (``out_dir``, by default ``run_dir/analysis/neurons/``):
   ``corpus`` is relative to the run directory (``out_dir/../..`` when ``out_dir`` is ``run/analysis/x``), else to ``out_dir``.
 - ``tokenizer.json``: a copy of the model's tokenizer, so queries by token string work anywhere.
 
+The same pass indexes any kind of unit (:func:`build_unit_index` with a :class:`~tinyinterp.interp.units.UnitSource`):
+the features of a sparse dictionary are :mod:`.feature_index` (hooks on the dictionary's input only, encoded).
+
     >>> index = build_neuron_index(model, corpus, run_dir / "analysis" / "neurons")
     >>> index.top_examples(layer=3, neuron=17, k=5, context=8, model=model)
 """
@@ -175,7 +178,7 @@ def build_unit_index(
     state = _RunningState(units.n_layers, units.width, cfg.k, cfg.k_negative)
     shards_done = _load_progress(out_dir / PROGRESS_FILE, settings, state)
     if shards_done:
-        log.info("resuming %s index at shard %d/%d", units.kind[:-1], shards_done, n_shards)
+        log.info("resuming %s index at shard %d/%d", units.unit, shards_done, n_shards)
 
     layer_of = {name: l for l, name in enumerate(hook_names)}
 
@@ -192,7 +195,7 @@ def build_unit_index(
     ]
     total_batches = sum(-(-len(w) // cfg.batch_size) for w in shard_windows)
     done_batches = sum(-(-len(w) // cfg.batch_size) for w in shard_windows[:shards_done])
-    bar = tqdm(total=total_batches, initial=done_batches, desc=desc or f"{units.kind[:-1]} index", unit="batch", disable=not progress)
+    bar = tqdm(total=total_batches, initial=done_batches, desc=desc or f"{units.unit} index", unit="batch", disable=not progress)
     stop_at = n_shards if max_shards is None else min(n_shards, shards_done + max_shards)
     for shard in range(shards_done, stop_at):
         for _ in iter_activations(model, corpus, shard_windows[shard], hook_names, batch_size=cfg.batch_size,
@@ -201,7 +204,7 @@ def build_unit_index(
         _save_progress(out_dir / PROGRESS_FILE, settings, state, shard + 1)
     bar.close()
     if stop_at < n_shards:
-        log.info("%s index paused after shard %d/%d; run again to resume", units.kind[:-1], stop_at, n_shards)
+        log.info("%s index paused after shard %d/%d; run again to resume", units.unit, stop_at, n_shards)
         return None
     if state.t["count"][0] == 0:
         raise DataError(f"{getattr(corpus, 'path', 'corpus')}: no tokens were indexed; the documents are empty")
@@ -209,7 +212,7 @@ def build_unit_index(
     try:
         index |= units.logit_effects(cfg.n_logits)
     except TinyinterpError as e:  # an exotic model without readable W_out/W_U: the rest of the index still works
-        log.warning("no logit effects in the %s index: %s", units.kind[:-1], e)
+        log.warning("no logit effects in the %s index: %s", units.unit, e)
     meta = {
         **{k: settings[k] for k in ("model", "n_layers", "d_mlp", "k")},
         **units.meta(out_dir),

@@ -46,6 +46,9 @@ class UnitSource:
     """What an index is built over. ``n_layers`` x ``width`` units; index layer ``l`` reads ``hook_names()[l]``."""
 
     kind: str
+    """"neurons" or "features" (``meta.json``'s ``units``)."""
+    unit: str
+    """One of them, for messages: "neuron" / "feature"."""
     n_layers: int
     width: int
 
@@ -82,7 +85,7 @@ class UnitSource:
 class NeuronUnits(UnitSource):
     """The MLP neurons of every layer (``mlp.hook_post``), identity activation, ``W_out`` rows."""
 
-    kind = UNITS_NEURONS
+    kind, unit = UNITS_NEURONS, "neuron"
 
     def __init__(self, model):
         self.model = model
@@ -110,7 +113,7 @@ class NeuronUnits(UnitSource):
 class FeatureUnits(UnitSource):
     """The features of one sparse dictionary: layer 0 = the dictionary, ``coder.encode`` of ``hook_in``."""
 
-    kind = UNITS_FEATURES
+    kind, unit = UNITS_FEATURES, "feature"
 
     def __init__(self, coder, model, dictionary_dir: str | Path | None = None):
         from tinyinterp.dictionaries.formats import check_against_model
