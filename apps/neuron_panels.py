@@ -208,7 +208,10 @@ def all_panels(units, layer: int, neuron: int, context: int) -> None:
             st.caption("quantile and most negative examples need the index's corpus (see the message above)")
         else:
             quantile_examples(units, layer, neuron, context)
-            negative_examples(units, layer, neuron, context)
+            if units.signed:
+                negative_examples(units, layer, neuron, context)
+            else:
+                st.caption(f"no most negative examples: a TopK {units.noun} is never negative")
     with right:
         histogram(units, layer, neuron)
         logit_effects(units, layer, neuron)

@@ -33,6 +33,7 @@ class Neurons:
 
     run: Path
     noun = "neuron"
+    signed = True  # GELU neurons go negative: the most negative examples mean something
     own_text_key = "neuron_own_text"
     index_file = "index.safetensors"
     logit_note = "W_out through ln_final (centred, scale frozen) and W_U; later layers ignored"
@@ -85,6 +86,7 @@ class Features:
     run: Path
     name: str
     noun = "feature"
+    signed = False  # TopK(ReLU(...)) features are never negative
     own_text_key = "feature_own_text"
     index_file = "index/index.safetensors"
     logit_note = "decoder direction through ln_final (centred, scale frozen) and W_U; later layers ignored"

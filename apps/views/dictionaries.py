@@ -82,14 +82,16 @@ def _curves(names: list[str]) -> None:
     data = pd.concat(frames, ignore_index=True)
     x = "tokens" if "tokens" in data and data["tokens"].notna().all() else "step"
     metrics = [m for m in dictionary_data.CURVE_METRICS if m in data]
-    cols = st.columns(2)
-    for i, metric in enumerate(metrics):
-        long = data[[x, "dictionary", metric]].dropna()
-        chart = alt.Chart(long, title=CURVE_TITLES[metric]).mark_line(point=len(long) < 60).encode(
-            x=alt.X(f"{x}:Q", title="training tokens" if x == "tokens" else "step"),
-            y=alt.Y(f"{metric}:Q", title=None), color="dictionary:N", tooltip=["dictionary", x, metric])
-        with cols[i % 2]:
-            st.altair_chart(chart, height=220)
+    # One faceted chart (one element, independent y per metric) draws faster than a chart per metric.
+    long = data.melt(id_vars=[x, "dictionary"], value_vars=metrics, var_name="metric", value_name="value").dropna()
+    long["metric"] = long["metric"].map(CURVE_TITLES)
+    chart = alt.Chart(long).mark_line(point=len(long) < 240).encode(
+        x=alt.X(f"{x}:Q", title="training tokens" if x == "tokens" else "step"),
+        y=alt.Y("value:Q", title=None), color="dictionary:N", tooltip=["dictionary", "metric", x, "value"],
+    ).properties(width=300, height=180).facet(
+        facet=alt.Facet("metric:N", title=None, sort=[CURVE_TITLES[m] for m in metrics]), columns=2,
+    ).resolve_scale(y="independent")
+    st.altair_chart(chart)
 
 
 def _density(rows: list[dict]) -> None:

@@ -38,16 +38,21 @@ def test_table_shows_each_dictionary_with_its_saved_metrics(make_app, runs_root)
 
 
 def chart_frames(at) -> dict[str, object]:
-    """Each Altair chart of the page: its title (or y field) -> the data it draws (decoded from Arrow)."""
+    """Each Altair chart of the page: its y field (or "curves" for the faceted training curves) -> the data
+    it draws (decoded from Arrow)."""
     import pyarrow as pa
 
     out = {}
     for chart in at.get("vega_lite_chart"):
         spec = json.loads(chart.proto.spec)
-        title = spec.get("title") or spec["encoding"]["y"]["field"]
-        title = title["text"] if isinstance(title, dict) else title
+        title = "curves" if "facet" in spec else spec["encoding"]["y"]["field"]
         out[title] = pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
     return out
+
+
+def fvu_curve(at):
+    curves = chart_frames(at)["curves"]
+    return curves[curves.metric == "FVU (fraction of variance unexplained)"]
 
 
 def test_scatters_and_training_curves_are_drawn_from_the_files(make_app, runs_root):
@@ -59,18 +64,19 @@ def test_scatters_and_training_curves_are_drawn_from_the_files(make_app, runs_ro
             saved = json.loads((runs_root / DICTS / name / "eval.json").read_text())
             assert drawn.loc[name, "L0"] == pytest.approx(saved["l0"])
             assert drawn.loc[name, field] == pytest.approx(saved[key])
-    fvu = charts["FVU (fraction of variance unexplained)"]
+    fvu = fvu_curve(at)
     for name in NAMES:
         logged = [json.loads(l) for l in (runs_root / DICTS / name / "train_log.jsonl").read_text().splitlines()]
         assert len(logged) > 3
         curve = fvu[fvu.dictionary == name]
         assert curve["tokens"].tolist() == [r["tokens"] for r in logged]
-        assert curve["fvu"].tolist() == pytest.approx([r["fvu"] for r in logged])
-    assert {"AuxK loss (dead features)", "L0 (active features per token)", "dead fraction (training)"} <= set(charts)
+        assert curve["value"].tolist() == pytest.approx([r["fvu"] for r in logged])
+    assert {"AuxK loss (dead features)", "L0 (active features per token)", "dead fraction (training)"} <= set(
+        charts["curves"].metric)
     saved = json.loads((runs_root / DICTS / SAE_NAME / "eval.json").read_text())
     assert charts["features"]["features"].tolist() == saved["density_histogram"]["counts"]  # the density histogram
     at.multiselect(key="curve_dicts").set_value([TRANSCODER_NAME]).run()
-    assert set(chart_frames(at)["FVU (fraction of variance unexplained)"].dictionary) == {TRANSCODER_NAME}
+    assert set(fvu_curve(at).dictionary) == {TRANSCODER_NAME}
 
 
 def test_run_without_dictionaries_says_how_to_train_one(make_app):
@@ -86,7 +92,7 @@ def test_corrupt_eval_json_costs_one_line_and_the_row_keeps_its_config(broken):
     table = at.dataframe[0].value.set_index("dictionary")
     assert table.loc[SAE_NAME, "width"] == 64 and table.loc[SAE_NAME, "L0"] != table.loc[SAE_NAME, "L0"]  # NaN
     assert table.loc[TRANSCODER_NAME, "L0"] == pytest.approx(6.0)  # the other dictionary is untouched
-    assert "Training curves" in page_text(at) and chart_frames(at)["FVU (fraction of variance unexplained)"].size
+    assert "Training curves" in page_text(at) and len(fvu_curve(at))
 
 
 def test_torn_train_log_loses_only_its_bad_lines(broken):
@@ -97,7 +103,7 @@ def test_torn_train_log_loses_only_its_bad_lines(broken):
     assert not _errors(at)
     (warning,) = [w.value for w in at.warning]
     assert "train_log.jsonl" in warning and r"skipped 1 unreadable line \(line 3\)" in warning  # md_text escapes the brackets
-    fvu = chart_frames(at)["FVU (fraction of variance unexplained)"]
+    fvu = fvu_curve(at)
     assert len(fvu[fvu.dictionary == TRANSCODER_NAME]) == len(lines)
 
 

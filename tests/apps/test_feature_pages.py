@@ -57,6 +57,7 @@ def test_stable_url_opens_the_feature_and_shows_the_index_answers(make_app, inde
     assert f"{float(effects['promoted'].effect.iloc[0]):+.3f}" in logits
     assert f"{float(effects['suppressed'].effect.iloc[0]):+.3f}" in logits
     assert "Run the feature on your own text" in page_text(at)
+    assert "Examples across the distribution" in page_text(at) and "Most negative examples" not in page_text(at)
 
 
 def test_pickers_move_the_feature_and_the_url(broken, indexes):
