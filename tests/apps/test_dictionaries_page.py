@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.app_dictionaries import NAMES, SAE_NAME, TRANSCODER_NAME
 from tests.support.app_pages import open_page, page_text
@@ -177,3 +179,21 @@ def test_hostile_dictionary_names_and_hooks_are_text(broken):
     for source in captions + [e.value for kind in ("title", "subheader", "info", "warning") for e in at.get(kind)]:
         rendered = md.render(source)
         assert "<img" not in rendered and "<script" not in rendered, (source, rendered)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.one_of(
+    st.text(max_size=40),
+    st.lists(st.sampled_from(["..", ".", "", "x", "/", "transcoders", "layer_01", "~", "\\", "\x00", SAE_NAME]),
+             max_size=5).map("/".join)))
+def test_any_dictionary_name_resolves_inside_the_folder_or_is_one_line(app_env, name):
+    from apps.dictionary_data import dictionary_dir
+    from tinyinterp.errors import TinyinterpError
+
+    base = (app_env / DICTS).resolve()
+    try:
+        folder = dictionary_dir(app_env / "demo", name)
+    except TinyinterpError as e:
+        assert "\n" not in str(e)
+        return
+    assert folder.is_relative_to(base) and folder != base and (folder / "cfg.json").is_file()
