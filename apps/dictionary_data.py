@@ -74,7 +74,7 @@ def dictionary_dir(run: Path, name: object) -> Path:
     if not folder.is_relative_to(base):
         raise PathOutsideRoot(f"dictionary {shown}: refused, it resolves outside the run's analysis/dictionaries")
     if not (folder / CFG_FILE).is_file():
-        raise DataError(f"dictionary {shown}: no {CFG_FILE} in analysis/dictionaries/{name}; not a dictionary")
+        raise DataError(f"dictionary {shown}: no {CFG_FILE} in that folder of analysis/dictionaries; not a dictionary")
     return folder
 
 
