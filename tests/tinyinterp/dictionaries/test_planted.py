@@ -25,7 +25,7 @@ def _train(tmp_path, source, kind, d_in, d_out, width, k, tokens, lr):
 def test_an_sae_recovers_planted_directions(tmp_path_factory, seed, n):
     d = 24
     source = PlantedSource(d, d, n, k=3, seed=seed)
-    # 4x overcomplete, as the transcoder test: at 2x a draw with a few close planted directions (seed 261)
+    # 4x overcomplete: at 2x a draw with a few close planted directions (seed 261)
     # leaves 3-4 of them merged; at 4x 20 of 20 random draws recover every direction.
     coder = _train(tmp_path_factory.mktemp("sae"), source, "sae", d, d, 4 * n, 3, tokens=150_000, lr=3e-3)
     assert recovered_fraction(source.A, coder.W_dec.detach()) >= 0.9
@@ -36,7 +36,9 @@ def test_an_sae_recovers_planted_directions(tmp_path_factory, seed, n):
 def test_a_transcoder_recovers_the_hidden_units_of_a_planted_sparse_mlp(tmp_path_factory, seed, n):
     d_in, d_out = 24, 20
     source = PlantedSource(d_in, d_out, n, k=3, seed=seed, transcode=True)
-    coder = _train(tmp_path_factory.mktemp("tc"), source, "transcoder", d_in, d_out, 4 * n, 3, tokens=300_000, lr=5e-3)
+    # 6x overcomplete: at 4x some draws (seed 318, n 48) leave 5 of 48 units matched below correlation 0.9;
+    # at 6x 9 of 9 draws pass both checks.
+    coder = _train(tmp_path_factory.mktemp("tc"), source, "transcoder", d_in, d_out, 6 * n, 3, tokens=300_000, lr=5e-3)
     assert recovered_fraction(source.D, coder.W_dec.detach()) >= 0.9  # each hidden unit's output direction
     # ... and the matched feature fires when that hidden unit does (the encoder found its input side too)
     assert float((matched_unit_correlation(source, coder) >= 0.9).float().mean()) >= 0.9
