@@ -106,22 +106,15 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     return g
 
 
-def token_effects(rm: ReplacementModel, lg: LinearGraph, g_post0: torch.Tensor, out: torch.Tensor) -> None:
+def token_effects(fb: FrozenBackward, g_post0: torch.Tensor, out: torch.Tensor) -> None:
     """Add to ``out`` (B, n) the token embeddings' direct effects given the gradient ``g_post0`` (B, n, d)
     at ``blocks.0.hook_resid_post``: the residual's identity plus layer 0's attention, contracted with
     the embeddings' own value vectors (so no pass through ``W_V`` and ln1 for the whole batch)."""
-    n = lg.n_pos
-    attn, ln1 = rm.model.blocks[0].attn, rm.model.blocks[0].ln1
-    embed = lg.embed[0].detach()  # (n, d)
-    x = embed - embed.mean(-1, keepdim=True)  # ln1's linear part on the embedding alone (frozen scale)
-    x = x / rm.frozen["blocks.0.ln1.hook_scale"][0, :n]
-    if ln1.w is not None:
-        x = x * ln1.w
-    values = torch.einsum("kd,hde->khe", x, attn.W_V)  # (n, H, d_head): what each embedding adds to the values
-    g_z = torch.einsum("bqd,hed->bqhe", g_post0, attn.W_O)  # (B, n, H, d_head)
-    pattern = rm.frozen["blocks.0.attn.hook_pattern"][0][:, :n, :n]  # (H, query, key)
-    g_v = torch.einsum("hqk,bqhe->bkhe", pattern, g_z)
-    out += torch.einsum("bkd,kd->bk", g_post0, embed) + torch.einsum("bkhe,khe->bk", g_v, values)
+    B, n, d = g_post0.shape
+    H = fb.n_heads[0]
+    g_z = (g_post0.reshape(B * n, d) @ fb.W_O[0].T).view(B, n, H, -1)  # (B, query, H, d_head)
+    g_v = torch.einsum("hqk,bqhe->bkhe", fb.patterns[0][:, :n, :n], g_z)
+    out += torch.einsum("bkd,kd->bk", g_post0, fb.embed[:n]) + torch.einsum("bkhe,khe->bk", g_v, fb.token_values[:n])
 
 
 def _buckets(positions: torch.Tensor, n_pos: int, batch_size: int, causal: bool) -> list[int]:
@@ -138,14 +131,46 @@ def _buckets(positions: torch.Tensor, n_pos: int, batch_size: int, causal: bool)
     return ends + [n_pos - 1]
 
 
-def _backward(output: torch.Tensor, inputs: list[torch.Tensor], grad: torch.Tensor) -> list[torch.Tensor | None]:
-    """Gradients (B, n, d) at ``inputs`` of the batch of output gradients ``grad`` (B, n, d): ONE backward pass."""
-    if len(grad) == 1:  # a plain backward pass (vmap adds nothing for one row)
-        grads = torch.autograd.grad([output], inputs, grad_outputs=[grad], retain_graph=True, allow_unused=True)
-        return [None if g is None else g for g in grads]
-    grads = torch.autograd.grad([output], inputs, grad_outputs=[grad[:, None]], retain_graph=True, allow_unused=True,
-                                is_grads_batched=True)
-    return [None if g is None else g[:, 0] for g in grads]
+class FrozenBackward:
+    """The frozen model's backward map, written out: per layer the value path of attention as two
+    matrices (``W_O`` flattened over heads, ``W_V`` flattened and transposed), its pattern and ``ln1``,
+    computed once per graph. A batch of gradients (B, n, d) at ``resid_pre`` of layer ``l + 1`` goes to
+    ``resid_pre`` of layer ``l`` in two (B·n × d) @ (d × d) matrix products and one per-head pattern
+    mix — the same arithmetic autograd does for one target, for B targets at once and without a forward
+    pass to record (the MLP outputs are sources, so the MLPs take no part)."""
+
+    def __init__(self, rm: ReplacementModel):
+        self.rm = rm
+        self.W_O, self.W_V, self.patterns, self.ln1_w, self.ln1_scale, self.n_heads = [], [], [], [], [], []
+        for l in range(rm.n_layers):
+            attn, ln1 = rm.model.blocks[l].attn, rm.model.blocks[l].ln1
+            H, d_head, d = attn.W_O.shape
+            self.W_O.append(attn.W_O.detach().reshape(H * d_head, d))  # (H·d_head, d): g_z = g @ W_O.T
+            self.W_V.append(attn.W_V.detach().permute(0, 2, 1).reshape(H * d_head, d).contiguous())  # g = g_v @ W_V
+            self.patterns.append(rm.frozen[f"blocks.{l}.attn.hook_pattern"][0])  # (H, query, key)
+            self.ln1_w.append(None if ln1.w is None else ln1.w.detach())
+            self.ln1_scale.append(rm.frozen[f"blocks.{l}.ln1.hook_scale"][0])  # (pos, 1)
+            self.n_heads.append(H)
+        self.embed = rm.model.embed(rm.tokens[None])[0].detach()  # (pos, d): what the token nodes write
+        x = self.embed - self.embed.mean(-1, keepdim=True)  # ln1's linear part on the embedding alone (frozen scale)
+        x = x / self.ln1_scale[0]
+        if self.ln1_w[0] is not None:
+            x = x * self.ln1_w[0]
+        W_V0 = rm.model.blocks[0].attn.W_V.detach()
+        self.token_values = torch.einsum("kd,hde->khe", x, W_V0)  # (pos, H, d_head): each embedding's values, layer 0
+
+    def attention_back(self, layer: int, g: torch.Tensor) -> torch.Tensor:
+        """(B, n, d): the gradient at ``blocks.{layer}.hook_resid_pre`` of ``g`` (B, n, d) at its
+        ``hook_resid_post`` (the MLP output is a source, so the residual passes ``g`` through unchanged)."""
+        B, n, d = g.shape
+        H = self.n_heads[layer]
+        g_z = (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, H, -1)
+        g_v = torch.einsum("hqk,bqhe->bkhe", self.patterns[layer][:, :n, :n], g_z).reshape(B * n, -1)
+        g_in = (g_v @ self.W_V[layer]).view(B, n, d)  # at ln1's output
+        if self.ln1_w[layer] is not None:
+            g_in = g_in * self.ln1_w[layer]
+        g_in = g_in - g_in.mean(-1, keepdim=True)
+        return g_in.div_(self.ln1_scale[layer][:n]).add_(g)
 
 
 def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 256, causal_buckets: bool = True,
@@ -172,25 +197,23 @@ def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 
     if out_rows is None:
         out_rows = torch.arange(n_targets)
     bar = tqdm(total=int(wanted.sum()), desc="attribution", disable=not progress, leave=False)
-    start = 0
-    for end in _buckets(t_pos[wanted], P, batch_size, causal_buckets):
-        in_bucket = (t_pos >= start) & (t_pos <= end) & wanted
-        start = end + 1
-        if not in_bucket.any():
-            continue
-        n = end + 1
-        lg = rm.linear_graph(n)
-        with torch.no_grad():  # the closed-form parts use parameters: record nothing (autograd.grad still runs)
-            _bucket_rows(rm, lg, layout, in_bucket, t_layer, t_pos, t_vec, batch_size, out, out_rows.cpu(), bar)
-        del lg
+    with torch.no_grad():
+        fb = FrozenBackward(rm)
+        start = 0
+        for end in _buckets(t_pos[wanted], P, batch_size, causal_buckets):
+            in_bucket = (t_pos >= start) & (t_pos <= end) & wanted
+            start = end + 1
+            if in_bucket.any():
+                _bucket_rows(rm, fb, layout, end + 1, in_bucket, t_layer, t_pos, t_vec, batch_size, out, out_rows.cpu(), bar)
     bar.close()
     return out
 
 
-def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in_bucket, t_layer, t_pos, t_vec,
-                 batch_size: int, out: torch.Tensor, out_rows: torch.Tensor, bar) -> None:
-    """The rows of one bucket's targets, layer by layer, ``batch_size`` targets per backward pass."""
-    L, n = rm.n_layers, lg.n_pos
+def _bucket_rows(rm: ReplacementModel, fb: FrozenBackward, layout: SourceLayout, n: int, in_bucket, t_layer, t_pos,
+                 t_vec, batch_size: int, out: torch.Tensor, out_rows: torch.Tensor, bar) -> None:
+    """The rows of one bucket's targets (positions < ``n``), layer by layer, ``batch_size`` targets per
+    backward pass."""
+    L = rm.n_layers
     for layer in range(L + 1):
         todo = (in_bucket & (t_layer == layer)).nonzero()[:, 0]
         for chunk in todo.split(batch_size) if len(todo) else ():
@@ -205,13 +228,16 @@ def _bucket_rows(rm: ReplacementModel, lg: LinearGraph, layout: SourceLayout, in
             else:
                 g_mid = layernorm_backward(rm, f"blocks.{layer}.ln2", t_vec[chunk], pos)
                 attn_layer = layer
-            g_pre = attention_step(rm, attn_layer, pos, g_mid, n)
+            g = attention_step(rm, attn_layer, pos, g_mid, n)  # at resid_pre of attn_layer = resid_post below
+            tokens = block[:, layout.token_offset:layout.token_offset + n]
             if attn_layer == 0:  # the gradient at resid_pre_0 is the token embeddings' gradient
-                layout.contract(rm, lg, [g_pre], block)
-            else:  # autograd down to layer 0's MLP output; the token embeddings' effects from there in closed form
-                grads = _backward(lg.resid_pre[attn_layer], lg.mlp_out[:attn_layer], g_pre)
-                layout.contract(rm, lg, [None, *grads], block)
-                token_effects(rm, lg, grads[0], block[:, layout.token_offset:layout.token_offset + n])
+                tokens += torch.einsum("bpd,pd->bp", g, fb.embed[:n])
+            for below in range(attn_layer - 1, -1, -1):  # g is at resid_post of ``below`` = its MLP output
+                layout.contract_layer(rm, below, g, block)
+                if below == 0:  # the token embeddings' effects from there in closed form
+                    token_effects(fb, g, tokens)
+                else:
+                    g = fb.attention_back(below, g)
             out[out_rows[chunk.cpu()], :layout.n_sources] = block.to(device=out.device, dtype=out.dtype)
             bar.update(len(chunk))
 
