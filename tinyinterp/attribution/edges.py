@@ -106,15 +106,27 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     return g
 
 
-def token_effects(fb: FrozenBackward, g_post0: torch.Tensor, out: torch.Tensor) -> None:
-    """Add to ``out`` (B, n) the token embeddings' direct effects given the gradient ``g_post0`` (B, n, d)
-    at ``blocks.0.hook_resid_post``: the residual's identity plus layer 0's attention, contracted with
-    the embeddings' own value vectors (so no pass through ``W_V`` and ln1 for the whole batch)."""
-    B, n, d = g_post0.shape
-    H = fb.n_heads[0]
-    g_z = (g_post0.reshape(B * n, d) @ fb.W_O[0].T).view(B, n, H, -1)  # (B, query, H, d_head)
-    g_v = torch.einsum("hqk,bqhe->bkhe", fb.patterns[0][:, :n, :n], g_z)
-    out += torch.einsum("bkd,kd->bk", g_post0, fb.embed[:n]) + torch.einsum("bkhe,khe->bk", g_v, fb.token_values[:n])
+def token_edges(fb: FrozenBackward, t_layer: torch.Tensor, t_pos: torch.Tensor, t_grad: torch.Tensor,
+                chunk: int = 16) -> torch.Tensor:
+    """(n_targets, n_pos): every target's edges from the token embeddings, in forward mode: the prompt
+    has only n_pos token nodes, so each embedding (alone at its position) is pushed up through the
+    frozen attention layers once, ``chunk`` tokens at a time over the positions they can reach, and
+    each target reads its residual with its gradient ``t_grad`` (n_targets, d) at its LayerNorm input
+    (``t_layer`` == n_layers: the logits, after the last MLP, whose token part is zero)."""
+    rm = fb.rm
+    P, d = rm.n_pos, rm.d_model
+    out = torch.zeros(len(t_layer), P, dtype=t_grad.dtype, device=t_grad.device)
+    for first in range(0, P, chunk):
+        k = torch.arange(first, min(first + chunk, P), device=t_grad.device)
+        x = torch.zeros(len(k), P - first, d, dtype=t_grad.dtype, device=t_grad.device)
+        x[torch.arange(len(k)), k - first] = fb.embed[k]
+        for layer in range(rm.n_layers):
+            x = fb.attention_forward(layer, x, first)  # resid_mid = resid_post (the MLP outputs are sources)
+            reads = ((t_layer == layer) | ((t_layer == rm.n_layers) & (layer == rm.n_layers - 1))) & (t_pos >= first)
+            idx = reads.nonzero()[:, 0]
+            if len(idx):
+                out[idx, first:first + len(k)] = torch.einsum("ktd,td->tk", x[:, t_pos[idx] - first], t_grad[idx])
+    return out
 
 
 def _buckets(positions: torch.Tensor, n_pos: int, batch_size: int, causal: bool) -> list[int]:
@@ -152,12 +164,6 @@ class FrozenBackward:
             self.ln1_scale.append(rm.frozen[f"blocks.{l}.ln1.hook_scale"][0])  # (pos, 1)
             self.n_heads.append(H)
         self.embed = rm.model.embed(rm.tokens[None])[0].detach()  # (pos, d): what the token nodes write
-        x = self.embed - self.embed.mean(-1, keepdim=True)  # ln1's linear part on the embedding alone (frozen scale)
-        x = x / self.ln1_scale[0]
-        if self.ln1_w[0] is not None:
-            x = x * self.ln1_w[0]
-        W_V0 = rm.model.blocks[0].attn.W_V.detach()
-        self.token_values = torch.einsum("kd,hde->khe", x, W_V0)  # (pos, H, d_head): each embedding's values, layer 0
 
     def attention_back(self, layer: int, g: torch.Tensor) -> torch.Tensor:
         """(B, n, d): the gradient at ``blocks.{layer}.hook_resid_pre`` of ``g`` (B, n, d) at its
@@ -171,6 +177,19 @@ class FrozenBackward:
             g_in = g_in * self.ln1_w[layer]
         g_in = g_in - g_in.mean(-1, keepdim=True)
         return g_in.div_(self.ln1_scale[layer][:n]).add_(g)
+
+    def attention_forward(self, layer: int, x: torch.Tensor, first: int) -> torch.Tensor:
+        """(B, n, d): ``blocks.{layer}.hook_resid_mid`` of the frozen linear model (no biases) given its
+        ``hook_resid_pre`` ``x`` (B, n, d) at positions ``first .. first + n - 1`` (earlier ones zero)."""
+        B, n, d = x.shape
+        H, sl = self.n_heads[layer], slice(first, first + n)
+        h = x - x.mean(-1, keepdim=True)
+        h = h / self.ln1_scale[layer][sl]
+        if self.ln1_w[layer] is not None:
+            h = h * self.ln1_w[layer]
+        v = (h.reshape(B * n, d) @ self.W_V[layer].T).view(B, n, H, -1)
+        z = torch.einsum("hqk,bkhe->bqhe", self.patterns[layer][:, sl, sl], v).reshape(B * n, -1)
+        return (z @ self.W_O[layer]).view(B, n, d).add_(x)
 
 
 def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 256, causal_buckets: bool = True,
@@ -199,45 +218,46 @@ def edge_rows(rm: ReplacementModel, logit_vecs: torch.Tensor, batch_size: int = 
     bar = tqdm(total=int(wanted.sum()), desc="attribution", disable=not progress, leave=False)
     with torch.no_grad():
         fb = FrozenBackward(rm)
+        t_grad = torch.zeros_like(t_vec)  # each target's gradient at its LayerNorm's input
+        for layer in range(L + 1):
+            m = (t_layer == layer) & wanted
+            name = "ln_final" if layer == L else f"blocks.{layer}.ln2"
+            t_grad[m] = layernorm_backward(rm, name, t_vec[m], t_pos[m])
+        tokens = token_edges(fb, t_layer, t_pos, t_grad)
         start = 0
         for end in _buckets(t_pos[wanted], P, batch_size, causal_buckets):
             in_bucket = (t_pos >= start) & (t_pos <= end) & wanted
             start = end + 1
             if in_bucket.any():
-                _bucket_rows(rm, fb, layout, end + 1, in_bucket, t_layer, t_pos, t_vec, batch_size, out, out_rows.cpu(), bar)
+                _bucket_rows(rm, fb, layout, end + 1, in_bucket, t_layer, t_pos, t_grad, tokens, batch_size, out,
+                             out_rows.cpu(), bar)
     bar.close()
     return out
 
 
 def _bucket_rows(rm: ReplacementModel, fb: FrozenBackward, layout: SourceLayout, n: int, in_bucket, t_layer, t_pos,
-                 t_vec, batch_size: int, out: torch.Tensor, out_rows: torch.Tensor, bar) -> None:
+                 t_grad, tokens, batch_size: int, out: torch.Tensor, out_rows: torch.Tensor, bar) -> None:
     """The rows of one bucket's targets (positions < ``n``), layer by layer, ``batch_size`` targets per
-    backward pass."""
+    backward pass; their token columns come from ``tokens`` (:func:`token_edges`)."""
     L = rm.n_layers
     for layer in range(L + 1):
         todo = (in_bucket & (t_layer == layer)).nonzero()[:, 0]
         for chunk in todo.split(batch_size) if len(todo) else ():
-            pos = t_pos[chunk]
-            block = torch.zeros(len(chunk), layout.n_sources, dtype=t_vec.dtype, device=t_vec.device)
+            pos, g_mid = t_pos[chunk], t_grad[chunk]
+            block = torch.zeros(len(chunk), layout.n_sources, dtype=t_grad.dtype, device=t_grad.device)
+            block[:, layout.token_offset:] = tokens[chunk]
+            attn_layer = layer
             if layer == L:  # logits read the last residual: the last MLP output directly, then attention L-1
-                g_mid = layernorm_backward(rm, "ln_final", t_vec[chunk], pos)
-                direct = torch.zeros(len(chunk), n, rm.d_model, dtype=t_vec.dtype, device=t_vec.device)
+                direct = torch.zeros(len(chunk), n, rm.d_model, dtype=t_grad.dtype, device=t_grad.device)
                 direct[:, -1] = g_mid
                 layout.contract_layer(rm, L - 1, direct, block)
                 attn_layer = L - 1
-            else:
-                g_mid = layernorm_backward(rm, f"blocks.{layer}.ln2", t_vec[chunk], pos)
-                attn_layer = layer
-            g = attention_step(rm, attn_layer, pos, g_mid, n)  # at resid_pre of attn_layer = resid_post below
-            tokens = block[:, layout.token_offset:layout.token_offset + n]
-            if attn_layer == 0:  # the gradient at resid_pre_0 is the token embeddings' gradient
-                tokens += torch.einsum("bpd,pd->bp", g, fb.embed[:n])
-            for below in range(attn_layer - 1, -1, -1):  # g is at resid_post of ``below`` = its MLP output
-                layout.contract_layer(rm, below, g, block)
-                if below == 0:  # the token embeddings' effects from there in closed form
-                    token_effects(fb, g, tokens)
-                else:
-                    g = fb.attention_back(below, g)
+            if attn_layer > 0:
+                g = attention_step(rm, attn_layer, pos, g_mid, n)  # at resid_pre of attn_layer = resid_post below
+                for below in range(attn_layer - 1, -1, -1):  # g is at resid_post of ``below`` = its MLP output
+                    layout.contract_layer(rm, below, g, block)
+                    if below > 0:
+                        g = fb.attention_back(below, g)
             out[out_rows[chunk.cpu()], :layout.n_sources] = block.to(device=out.device, dtype=out.dtype)
             bar.update(len(chunk))
 
