@@ -164,6 +164,7 @@ class FrozenBackward:
             self.ln1_scale.append(rm.frozen[f"blocks.{l}.ln1.hook_scale"][0])  # (pos, 1)
             self.n_heads.append(H)
         self.embed = rm.model.embed(rm.tokens[None])[0].detach()  # (pos, d): what the token nodes write
+        self._head_writes: dict = {}
 
     def attention_back(self, layer: int, g: torch.Tensor) -> torch.Tensor:
         """(B, n, d): the gradient at ``blocks.{layer}.hook_resid_pre`` of ``g`` (B, n, d) at its
@@ -177,6 +178,38 @@ class FrozenBackward:
             g_in = g_in * self.ln1_w[layer]
         g_in = g_in - g_in.mean(-1, keepdim=True)
         return g_in.div_(self.ln1_scale[layer][:n]).add_(g)
+
+    def head_space_writes(self, layout: SourceLayout, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What layer ``layer - 1``'s sources (padded features (pos, k, H·d_head), errors (pos, H·d_head))
+        add to layer ``layer``'s values, per unit of value gradient: ``W_V (w ⊙ centre(write)) / scale``.
+        A gradient's last attention step then needs no pass through ``W_V``: its value gradient is
+        contracted with these directly."""
+
+        def to_values(x):
+            x = x - x.mean(-1, keepdim=True)
+            if self.ln1_w[layer] is not None:
+                x = x * self.ln1_w[layer]
+            return x @ self.W_V[layer].T
+
+        scale = self.ln1_scale[layer]  # (pos, 1)
+        return to_values(layout.decoders[layer - 1]) / scale[:, :, None], to_values(self.rm.errors[layer - 1]) / scale
+
+    def contract_through_attention(self, layout: SourceLayout, layer: int, g: torch.Tensor, out: torch.Tensor) -> None:
+        """Add to ``out`` (B, n_sources) the effects of layer ``layer - 1``'s sources that pass through
+        layer ``layer``'s attention, given the gradient ``g`` (B, n, d) at its ``hook_resid_post`` (the
+        residual's identity part is :meth:`SourceLayout.contract_layer`'s)."""
+        if layer not in self._head_writes:
+            self._head_writes[layer] = self.head_space_writes(layout, layer)
+        dec, err = self._head_writes[layer]
+        B, n, d = g.shape
+        g_z = (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, self.n_heads[layer], -1)
+        g_v = torch.einsum("hqk,bqhe->bkhe", self.patterns[layer][:, :n, :n], g_z).reshape(B, n, -1)
+        start = layout.error_offset + (layer - 1) * self.rm.n_pos
+        out[:, start:start + n] += torch.einsum("bpf,pf->bp", g_v, err[:n])
+        col = layout.columns[layer - 1][:n]
+        valid = col >= 0
+        if valid.any():
+            out[:, col[valid]] += torch.einsum("bpf,pkf->bpk", g_v, dec[:n])[:, valid]
 
     def attention_forward(self, layer: int, x: torch.Tensor, first: int) -> torch.Tensor:
         """(B, n, d): ``blocks.{layer}.hook_resid_mid`` of the frozen linear model (no biases) given its
@@ -254,10 +287,15 @@ def _bucket_rows(rm: ReplacementModel, fb: FrozenBackward, layout: SourceLayout,
                 attn_layer = L - 1
             if attn_layer > 0:
                 g = attention_step(rm, attn_layer, pos, g_mid, n)  # at resid_pre of attn_layer = resid_post below
-                for below in range(attn_layer - 1, -1, -1):  # g is at resid_post of ``below`` = its MLP output
+                if attn_layer == 1:
+                    layout.contract_layer(rm, 0, g, block)
+                for below in range(attn_layer - 1, 0, -1):  # g is at resid_post of ``below`` = its MLP output
                     layout.contract_layer(rm, below, g, block)
-                    if below > 0:
+                    if below > 1:
                         g = fb.attention_back(below, g)
+                    else:  # the last step: layer 0's sources, the residual's identity and attention 1's value path
+                        layout.contract_layer(rm, 0, g, block)
+                        fb.contract_through_attention(layout, 1, g, block)
             out[out_rows[chunk.cpu()], :layout.n_sources] = block.to(device=out.device, dtype=out.dtype)
             bar.update(len(chunk))
 
