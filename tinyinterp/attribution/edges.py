@@ -89,21 +89,26 @@ def layernorm_backward(rm: ReplacementModel, name: str, vec: torch.Tensor, pos: 
     return (g - g.mean(-1, keepdim=True)) / scale[:, None]
 
 
-def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, n, d): the gradient at ``blocks.{layer}.hook_resid_pre`` of a gradient ``g_mid`` (B, d) at
+def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: torch.Tensor, n: int):
+    """The gradient at ``blocks.{layer}.hook_resid_pre`` of a gradient ``g_mid`` (B, d) at
     ``hook_resid_mid`` of single positions ``pos`` (B,): the residual's identity plus the frozen
-    attention's value path, in closed form."""
+    attention's value path, in closed form. Returns ``(g (B, n, d), factors)``: ``g`` is
+    ``coef @ basis`` with ``factors = (basis (B, H + 1, d), coef (B, n, H + 1))`` — ``g_mid`` and one
+    vector per head, weighted per position by the head's pattern over the ln1 scale."""
     attn = rm.model.blocks[layer].attn
     pattern = rm.frozen[f"blocks.{layer}.attn.hook_pattern"][0][:, pos, :n].transpose(0, 1)  # (B, H, n)
     g_z = torch.einsum("bd,hed->bhe", g_mid, attn.W_O)  # (B, H, d_head)
     u = torch.einsum("bhe,hde->bhd", g_z, attn.W_V)  # (B, H, d): per head, the gradient at ln1's output
-    g = torch.einsum("bhk,bhd->bkd", pattern, u)  # (B, n, d)
     ln1 = rm.model.blocks[layer].ln1
     if ln1.w is not None:
-        g = g * ln1.w
-    g = (g - g.mean(-1, keepdim=True)) / rm.frozen[f"blocks.{layer}.ln1.hook_scale"][0, :n]
-    g[torch.arange(len(pos), device=g.device), pos] += g_mid
-    return g
+        u = u * ln1.w
+    u = u - u.mean(-1, keepdim=True)
+    coef = pattern.transpose(1, 2) / rm.frozen[f"blocks.{layer}.ln1.hook_scale"][0, :n]  # (B, n, H)
+    B = len(pos)
+    own = torch.zeros(B, n, 1, dtype=u.dtype, device=u.device)
+    own[torch.arange(B, device=u.device), pos] = 1
+    basis, coef = torch.cat([g_mid[:, None], u], 1), torch.cat([own, coef], 2)
+    return torch.bmm(coef, basis), (basis, coef)
 
 
 def token_edges(fb: FrozenBackward, t_layer: torch.Tensor, t_pos: torch.Tensor, t_grad: torch.Tensor,
@@ -124,8 +129,10 @@ def token_edges(fb: FrozenBackward, t_layer: torch.Tensor, t_pos: torch.Tensor, 
             x = fb.attention_forward(layer, x, first)  # resid_mid = resid_post (the MLP outputs are sources)
             reads = ((t_layer == layer) | ((t_layer == rm.n_layers) & (layer == rm.n_layers - 1))) & (t_pos >= first)
             idx = reads.nonzero()[:, 0]
-            if len(idx):
-                out[idx, first:first + len(k)] = torch.einsum("ktd,td->tk", x[:, t_pos[idx] - first], t_grad[idx])
+            at = t_pos[idx] - first
+            for p in at.unique().tolist():  # one small matmul per position (a gather of x per target is slower)
+                here = idx[at == p]
+                out[here, first:first + len(k)] = t_grad[here] @ x[:, p].T
     return out
 
 
@@ -166,14 +173,24 @@ class FrozenBackward:
         self.embed = rm.model.embed(rm.tokens[None])[0].detach()  # (pos, d): what the token nodes write
         self._head_writes: dict = {}
 
-    def attention_back(self, layer: int, g: torch.Tensor) -> torch.Tensor:
+    def value_grads(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
+        """(B, n, H·d_head): the gradient at layer ``layer``'s attention values of ``g`` (B, n, d) at its
+        output. With ``factors`` (``g == coef @ basis``, :func:`attention_step`) ``W_O`` multiplies the
+        H + 1 basis vectors instead of the n positions."""
+        B, n, d = g.shape
+        H = self.n_heads[layer]
+        if factors is not None and factors[0].shape[1] < n:
+            basis, coef = factors
+            g_z = torch.bmm(coef, basis @ self.W_O[layer].T).view(B, n, H, -1)
+        else:
+            g_z = (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, H, -1)
+        return torch.einsum("hqk,bqhe->bkhe", self.patterns[layer][:, :n, :n], g_z).reshape(B, n, -1)
+
+    def attention_back(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
         """(B, n, d): the gradient at ``blocks.{layer}.hook_resid_pre`` of ``g`` (B, n, d) at its
         ``hook_resid_post`` (the MLP output is a source, so the residual passes ``g`` through unchanged)."""
         B, n, d = g.shape
-        H = self.n_heads[layer]
-        g_z = (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, H, -1)
-        g_v = torch.einsum("hqk,bqhe->bkhe", self.patterns[layer][:, :n, :n], g_z).reshape(B * n, -1)
-        g_in = (g_v @ self.W_V[layer]).view(B, n, d)  # at ln1's output
+        g_in = (self.value_grads(layer, g, factors).reshape(B * n, -1) @ self.W_V[layer]).view(B, n, d)  # at ln1's output
         if self.ln1_w[layer] is not None:
             g_in = g_in * self.ln1_w[layer]
         g_in = g_in - g_in.mean(-1, keepdim=True)
@@ -194,16 +211,16 @@ class FrozenBackward:
         scale = self.ln1_scale[layer]  # (pos, 1)
         return to_values(layout.decoders[layer - 1]) / scale[:, :, None], to_values(self.rm.errors[layer - 1]) / scale
 
-    def contract_through_attention(self, layout: SourceLayout, layer: int, g: torch.Tensor, out: torch.Tensor) -> None:
+    def contract_through_attention(self, layout: SourceLayout, layer: int, g: torch.Tensor, out: torch.Tensor,
+                                   factors=None) -> None:
         """Add to ``out`` (B, n_sources) the effects of layer ``layer - 1``'s sources that pass through
         layer ``layer``'s attention, given the gradient ``g`` (B, n, d) at its ``hook_resid_post`` (the
         residual's identity part is :meth:`SourceLayout.contract_layer`'s)."""
         if layer not in self._head_writes:
             self._head_writes[layer] = self.head_space_writes(layout, layer)
         dec, err = self._head_writes[layer]
-        B, n, d = g.shape
-        g_z = (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, self.n_heads[layer], -1)
-        g_v = torch.einsum("hqk,bqhe->bkhe", self.patterns[layer][:, :n, :n], g_z).reshape(B, n, -1)
+        n = g.shape[1]
+        g_v = self.value_grads(layer, g, factors)
         start = layout.error_offset + (layer - 1) * self.rm.n_pos
         out[:, start:start + n] += torch.einsum("bpf,pf->bp", g_v, err[:n])
         col = layout.columns[layer - 1][:n]
@@ -286,16 +303,18 @@ def _bucket_rows(rm: ReplacementModel, fb: FrozenBackward, layout: SourceLayout,
                 layout.contract_layer(rm, L - 1, direct, block)
                 attn_layer = L - 1
             if attn_layer > 0:
-                g = attention_step(rm, attn_layer, pos, g_mid, n)  # at resid_pre of attn_layer = resid_post below
+                # at resid_pre of attn_layer = resid_post below; low rank (factors) until the next attention step
+                g, factors = attention_step(rm, attn_layer, pos, g_mid, n)
                 if attn_layer == 1:
                     layout.contract_layer(rm, 0, g, block)
                 for below in range(attn_layer - 1, 0, -1):  # g is at resid_post of ``below`` = its MLP output
                     layout.contract_layer(rm, below, g, block)
                     if below > 1:
-                        g = fb.attention_back(below, g)
+                        g = fb.attention_back(below, g, factors)
                     else:  # the last step: layer 0's sources, the residual's identity and attention 1's value path
                         layout.contract_layer(rm, 0, g, block)
-                        fb.contract_through_attention(layout, 1, g, block)
+                        fb.contract_through_attention(layout, 1, g, block, factors)
+                    factors = None
             out[out_rows[chunk.cpu()], :layout.n_sources] = block.to(device=out.device, dtype=out.dtype)
             bar.update(len(chunk))
 
