@@ -93,8 +93,10 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     """The gradient at ``blocks.{layer}.hook_resid_pre`` of a gradient ``g_mid`` (B, d) at
     ``hook_resid_mid`` of single positions ``pos`` (B,): the residual's identity plus the frozen
     attention's value path, in closed form. Returns ``(g (B, n, d), factors)``: ``g`` is
-    ``coef @ basis`` with ``factors = (basis (B, H + 1, d), coef (B, n, H + 1))`` — ``g_mid`` and one
-    vector per head, weighted per position by the head's pattern over the ln1 scale."""
+    ``coef @ basis``, the basis being ``g_mid`` and one vector per head (its value-path image of ``g_mid``),
+    weighted per position by the head's pattern over the ln1 scale; ``factors = (g_mid, g_z (B, H, d_head)
+    the heads' output gradients, coef (B, n, H + 1))`` let the next attention step skip the positions
+    (:meth:`FrozenBackward.value_grads`)."""
     attn = rm.model.blocks[layer].attn
     pattern = rm.frozen[f"blocks.{layer}.attn.hook_pattern"][0][:, pos, :n].transpose(0, 1)  # (B, H, n)
     g_z = torch.einsum("bd,hed->bhe", g_mid, attn.W_O)  # (B, H, d_head)
@@ -107,8 +109,8 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     B = len(pos)
     own = torch.zeros(B, n, 1, dtype=u.dtype, device=u.device)
     own[torch.arange(B, device=u.device), pos] = 1
-    basis, coef = torch.cat([g_mid[:, None], u], 1), torch.cat([own, coef], 2)
-    return torch.bmm(coef, basis), (basis, coef)
+    coef = torch.cat([own, coef], 2)
+    return torch.bmm(coef, torch.cat([g_mid[:, None], u], 1)), (g_mid, g_z, coef)
 
 
 def token_edges(fb: FrozenBackward, t_layer: torch.Tensor, t_pos: torch.Tensor, t_grad: torch.Tensor,
@@ -172,6 +174,7 @@ class FrozenBackward:
             self.n_heads.append(H)
         self.embed = rm.model.embed(rm.tokens[None])[0].detach()  # (pos, d): what the token nodes write
         self._head_writes: dict = {}
+        self._folded: dict = {}
 
     def value_grads(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
         """(B, n, H·d_head): the gradient at layer ``layer``'s attention values of ``g`` (B, n, d) at its
@@ -179,12 +182,27 @@ class FrozenBackward:
         H + 1 basis vectors instead of the n positions."""
         B, n, d = g.shape
         H = self.n_heads[layer]
-        if factors is not None and factors[0].shape[1] < n:
-            basis, coef = factors
-            g_z = torch.bmm(coef, basis @ self.W_O[layer].T).view(B, n, H, -1)
+        if factors is not None and factors[2].shape[2] < n:
+            g_mid, g_z_above, coef = factors
+            basis = torch.cat([(g_mid @ self.W_O[layer].T)[:, None],  # W_O of each basis vector: d² per head, not n d²
+                               torch.einsum("bhe,hfe->bhf", g_z_above, self.folded(layer + 1))], 1)
+            g_z = torch.bmm(coef, basis).view(B, n, H, -1)
         else:
             g_z = (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, H, -1)
         return torch.einsum("hqk,bqhe->bkhe", self.patterns[layer][:, :n, :n], g_z).reshape(B, n, -1)
+
+    def folded(self, layer: int) -> torch.Tensor:
+        """(H, H'·d_head', d_head): per head of layer ``layer``, its value path into the residual
+        (``W_V``, then ln1's weight and centring) followed by layer ``layer - 1``'s ``W_O`` — the map from a
+        head's output gradient to the next step's value gradients, folded once per graph."""
+        if layer not in self._folded:
+            ln1 = self.rm.model.blocks[layer].ln1
+            V = self.rm.model.blocks[layer].attn.W_V.detach()  # (H, d, d_head)
+            if ln1.w is not None:
+                V = V * ln1.w.detach()[:, None]
+            V = V - V.mean(1, keepdim=True)
+            self._folded[layer] = torch.einsum("fd,hde->hfe", self.W_O[layer - 1], V)
+        return self._folded[layer]
 
     def attention_back(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
         """(B, n, d): the gradient at ``blocks.{layer}.hook_resid_pre`` of ``g`` (B, n, d) at its
