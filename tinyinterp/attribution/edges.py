@@ -5,21 +5,28 @@ column), a logit at ``ln_final`` of the last position (its centred unembedding).
 (attention patterns, LayerNorm scales, MLP outputs as constants) the map from sources to a target's
 pre-activation is linear, so the gradient of the target at each source's write location, dotted with
 what the source writes (a feature's activation × decoder row, an error vector, a token embedding), is
-that source's direct effect. One backward pass serves ``batch_size`` targets: each batch row carries
-one target's gradient (``torch.autograd.grad(..., is_grads_batched=True)``), as circuit-tracer injects
-a batch of gradients into a batch of copies of the forward pass (we vmap over one copy instead, so the
-forward pass is computed once, not once per row).
+that source's direct effect. The map being linear, its backward pass is a chain of matrix products,
+written out by hand (:class:`FrozenBackward`, no autograd): a batch of ``batch_size`` targets' gradients
+(B, positions, d_model) goes down one attention layer in two (B·positions × d) @ (d × d) products with
+``W_O`` and ``W_V`` flattened over heads and one per-head pattern mix — what autograd does for one target
+(:func:`per_target_rows`, the reference), for B at once, with no forward pass to record.
 
-Three exact shortcuts make each backward pass cheaper:
+Exact shortcuts make each target cheaper:
 
 * causal buckets: a target at position p sees positions <= p only, so targets are grouped by position
-  and each bucket's forward/backward covers the prompt up to its last position;
-* the target's own attention layer is done in closed form: the gradient enters at one query position,
-  so it reaches each key position k as ``sum_h pattern_h[p, k] · W_V[h] W_O[h] g`` — H vectors instead
-  of a dense (position × d_model) pass through both projections. The result enters autograd at that
-  layer's ``hook_resid_pre``;
-* the token embeddings' effects through layer 0's attention are contracted with the embeddings' own
-  value vectors (autograd stops at layer 0's MLP output, :func:`token_effects`).
+  and each bucket's backward covers the prompt up to its last position;
+* the target's own attention layer in closed form: the gradient enters at one query position, so it
+  reaches each key position k as ``g δ_pk + sum_h pattern_h[p, k] / scale_k · c(W_V[h] W_O[h] g)`` —
+  H + 1 vectors, not a (position × d_model) pass (:func:`attention_step`);
+* the next attention step starts from those H + 1 vectors: their ``W_O`` images come from per-head
+  maps folded once per graph (``W_O`` below ∘ ln1 ∘ ``W_V[h]``, :meth:`FrozenBackward.folded`), d² per
+  target instead of positions × d²;
+* the last attention step (layer 1, towards layer 0's sources) stops at the value gradients: the
+  sources' writes are mapped into value space once per graph (:meth:`FrozenBackward.head_space_writes`),
+  so no ``W_V`` pass per target;
+* token nodes in forward mode: a prompt has only n_pos of them, so each embedding is pushed up through
+  the frozen attention layers once and every target reads its token edges off at its own position
+  (:func:`token_edges`), instead of a pass through layer 0's attention per target.
 """
 
 from __future__ import annotations
@@ -194,7 +201,7 @@ class FrozenBackward:
     def folded(self, layer: int) -> torch.Tensor:
         """(H, H'·d_head', d_head): per head of layer ``layer``, its value path into the residual
         (``W_V``, then ln1's weight and centring) followed by layer ``layer - 1``'s ``W_O`` — the map from a
-        head's output gradient to the next step's value gradients, folded once per graph."""
+        head's output gradient to the output gradients of layer ``layer - 1``'s heads, folded once per graph."""
         if layer not in self._folded:
             ln1 = self.rm.model.blocks[layer].ln1
             V = self.rm.model.blocks[layer].attn.W_V.detach()  # (H, d, d_head)
