@@ -101,7 +101,7 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     ``hook_resid_mid`` of single positions ``pos`` (B,): the residual's identity plus the frozen
     attention's value path, in closed form. Returns ``(g (B, n, d), factors)``: ``g`` is
     ``coef @ basis``, the basis being ``g_mid`` and one vector per head (its value-path image of ``g_mid``),
-    weighted per position by the head's pattern over the ln1 scale; ``factors = (g_mid, g_z (B, H, d_head)
+    weighted per position by the head's pattern over the ln1 scale; ``factors = (layer, g_mid, g_z (B, H, d_head)
     the heads' output gradients, coef (B, n, H + 1))`` let the next attention step skip the positions
     (:meth:`FrozenBackward.value_grads`)."""
     attn = rm.model.blocks[layer].attn
@@ -117,7 +117,7 @@ def attention_step(rm: ReplacementModel, layer: int, pos: torch.Tensor, g_mid: t
     own = torch.zeros(B, n, 1, dtype=u.dtype, device=u.device)
     own[torch.arange(B, device=u.device), pos] = 1
     coef = torch.cat([own, coef], 2)
-    return torch.bmm(coef, torch.cat([g_mid[:, None], u], 1)), (g_mid, g_z, coef)
+    return torch.bmm(coef, torch.cat([g_mid[:, None], u], 1)), (layer, g_mid, g_z, coef)
 
 
 def token_edges(fb: FrozenBackward, t_layer: torch.Tensor, t_pos: torch.Tensor, t_grad: torch.Tensor,
@@ -182,34 +182,46 @@ class FrozenBackward:
         self.embed = rm.model.embed(rm.tokens[None])[0].detach()  # (pos, d): what the token nodes write
         self._head_writes: dict = {}
         self._folded: dict = {}
+        self._folded_flat: dict = {}
 
-    def value_grads(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
-        """(B, n, H·d_head): the gradient at layer ``layer``'s attention values of ``g`` (B, n, d) at its
-        output. With ``factors`` (``g == coef @ basis``, :func:`attention_step`) ``W_O`` multiplies the
-        H + 1 basis vectors instead of the n positions."""
+    def out_grads(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
+        """(B, n, H·d_head): the gradient at layer ``layer``'s head outputs (``hook_z``) of ``g`` (B, n, d) at
+        its output. With usable ``factors`` (``g == coef @ basis``, :func:`attention_step`) ``W_O``
+        multiplies the H + 1 basis vectors (through folded maps) instead of the n positions."""
         B, n, d = g.shape
-        H = self.n_heads[layer]
-        if factors is not None and factors[2].shape[2] < n:
-            g_mid, g_z_above, coef = factors
-            basis = torch.cat([(g_mid @ self.W_O[layer].T)[:, None],  # W_O of each basis vector: d² per head, not n d²
-                               torch.einsum("bhe,hfe->bhf", g_z_above, self.folded(layer + 1))], 1)
-            g_z = torch.bmm(coef, basis).view(B, n, H, -1)
-        else:
-            g_z = (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, H, -1)
+        if self.factored(factors, n):
+            above, g_mid, g_z_above, coef = factors
+            basis = torch.cat([(g_mid @ self.W_O[layer].T)[:, None],  # d² per target and head, not n d²
+                               torch.einsum("bhe,hfe->bhf", g_z_above, self.folded(above, layer))], 1)
+            return torch.bmm(coef, basis)
+        return (g.reshape(B * n, d) @ self.W_O[layer].T).view(B, n, -1)
+
+    @staticmethod
+    def factored(factors, n: int) -> bool:
+        return factors is not None and factors[3].shape[2] < n
+
+    def mix(self, layer: int, g_z: torch.Tensor) -> torch.Tensor:
+        """(B, n, H·d_head): head-output gradients (B, n, H·d_head) through the frozen patterns to the values."""
+        B, n, _ = g_z.shape
+        g_z = g_z.view(B, n, self.n_heads[layer], -1)
         return torch.einsum("hqk,bqhe->bkhe", self.patterns[layer][:, :n, :n], g_z).reshape(B, n, -1)
 
-    def folded(self, layer: int) -> torch.Tensor:
+    def value_grads(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
+        """(B, n, H·d_head): the gradient at layer ``layer``'s attention values of ``g`` (B, n, d) at its output."""
+        return self.mix(layer, self.out_grads(layer, g, factors))
+
+    def folded(self, layer: int, to: int) -> torch.Tensor:
         """(H, H'·d_head', d_head): per head of layer ``layer``, its value path into the residual
-        (``W_V``, then ln1's weight and centring) followed by layer ``layer - 1``'s ``W_O`` — the map from a
-        head's output gradient to the output gradients of layer ``layer - 1``'s heads, folded once per graph."""
-        if layer not in self._folded:
+        (``W_V``, then ln1's weight and centring) followed by layer ``to``'s ``W_O`` — the map from a
+        head's output gradient to the output gradients of layer ``to``'s heads, folded once per graph."""
+        if (layer, to) not in self._folded:
             ln1 = self.rm.model.blocks[layer].ln1
             V = self.rm.model.blocks[layer].attn.W_V.detach()  # (H, d, d_head)
             if ln1.w is not None:
                 V = V * ln1.w.detach()[:, None]
             V = V - V.mean(1, keepdim=True)
-            self._folded[layer] = torch.einsum("fd,hde->hfe", self.W_O[layer - 1], V)
-        return self._folded[layer]
+            self._folded[layer, to] = torch.einsum("fd,hde->hfe", self.W_O[to], V)
+        return self._folded[layer, to]
 
     def attention_back(self, layer: int, g: torch.Tensor, factors=None) -> torch.Tensor:
         """(B, n, d): the gradient at ``blocks.{layer}.hook_resid_pre`` of ``g`` (B, n, d) at its
@@ -221,37 +233,59 @@ class FrozenBackward:
         g_in = g_in - g_in.mean(-1, keepdim=True)
         return g_in.div_(self.ln1_scale[layer][:n]).add_(g)
 
-    def head_space_writes(self, layout: SourceLayout, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """What layer ``layer - 1``'s sources (padded features (pos, k, H·d_head), errors (pos, H·d_head))
-        add to layer ``layer``'s values, per unit of value gradient: ``W_V (w ⊙ centre(write)) / scale``.
-        A gradient's last attention step then needs no pass through ``W_V``: its value gradient is
-        contracted with these directly."""
+    def head_space_writes(self, layout: SourceLayout, layer: int, src: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What layer ``src``'s sources (padded features (pos, k, H·d_head), errors (pos, H·d_head)) add to
+        layer ``layer``'s values, per unit of value gradient: ``W_V (w ⊙ centre(write)) / scale``. A
+        gradient's last attention steps then need no pass through ``W_V``: their value gradients are
+        contracted with these directly (cached per graph)."""
+        if (layer, src) not in self._head_writes:
 
-        def to_values(x):
-            x = x - x.mean(-1, keepdim=True)
-            if self.ln1_w[layer] is not None:
-                x = x * self.ln1_w[layer]
-            return x @ self.W_V[layer].T
+            def to_values(x):
+                x = x - x.mean(-1, keepdim=True)
+                if self.ln1_w[layer] is not None:
+                    x = x * self.ln1_w[layer]
+                return x @ self.W_V[layer].T
 
-        scale = self.ln1_scale[layer]  # (pos, 1)
-        return to_values(layout.decoders[layer - 1]) / scale[:, :, None], to_values(self.rm.errors[layer - 1]) / scale
+            scale = self.ln1_scale[layer]  # (pos, 1)
+            self._head_writes[layer, src] = (to_values(layout.decoders[src]) / scale[:, :, None],
+                                             to_values(self.rm.errors[src]) / scale)
+        return self._head_writes[layer, src]
 
-    def contract_through_attention(self, layout: SourceLayout, layer: int, g: torch.Tensor, out: torch.Tensor,
-                                   factors=None) -> None:
-        """Add to ``out`` (B, n_sources) the effects of layer ``layer - 1``'s sources that pass through
-        layer ``layer``'s attention, given the gradient ``g`` (B, n, d) at its ``hook_resid_post`` (the
-        residual's identity part is :meth:`SourceLayout.contract_layer`'s)."""
-        if layer not in self._head_writes:
-            self._head_writes[layer] = self.head_space_writes(layout, layer)
-        dec, err = self._head_writes[layer]
-        n = g.shape[1]
-        g_v = self.value_grads(layer, g, factors)
-        start = layout.error_offset + (layer - 1) * self.rm.n_pos
+    def contract_values(self, layout: SourceLayout, layer: int, src: int, g_v: torch.Tensor, out: torch.Tensor) -> None:
+        """Add to ``out`` (B, n_sources) the effects of layer ``src``'s sources through layer ``layer``'s
+        attention values, given the value gradient ``g_v`` (B, n, H·d_head)."""
+        dec, err = self.head_space_writes(layout, layer, src)
+        n = g_v.shape[1]
+        start = layout.error_offset + src * self.rm.n_pos
         out[:, start:start + n] += torch.einsum("bpf,pf->bp", g_v, err[:n])
-        col = layout.columns[layer - 1][:n]
+        col = layout.columns[src][:n]
         valid = col >= 0
         if valid.any():
             out[:, col[valid]] += torch.einsum("bpf,pkf->bpk", g_v, dec[:n])[:, valid]
+
+    def contract_through_attention(self, layout: SourceLayout, layer: int, g: torch.Tensor, out: torch.Tensor,
+                                   factors=None) -> None:
+        """Add to ``out`` the effects of layer ``layer - 1``'s sources that pass through layer ``layer``'s
+        attention, given the gradient ``g`` (B, n, d) at its ``hook_resid_post`` (the residual's identity
+        part is :meth:`SourceLayout.contract_layer`'s)."""
+        self.contract_values(layout, layer, layer - 1, self.value_grads(layer, g, factors), out)
+
+    def last_two_steps(self, layout: SourceLayout, g: torch.Tensor, factors, out: torch.Tensor) -> None:
+        """Attention layers 2 and 1 for a gradient ``g`` = ``coef @ basis`` (B, n, d) at
+        ``blocks.2.hook_resid_post`` straight from a closed form at layer 3 (``factors``): layer 1's and
+        layer 0's sources in value space, so the gradient is never formed in the residual below layer 2
+        — one (B·n × d) @ (d × d) product (layer 2's value gradients into layer 1's head outputs,
+        folded) instead of two (``W_V`` of layer 2, ``W_O`` of layer 1). The residual's identity parts
+        (``g`` itself) are the caller's :meth:`SourceLayout.contract_layer`."""
+        g_v2 = self.value_grads(2, g, factors)
+        self.contract_values(layout, 2, 1, g_v2, out)
+        self.contract_values(layout, 2, 0, g_v2, out)
+        if 2 not in self._folded_flat:
+            F = self.folded(2, 1)  # (H2, F1, d_head2)
+            self._folded_flat[2] = F.permute(0, 2, 1).reshape(-1, F.shape[1])  # (F2, F1)
+        n = g.shape[1]
+        g_z1 = self.out_grads(1, g, factors) + (g_v2 @ self._folded_flat[2]) / self.ln1_scale[2][:n]
+        self.contract_values(layout, 1, 0, self.mix(1, g_z1), out)
 
     def attention_forward(self, layer: int, x: torch.Tensor, first: int) -> torch.Tensor:
         """(B, n, d): ``blocks.{layer}.hook_resid_mid`` of the frozen linear model (no biases) given its
@@ -334,6 +368,11 @@ def _bucket_rows(rm: ReplacementModel, fb: FrozenBackward, layout: SourceLayout,
                     layout.contract_layer(rm, 0, g, block)
                 for below in range(attn_layer - 1, 0, -1):  # g is at resid_post of ``below`` = its MLP output
                     layout.contract_layer(rm, below, g, block)
+                    if below == 2 and fb.factored(factors, n):  # straight from a closed form at layer 3
+                        layout.contract_layer(rm, 1, g, block)
+                        layout.contract_layer(rm, 0, g, block)
+                        fb.last_two_steps(layout, g, factors, block)
+                        break
                     if below > 1:
                         g = fb.attention_back(below, g, factors)
                     else:  # the last step: layer 0's sources, the residual's identity and attention 1's value path
