@@ -23,7 +23,9 @@ Exact shortcuts make each target cheaper:
   target instead of positions × d²;
 * the last attention step (layer 1, towards layer 0's sources) stops at the value gradients: the
   sources' writes are mapped into value space once per graph (:meth:`FrozenBackward.head_space_writes`),
-  so no ``W_V`` pass per target;
+  so no ``W_V`` pass per target; a gradient straight from a closed form at layer 3 does its last two
+  steps (layers 2 and 1) that way, with layer 2's value gradients folded into layer 1's head outputs
+  (:meth:`FrozenBackward.last_two_steps`): one (B·positions × d) @ (d × d) product instead of two;
 * token nodes in forward mode: a prompt has only n_pos of them, so each embedding is pushed up through
   the frozen attention layers once and every target reads its token edges off at its own position
   (:func:`token_edges`), instead of a pass through layer 0's attention per target.
