@@ -5,8 +5,9 @@ vocabulary 10,001, our tokenizer's) with random TopK transcoders (width ``--d-sa
 4 x d_model, ``--k`` active per token), random init, same process:
 
 - batched: :func:`tinyinterp.attribution.attribute` as shipped — targets grouped by layer and position
-  (causal buckets), ``--batch-size`` targets per vmapped backward pass, the target's own attention
-  layer in closed form;
+  (causal buckets), ``--batch-size`` targets per hand-written batched backward pass (big matrix products,
+  no autograd), the target's own attention layer in closed form, the next step from its H + 1 basis
+  vectors through folded per-head maps, the last steps in value space, token edges in forward mode;
 - per target: :func:`tinyinterp.attribution.edges.per_target_rows`, one plain autograd backward pass
   per target node through the whole frozen model (what circuit-tracer computes at batch size 1; both
   sides backpropagate through the value projection only, as TransformerLens's separate q/k/v do).
@@ -21,12 +22,14 @@ The last line is ``ratio=<per-target seconds per graph / batched seconds per gra
 
 On a CPU both sides are bound by the matrix multiplies of the backward passes (a batch-1 pass over 64
 positions is already a large enough matmul), so batching by itself buys little there; the speed-up
-measured on CPU comes from the work the batched path avoids (causal buckets, the closed-form first
-attention layer, layer 0's value path for the token embeddings). Measured on the session's shared
-2-core machine (CPU clock, 1 thread, k 16, 4,096 active features): 1.83 ms vs 8.54 ms per target node,
-7.8 s vs 35.4 s per graph, ``ratio=4.547`` (3.6 in an earlier run: the per-target side varies) — below the bar. Per-target passes on a GPU are bound by
-kernel launches instead, where batching is what pays; ``--device cuda`` runs the same comparison there
-(not measured yet).
+comes from the work the batched path avoids (causal buckets; the closed-form own attention layer and
+the low-rank next step; the last two steps in value space, no ``W_V`` pass; token edges in forward mode,
+n_pos pushes instead of one per target; no forward pass per bucket). Measured on the session's shared
+2-core machine (CPU clock, 1 thread, k 16, 4,096 active features, 4,106 targets): 0.53 ms vs 7.19 ms per
+target node, 2.44 s vs 29.8 s per graph, peak memory +275 MiB vs +123 MiB, ``ratio=12.19`` (13.2 in
+another run: the per-target side varies by about ±10 %; before the hand-written backward: 1.83 ms vs
+8.54 ms per target, ``ratio=4.55``). Per-target passes on a GPU are bound by kernel launches instead;
+``--device cuda`` runs the same comparison there (not measured yet).
 
     python bench/attribution.py [--k 16] [--d-sae 3072] [--batch-size 256] [--baseline-targets 128] [--threads 1]
 """
@@ -103,7 +106,7 @@ def _measure(device: torch.device, fn, *args):
 
 
 def _warm_up(model, transcoders, tokens) -> None:
-    """First calls pay one-off costs (lazy initialisation of autograd/vmap): pay them on 4 tokens, untimed."""
+    """First calls pay one-off costs (lazy initialisation of autograd and the matmul kernels): pay them on 4 tokens, untimed."""
     rm = ReplacementModel(model, transcoders, tokens[:4])
     vecs = _logit_vecs(model, torch.arange(2, device=tokens.device))
     edge_rows(rm, vecs, batch_size=4)
