@@ -1,0 +1,177 @@
+"""The Attribution page's panels: choosing a graph (saved, or new from a prompt), the drawing, the node and path
+tables, and the intervention sliders.
+
+Every string from a graph file or a tokenizer reaches the page as SVG text escaped by :mod:`apps.graph_view`,
+as a table cell, or through ``render.md_text``; links to feature pages are built here from checked integers
+and the run's dictionary names (URL-encoded), never taken from the file.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+
+from apps import attribution_queries as aq
+from apps import guard, render
+from apps.graph_view import GraphNode, GraphView, describe, graph_html, strongest_paths, visible_text
+
+FEATURE_PAGE = "features"
+GRAPH_PARAM = "graph"
+DEFAULT_PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play with her"
+OWN_PROMPT = "(type your own)"
+
+
+def feature_href(run_name: str, names: dict[int, str]):
+    """``node -> "features?run=…&dict=…&feature=…"`` (None when the run has no dictionary for its layer)."""
+    def href(node: GraphNode) -> str | None:
+        name = names.get(node.layer) if node.layer is not None else None
+        if name is None or node.feature is None or node.feature < 0:
+            return None
+        return f"{FEATURE_PAGE}?{urlencode({'run': run_name, 'dict': name, 'feature': int(node.feature)})}"
+    return href
+
+
+# ----- choosing a graph ------------------------------------------------------------------------------
+
+
+def saved_graph(sel) -> GraphView | None:
+    """The saved graph picked in a selectbox (or named by ``?graph=<file name>``, one of the listed files)."""
+    saved = guard.attempt("saved graphs", aq.saved_graphs, sel.path) or []
+    if not saved:
+        command = f'tinyinterp attribute {sel.path} "Once upon a time" --transcoders DIR'
+        st.info(f"No saved graph for {render.md_code(sel.name)} yet: run {render.md_code(command)} "
+                "or compute one from a prompt here.")
+        return None
+    names = [p.name for p in saved]
+    requested = st.query_params.get(GRAPH_PARAM)
+    if requested is not None and st.session_state.get("_attr_graph_requested") != requested:
+        st.session_state["_attr_graph_requested"] = requested
+        if requested in names:
+            st.session_state["attr_graph"] = requested
+        else:
+            st.error(f"?{GRAPH_PARAM}={render.md_text(requested)}: refused, not one of this run's saved graphs")
+    name = st.selectbox("Saved graph", names, key="attr_graph", help="analysis/graphs/*.json of the run, newest first")
+    return guard.attempt(f"graph {name}", aq.graph, saved[names.index(name)])
+
+
+def prompt_input() -> tuple[str, str]:
+    """The prompt (typed, or one of the paper's evaluation prompts) and an optional target token."""
+    prompts = aq.eval_prompts()
+
+    def use_choice() -> None:
+        choice = st.session_state.get("attr_eval_prompt")
+        if choice is not None and choice != OWN_PROMPT:
+            st.session_state["attr_prompt"] = prompts[int(choice)]
+
+    if prompts:
+        st.selectbox("Evaluation prompt", [OWN_PROMPT, *[str(i) for i in range(len(prompts))]], key="attr_eval_prompt",
+                     format_func=lambda c: c if c == OWN_PROMPT else f"{int(c) + 1}. {visible_text(prompts[int(c)], 90)}",
+                     on_change=use_choice, help="the TinyStories paper's story beginnings (sets the prompt below)")
+    else:
+        st.caption("the paper's evaluation prompts were not found in the data folder (TINYINTERP_DATA)")
+    prompt = st.text_area("Prompt", DEFAULT_PROMPT, key="attr_prompt", height=80)
+    target = st.text_input("Target token (optional)", key="attr_target", placeholder=" Lily",
+                           help="one token; empty = the most likely next tokens up to 95 % probability")
+    return prompt, target
+
+
+# ----- the graph -------------------------------------------------------------------------------------
+
+
+def logit_choice(view: GraphView) -> GraphNode | None:
+    logits = view.logits()
+    if not logits:
+        st.caption("this graph has no logit nodes")
+        return None
+    default = view.default_logit()
+    ids = [n.node_id for n in logits]
+    chosen = st.selectbox("Logit", ids, index=ids.index(default.node_id), key="attr_logit",
+                          format_func=lambda i: describe(view.nodes[i], view.prompt_tokens))
+    return view.nodes[chosen]
+
+
+def nodes_frame(view: GraphView, href) -> pd.DataFrame:
+    rows = []
+    for n in sorted(view.of_kind("feature"), key=lambda n: -(n.influence or 0.0)):
+        rows.append({"open": href(n), "node": n.node_id, "layer": n.layer, "pos": n.pos,
+                     "token": visible_text(view.prompt_tokens[n.pos]), "feature": n.feature,
+                     "activation": n.activation, "influence": n.influence})
+    return pd.DataFrame(rows, columns=["open", "node", "layer", "pos", "token", "feature", "activation", "influence"])
+
+
+def paths_frame(view: GraphView, paths) -> pd.DataFrame:
+    rows = []
+    for rank, p in enumerate(paths, 1):
+        labels = [f"{view.nodes[i].label}@{view.nodes[i].pos}" if view.nodes[i].kind in ("feature", "error")
+                  else visible_text(repr(view.nodes[i].label)) for i in p.nodes]
+        rows.append({"rank": rank, "score": p.score, "sign": "+" if p.sign > 0 else "−",
+                     "path": " → ".join(labels), "weights": ", ".join(f"{w:.3g}" for w in p.weights),
+                     "nodes": " → ".join(p.nodes)})
+    return pd.DataFrame(rows, columns=["rank", "score", "sign", "path", "weights", "nodes"])
+
+
+def graph_panel(sel, view: GraphView, names: dict[int, str]) -> GraphNode | None:
+    """Summary, drawing, node table and strongest paths; returns the chosen logit."""
+    counts = view.summary()
+    cols = st.columns(5)
+    for col, kind in zip(cols, ("feature", "error", "embedding", "logit", "links")):
+        col.metric(f"{kind} {'nodes' if kind != 'links' else ''}".strip(), counts[kind])
+    st.caption(f"prompt: {render.md_text(visible_text(view.prompt, 300))}"
+               + (f" · transcoders: {render.md_text(view.scan)}" if view.scan else "")
+               + (f" · node threshold {view.node_threshold:g}" if view.node_threshold is not None else ""))
+    c1, c2, c3 = st.columns([3, 2, 1])
+    with c1:
+        target = logit_choice(view)
+    max_links = c2.slider("edges drawn (strongest)", 10, 2000, min(300, max(10, len(view.links))), 10, key="attr_max_links")
+    k = c3.number_input("paths", 1, 50, 8, key="attr_k")
+    paths = guard.attempt("paths", strongest_paths, view, target, int(k)) or []
+    href = feature_href(sel.name, names)
+    st.html(graph_html(view, max_links=int(max_links), highlight=set(paths[0].nodes) if paths else set(),
+                       feature_href=href))
+    if not names:
+        st.caption(f"feature links need the run's transcoder set in analysis/dictionaries/{aq.TRANSCODERS}/")
+    st.subheader("Strongest paths to the logit")
+    st.dataframe(paths_frame(view, paths), hide_index=True, width="stretch",
+                 column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+    st.caption("score: the logit's probability × the product of the normalised link weights along the path "
+               "(|weight| / the sum of |weights| into its target, over the links this graph kept); the top path "
+               "is ringed in the drawing")
+    st.subheader("Feature nodes")
+    st.dataframe(nodes_frame(view, href), hide_index=True, width="stretch",
+                 column_config={"open": st.column_config.LinkColumn("open", display_text="open", width="small"),
+                                "activation": st.column_config.NumberColumn(format="%.3f"),
+                                "influence": st.column_config.NumberColumn(format="%.3f")})
+    return target
+
+
+def new_graph(sel) -> GraphView | None:
+    """A graph computed here from a prompt (needs the run's transcoder set); kept until the next "Compute"."""
+    prompt, target = prompt_input()
+    if not aq.has_transcoders(sel.path):
+        st.info(f"Computing a graph needs the run's transcoder set in {render.md_code(aq.TRANSCODERS_REL)} "
+                f"(one transcoder per layer; train it with {render.md_code(aq.TRAIN_HINT)}). "
+                "Saved graphs can still be opened.")
+        return None
+    with st.expander("pruning"):
+        c1, c2 = st.columns(2)
+        node_threshold = c1.number_input("node threshold", 0.1, 1.0, 0.8, 0.01, key="attr_node_threshold",
+                                         help="keep the nodes carrying this share of the logits' influence")
+        edge_threshold = c2.number_input("edge threshold", 0.1, 1.0, 0.98, 0.01, key="attr_edge_threshold",
+                                         help="keep the edges carrying this share of the kept nodes' influence")
+    if st.button("Compute graph", type="primary", key="attr_compute"):
+        st.session_state["attr_request"] = (prompt, target, float(node_threshold), float(edge_threshold))
+    request = st.session_state.get("attr_request")
+    if request is None:
+        st.caption("press Compute graph (a few seconds on a small model)")
+        return None
+    if not request[0].strip():
+        st.warning("enter a prompt")
+        return None
+    return guard.attempt("attribution", aq.compute_graph, sel.path, *request)
+
+
+def intervention_panel(sel, view: GraphView, target: GraphNode | None) -> None:
+    st.subheader("Interventions in the real model")
+    st.caption("not available yet")

@@ -1,0 +1,179 @@
+"""The Attribution page (issue 20, item 6) on hand-written graphs in circuit-tracer's JSON schema.
+
+A saved graph is drawn (SVG by layer and position, links to feature pages), its strongest paths and feature
+nodes are tabled; hostile tokens and prompts stay text in the drawing, the tables and every Markdown element;
+a malformed file is one error line; a run without transcoders gets a note; ``?graph=`` cannot leave the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from html.parser import HTMLParser
+
+import pytest
+from markdown_it import MarkdownIt
+
+from tests.support.graph_fixtures import small_graph, write_graph
+
+HOSTILE_TOKENS = ["<|endoftext|>", "<script>alert(1)</script>", "\u202eevil", '<img src=x onerror=alert(2)>']
+SVG_TAGS = {"div", "svg", "rect", "text", "line", "title", "circle", "polygon", "a"}
+_md = MarkdownIt("commonmark", {"html": True})
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse_html(markup: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(markup)
+    return parser
+
+
+def graph_bodies(at) -> list[str]:
+    return [e.proto.body for e in at.get("html") if "attribution-graph" in e.proto.body]
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def open_attribution(**query):
+    from tests.support.app_pages import open_page
+
+    return open_page("attribution", run="demo", **query)
+
+
+@pytest.fixture
+def graphs(broken):
+    return broken / "demo" / "analysis" / "graphs"
+
+
+def _add_transcoder_cfgs(run, layers=(0, 1)):
+    """Only the cfg.json of a transcoder set (what the feature links read), no weights."""
+    for layer in layers:
+        folder = run / "analysis" / "dictionaries" / "transcoders" / f"layer_{layer:02d}"
+        folder.mkdir(parents=True)
+        (folder / "cfg.json").write_text(json.dumps({"metadata": {"hook_name": f"blocks.{layer}.ln2.hook_normalized"}}))
+
+
+def test_page_draws_a_saved_graph_with_its_paths_and_feature_links(broken, graphs):
+    write_graph(graphs / "small.json", small_graph())
+    _add_transcoder_cfgs(broken / "demo")
+    at = open_attribution()
+    assert not errors(at), errors(at)
+    (body,) = graph_bodies(at)
+    tags = parse_html(body).tags
+    assert sum(1 for t, a in tags if t == "circle") == 3  # the three feature nodes
+    assert sum(1 for t, a in tags if t == "polygon") == 2  # two logits
+    assert sum(1 for t, a in tags if t == "line") == 12  # every link (fewer than the slider's default)
+    hrefs = sorted(a["href"] for t, a in tags if t == "a")
+    assert hrefs == ["features?run=demo&dict=transcoders%2Flayer_00&feature=5",
+                     "features?run=demo&dict=transcoders%2Flayer_00&feature=9",
+                     "features?run=demo&dict=transcoders%2Flayer_01&feature=7"]
+    paths, nodes = (d.value for d in at.dataframe)
+    assert paths.iloc[0]["nodes"] == "E_103_3 → 0_5_3 → 1_7_3 → 3_200_3"  # the planted strongest path
+    assert paths.iloc[0]["sign"] == "+" and paths["score"].is_monotonic_decreasing
+    assert list(nodes["node"]) == ["1_7_3", "0_5_3", "0_9_1"]  # by influence
+    assert nodes.iloc[0]["open"].endswith("dict=transcoders%2Flayer_01&feature=7")
+
+
+def test_choosing_the_other_logit_reranks_the_paths(graphs):
+    write_graph(graphs / "small.json", small_graph())
+    at = open_attribution()
+    at.selectbox(key="attr_logit").set_value("3_201_3").run()
+    paths = at.dataframe[0].value
+    assert paths.iloc[0]["nodes"].endswith("3_201_3") and paths.iloc[0]["sign"] == "−"  # via the -0.8 link
+
+
+def test_hostile_tokens_and_prompt_stay_text(graphs):
+    prompt = "<script>alert(3)</script> ![x](http://203.0.113.9/p.png) \u202eevil"
+    write_graph(graphs / "hostile.json", small_graph(HOSTILE_TOKENS, ("</svg><script>alert(4)</script>", "\u202e]"), prompt))
+    at = open_attribution()
+    assert not errors(at), errors(at)
+    (body,) = graph_bodies(at)
+    parsed = parse_html(body)
+    assert {t for t, _ in parsed.tags} <= SVG_TAGS, {t for t, _ in parsed.tags}
+    assert not [a for _, attrs in parsed.tags for a in attrs if a.startswith("on")]  # no event handler attribute
+    text = "".join(parsed.text)
+    assert "<script>alert(1)</script>" in text and "</svg><script>alert(4)</script>" in text  # shown as text
+    assert "\u202e" not in body and "⟨U+202E⟩evil" in text  # the override cannot flip the labels
+    for frame in (d.value for d in at.dataframe):
+        cells = [str(c) for c in frame.to_numpy().ravel().tolist()]
+        assert not any("\u202e" in c for c in cells)
+    assert any("<script>alert(1)</script>" in c for c in at.dataframe[1].value["token"])
+    for element in [*at.caption, *at.markdown, *at.info, *at.error]:
+        rendered = _md.render(str(element.value))
+        assert "<script" not in rendered and "<img" not in rendered, element.value
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({**small_graph(), "links": [{"source": "E_100_0", "target": "nowhere", "weight": 1.0}]}), "nowhere"),
+    (json.dumps({**small_graph(), "nodes": [{**small_graph()["nodes"][0], "ctx_idx": "3"}]}), "ctx_idx"),
+    (json.dumps({**small_graph(), "nodes": [{**small_graph()["nodes"][0], "feature_type": "<b>x</b>"}]}), "feature_type"),
+])
+def test_a_malformed_graph_is_one_error_line(graphs, content, needle):
+    graphs.mkdir(parents=True, exist_ok=True)
+    (graphs / "bad.json").write_text(content)
+    at = open_attribution()
+    (error,) = errors(at)
+    assert "bad.json" in error and needle in error and "\n" not in error and "Traceback" not in error
+    assert not graph_bodies(at)
+
+
+def test_missing_transcoders_is_a_note(broken):
+    at = open_attribution()
+    assert at.radio(key="attr_source").value == "new graph from a prompt"  # no saved graph: compute one
+    assert not errors(at)
+    assert any("transcoder set" in i.value for i in at.info), [i.value for i in at.info]
+    assert at.selectbox(key="attr_eval_prompt").options[0] == "(type your own)"
+
+
+def test_evaluation_prompt_fills_the_prompt(broken, shared_data):
+    at = open_attribution()
+    box = at.selectbox(key="attr_eval_prompt")
+    assert len(box.options) > 10
+    box.set_value(box.options[1]).run()
+    from tinyinterp.evaluation.prompts import load_prompts
+
+    first = next(p.text for p in load_prompts() if p.kind == "completion")
+    assert at.text_area(key="attr_prompt").value == first
+
+
+@pytest.mark.parametrize("value", ["../../../etc/passwd", "/etc/passwd", "small.json/../../config.json", "missing.json"])
+def test_graph_query_param_cannot_leave_the_run(graphs, value):
+    write_graph(graphs / "small.json", small_graph())
+    at = open_attribution(graph=value)
+    (error,) = errors(at)
+    assert "refused" in error and "\n" not in error
+    assert at.selectbox(key="attr_graph").value == "small.json"
+
+
+def test_graph_query_param_opens_a_saved_graph(graphs):
+    write_graph(graphs / "a.json", small_graph())
+    write_graph(graphs / "b.json", small_graph(["<|endoftext|>", "One", " day", ","]))
+    os.utime(graphs / "b.json", (1, 1))  # a is newest, so the default
+    at = open_attribution(graph="b.json")
+    assert not errors(at) and at.selectbox(key="attr_graph").value == "b.json"
+    assert ">One<" in graph_bodies(at)[0]
+
+
+def test_a_graph_linked_out_of_the_root_is_refused(graphs, tmp_path):
+    outside = write_graph(tmp_path / "outside" / "secret.json", small_graph(["<|endoftext|>", "SECRET", " x", " y"]))
+    graphs.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, graphs / "linked.json")
+    at = open_attribution()
+    (error,) = errors(at)
+    assert "outside the runs root" in error
+    assert not graph_bodies(at)
