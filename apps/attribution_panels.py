@@ -151,7 +151,7 @@ def new_graph(sel) -> GraphView | None:
     prompt, target = prompt_input()
     if not aq.has_transcoders(sel.path):
         st.info(f"Computing a graph needs the run's transcoder set in {render.md_code(aq.TRANSCODERS_REL)} "
-                f"(one transcoder per layer; train it with {render.md_code(aq.TRAIN_HINT)}). "
+                f"(one transcoder per layer; train it with {render.md_code(aq.train_hint(sel.path))}). "
                 "Saved graphs can still be opened.")
         return None
     with st.expander("pruning"):

@@ -110,4 +110,7 @@ def eval_prompts() -> tuple[str, ...]:
         return ()
 
 TRANSCODERS_REL = f"analysis/dictionaries/{TRANSCODERS}/"
-TRAIN_HINT = "make demo"
+
+
+def train_hint(run: Path) -> str:
+    return f"tinyinterp sae train {run} --transcoder all"
