@@ -92,9 +92,14 @@ def logit_choice(view: GraphView) -> GraphNode | None:
     return view.nodes[chosen]
 
 
+def by_influence(view: GraphView) -> list[GraphNode]:
+    """Feature nodes, most influential first (the cumulative influence share, ascending)."""
+    return sorted(view.of_kind("feature"), key=lambda n: (n.influence if n.influence is not None else 1.0, n.node_id))
+
+
 def nodes_frame(view: GraphView, href) -> pd.DataFrame:
     rows = []
-    for n in sorted(view.of_kind("feature"), key=lambda n: -(n.influence or 0.0)):
+    for n in by_influence(view):
         rows.append({"open": href(n), "node": n.node_id, "layer": n.layer, "pos": n.pos,
                      "token": visible_text(view.prompt_tokens[n.pos]), "feature": n.feature,
                      "activation": n.activation, "influence": n.influence})
@@ -172,6 +177,61 @@ def new_graph(sel) -> GraphView | None:
     return guard.attempt("attribution", aq.compute_graph, sel.path, *request)
 
 
-def intervention_panel(sel, view: GraphView, target: GraphNode | None) -> None:
+def _feature_label(node: GraphNode) -> str:
+    return f"L{node.layer} F{node.feature} @ pos {node.pos}"  # integers only: slider labels are Markdown
+
+
+def intervention_panel(sel, view: GraphView, target: GraphNode | None, computed_target: str | None = None) -> None:
+    """Sliders per chosen feature (scale −2…2, 0 = ablate) that rerun the REAL model; new top tokens vs before."""
     st.subheader("Interventions in the real model")
-    st.caption("not available yet")
+    features = by_influence(view)
+    if not features:
+        st.caption("this graph has no feature nodes to intervene on")
+        return
+    if not aq.has_transcoders(sel.path):
+        st.info(f"Interventions need the run's transcoder set in {render.md_code(aq.TRANSCODERS_REL)} "
+                f"(the features' decoder directions; {render.md_code(aq.train_hint(sel.path))}).")
+        return
+    tokens = guard.attempt("prompt", aq.prompt_token_strings, sel.path, view.prompt)
+    if tokens is None:
+        return
+    if tokens != view.prompt_tokens:
+        st.warning("this graph's prompt tokens differ from the run's tokenization of its prompt (made with another "
+                   "model or tokenizer?): interventions would not hit its positions")
+        return
+    ids = [n.node_id for n in features]
+    chosen = st.multiselect("Features", ids, default=ids[:1], key="attr_iv_features", max_selections=8,
+                            format_func=lambda i: describe(view.nodes[i], view.prompt_tokens),
+                            help="most influential first; several at once act as one supernode")
+    changes = []
+    cols = st.columns(max(1, min(len(chosen), 4)))
+    for i, node_id in enumerate(chosen):
+        node = view.nodes[node_id]
+        scale = cols[i % len(cols)].slider(_feature_label(node), -2.0, 2.0, 0.0, 0.1, key=f"attr_iv_{node_id}",
+                                           help="activation × this: 0 = ablate, 1 = unchanged, −1 = flipped")
+        changes.append((int(node.layer), int(node.feature), int(node.pos), float(scale)))
+    if not changes:
+        st.caption("choose at least one feature")
+        return
+    targets = tuple(int(n.feature) for n in view.logits())
+    if st.button("Run intervention", type="primary", key="attr_iv_run"):
+        st.session_state["attr_iv_request"] = (view.prompt, tuple(changes))
+    if st.session_state.get("attr_iv_request") != (view.prompt, tuple(changes)):
+        st.caption("set the sliders and press Run intervention")
+        return
+    result = guard.attempt("intervention", aq.intervention, sel.path, view.prompt, computed_target, tuple(changes), targets)
+    if result is None:
+        return
+    st.dataframe(pd.DataFrame(result["targets"]).assign(token=lambda f: f["token"].map(visible_text)),
+                 hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                for c in ("logit before", "logit after", "measured change", "graph's prediction")})
+    st.caption("measured: the change of each logit node's centred logit in the real model (attention, LayerNorm "
+               "and later MLPs react); graph's prediction: the linear replacement model's answer (empty when the "
+               "feature or token is not a node of the full graph)")
+    top = pd.DataFrame({"rank": range(1, len(result["before"]) + 1),
+                        "before": [visible_text(t) for t, _ in result["before"]], "p before": [p for _, p in result["before"]],
+                        "after": [visible_text(t) for t, _ in result["after"]], "p after": [p for _, p in result["after"]]})
+    st.subheader("Top next tokens, before and after")
+    st.dataframe(top, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("p before", "p after")})

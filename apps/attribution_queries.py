@@ -114,3 +114,95 @@ TRANSCODERS_REL = f"analysis/dictionaries/{TRANSCODERS}/"
 
 def train_hint(run: Path) -> str:
     return f"tinyinterp sae train {run} --transcoder all"
+
+
+# ----- new graphs and interventions (the library's attribute / prune / graph JSON / intervene) ---------
+
+
+@st.cache_resource(show_spinner="Loading the transcoder set…", max_entries=2)
+def _transcoder_set(model_path: str, model_version: float, path: str, version: float):
+    from tinyinterp.attribution import load_transcoder_set
+
+    return load_transcoder_set(path, loaders.load_model(model_path, model_version))
+
+
+@st.cache_resource(show_spinner="Attributing (one backward pass per batch of nodes)…", max_entries=8)
+def _attribution(model_path: str, model_version: float, path: str, version: float, prompt: str, target: str | None):
+    from tinyinterp.attribution import attribute
+
+    model = loaders.load_model(model_path, model_version)
+    return attribute(model, _transcoder_set(model_path, model_version, path, version), prompt, target=target)
+
+
+def _keys(run: Path) -> tuple:
+    require_transcoders(run)
+    return (*loaders.model_key(run), *transcoders_key(run))
+
+
+def attribution_graph(run: Path, prompt: str, target: str | None = None):
+    """The library's (unpruned) :class:`~tinyinterp.attribution.AttributionGraph` of ``prompt`` on the run's
+    model and transcoder set; cached per model, transcoder set, prompt and target."""
+    return _attribution(*_keys(run), prompt, target or None)
+
+
+@st.cache_data(show_spinner="Pruning…", max_entries=16)
+def _pruned_json(model_path: str, model_version: float, path: str, version: float, prompt: str, target: str | None,
+                 node_threshold: float, edge_threshold: float) -> dict:
+    from tinyinterp.attribution.graph_json import graph_slug, graph_to_json
+    from tinyinterp.attribution.prune import prune_graph
+
+    graph = _attribution(model_path, model_version, path, version, prompt, target)
+    pruned = prune_graph(graph, node_threshold=node_threshold, edge_threshold=edge_threshold)
+    return graph_to_json(graph, graph_slug(prompt), prune=pruned,
+                         tokenizer=loaders.load_model(model_path, model_version).tokenizer)
+
+
+def compute_graph(run: Path, prompt: str, target: str, node_threshold: float, edge_threshold: float) -> GraphView:
+    """A new pruned graph of ``prompt``, in the saved graphs' JSON form (what the page draws either way)."""
+    data = _pruned_json(*_keys(run), prompt, target.strip("\n") or None, float(node_threshold), float(edge_threshold))
+    return parse_graph(data, "new graph")
+
+
+def graph_json(run: Path, prompt: str, target: str, node_threshold: float, edge_threshold: float) -> dict:
+    """The JSON document of :func:`compute_graph` (for the download button)."""
+    return _pruned_json(*_keys(run), prompt, target.strip("\n") or None, float(node_threshold), float(edge_threshold))
+
+
+@st.cache_data(show_spinner="Running the model with the interventions…", max_entries=32)
+def _intervention(model_path: str, model_version: float, path: str, version: float, prompt: str, target: str | None,
+                  changes: tuple[tuple[int, int, int, float], ...], targets: tuple[int, ...], k: int) -> dict:
+    from tinyinterp.attribution.interventions import FeatureIntervention, intervene, predict_logit_change
+
+    model = loaders.load_model(model_path, model_version)
+    transcoders = _transcoder_set(model_path, model_version, path, version)
+    ivs = [FeatureIntervention(layer, feature, pos=pos, mode="ablate" if scale == 0 else "scale", value=scale)
+           for layer, feature, pos, scale in changes]
+    result = intervene(model, transcoders, prompt, ivs, list(targets))
+    graph = _attribution(model_path, model_version, path, version, prompt, target)
+    in_graph = [t for t in targets if t in set(graph.logit_tokens.tolist())]
+    predicted = predict_logit_change(graph, ivs, in_graph) if in_graph else None
+    by_token = dict(zip(in_graph, predicted.tolist())) if predicted is not None else {}
+    tok = model.tokenizer
+    return {
+        "targets": [{"token": tok.token_str(t), "id": t, "logit before": float(b), "logit after": float(a),
+                     "measured change": float(m), "graph's prediction": by_token.get(t)}
+                    for t, b, a, m in zip(targets, result.logits_before, result.logits_after, result.measured)],
+        "before": [(tok.token_str(i), p) for i, p in result.top_tokens(k, after=False)],
+        "after": [(tok.token_str(i), p) for i, p in result.top_tokens(k, after=True)],
+        "activations": result.activations,
+    }
+
+
+def intervention(run: Path, prompt: str, target: str | None, changes: tuple[tuple[int, int, int, float], ...],
+                 targets: tuple[int, ...], k: int = 8) -> dict:
+    """``intervene`` in the REAL model: each change ``(layer, feature, pos, scale)`` (scale 0 = ablate); the
+    targets' logit changes measured and as the graph predicts them, and the top-k next tokens before / after."""
+    return _intervention(*_keys(run), prompt, target or None, tuple(changes), tuple(targets), int(k))
+
+
+def prompt_token_strings(run: Path, prompt: str) -> list[str]:
+    """The prompt as the run's model tokenizes it for attribution (BOS first), as token strings."""
+    from tinyinterp.generation import prompt_ids
+
+    model = loaders.model_for(run)
+    return [model.tokenizer.token_str(i) for i in prompt_ids(model.tokenizer, prompt)]

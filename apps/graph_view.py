@@ -49,6 +49,7 @@ class GraphNode:
     feature: int | None
     """The transcoder feature id (from the node id ``{layer}_{feature}_{pos}``); a logit's vocabulary id."""
     influence: float | None
+    """circuit-tracer's cumulative influence share: 0 = the most influential node, near the threshold = barely kept."""
     activation: float | None
     token_prob: float
     is_target_logit: bool
@@ -269,7 +270,8 @@ def layout(view: GraphView) -> tuple[dict[str, tuple[float, float]], float, floa
     height = PAD_T + n_rows * ROW_H + PAD_B
     where = {}
     for (row, pos), members in cells.items():
-        members = sorted(members, key=lambda n: (-(abs(n.influence) if n.influence is not None else n.token_prob),
+        # most influential first (``influence`` is the cumulative share: smaller = more), logits by probability
+        members = sorted(members, key=lambda n: (-n.token_prob, n.influence if n.influence is not None else 1.0,
                                                  n.node_id))
         step = widths[pos] / (len(members) + 1)
         y = PAD_T + (n_rows - 1 - row) * ROW_H + ROW_H / 2

@@ -31,4 +31,5 @@ view = panels.saved_graph(sel) if source == SAVED else panels.new_graph(sel)
 if view is None:
     st.stop()
 target = panels.graph_panel(sel, view, names)
-panels.intervention_panel(sel, view, target)
+request = st.session_state.get("attr_request") if source == NEW else None
+panels.intervention_panel(sel, view, target, computed_target=(request[1] or None) if request else None)

@@ -31,7 +31,7 @@ def error_node(layer: int, pos: int, influence: float) -> dict:
             "clerp": ""}
 
 
-def token_node(pos: int, vocab: int, influence: float = 1.0) -> dict:
+def token_node(pos: int, vocab: int, influence: float = 0.1) -> dict:
     return {"node_id": f"E_{vocab}_{pos}", "feature": pos, "layer": "E", "ctx_idx": pos, "feature_type": "embedding",
             "jsNodeId": f"E_{vocab}-{pos}", "influence": influence, "activation": None, "token_prob": 0.0,
             "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0, "clerp": ""}
@@ -50,8 +50,9 @@ def small_graph(tokens: list[str] | None = None, logit_tokens: tuple[str, str] =
     n = len(tokens)
     last = n - 1
     nodes = [token_node(p, 100 + p) for p in range(n)]
-    nodes += [feature_node(0, last, 5, 0.6, 2.5), feature_node(0, 1, 9, 0.2, 1.0), feature_node(1, last, 7, 0.7, 3.0),
-              error_node(0, last, 0.1), error_node(1, last, 0.05)]
+    # influence: the cumulative influence share, as circuit-tracer writes it (smaller = more influential)
+    nodes += [feature_node(0, last, 5, 0.6, 2.5), feature_node(0, 1, 9, 0.75, 1.0), feature_node(1, last, 7, 0.3, 3.0),
+              error_node(0, last, 0.8), error_node(1, last, 0.78)]
     nodes += [logit_node(last, 200, logit_tokens[0], 2, 0.6, target=True), logit_node(last, 201, logit_tokens[1], 2, 0.3)]
     e = {p: f"E_{100 + p}_{p}" for p in range(n)}
     f05, f09, f17 = f"0_5_{last}", "0_9_1", f"1_7_{last}"
