@@ -8,14 +8,16 @@ and the run's dictionary names (URL-encoded), never taken from the file.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pandas as pd
 import streamlit as st
 
 from apps import attribution_queries as aq
 from apps import guard, render
-from apps.graph_view import GraphNode, GraphView, describe, graph_html, strongest_paths, visible_text
+from apps.views import PAGE_NAMES
+from apps.graph_chart import SELECTION, graph_chart, picked_node
+from apps.graph_view import GraphNode, GraphView, describe, graph_svg, strongest_paths, visible_text
 
 FEATURE_PAGE = "features"
 GRAPH_PARAM = "graph"
@@ -117,6 +119,37 @@ def paths_frame(view: GraphView, paths) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rank", "score", "sign", "path", "weights", "nodes"])
 
 
+def _links_frame(view: GraphView, links, end: str) -> pd.DataFrame:
+    rows = [{"node": getattr(l, end), "what": describe(view.nodes[getattr(l, end)], view.prompt_tokens), "weight": l.weight}
+            for l in sorted(links, key=lambda l: -abs(l.weight))[:8]]
+    return pd.DataFrame(rows, columns=["node", "what", "weight"])
+
+
+def node_panel(sel, view: GraphView, node: GraphNode, href) -> None:
+    """The clicked node: what it is, its strongest incoming and outgoing links, and its feature page."""
+    with st.container(border=True):
+        st.markdown(f"**{render.md_text(describe(node, view.prompt_tokens))}**")
+        url = href(node) if node.kind == "feature" else None
+        if url is not None and FEATURE_PAGE in PAGE_NAMES:
+            query = dict(parse_qsl(url.split("?", 1)[1]))
+            st.page_link(f"views/{FEATURE_PAGE}.py", label="Open its feature page", query_params=query)
+        elif url is not None:
+            st.caption(f"feature page: {render.md_code(url)}")
+        elif node.kind == "feature":
+            st.caption(f"no feature page: the run has no transcoder of layer {node.layer} in "
+                       f"analysis/dictionaries/{aq.TRANSCODERS}/")
+        c1, c2 = st.columns(2)
+        c1.caption("strongest inputs")
+        c1.dataframe(_links_frame(view, view.incoming.get(node.node_id, []), "source"), hide_index=True)
+        c2.caption("strongest outputs")
+        c2.dataframe(_links_frame(view, [l for l in view.links if l.source == node.node_id], "target"), hide_index=True)
+    if node.kind == "feature" and st.session_state.get("_attr_last_pick") != node.node_id:
+        st.session_state["_attr_last_pick"] = node.node_id  # a new click adds the feature to the interventions once
+        chosen = list(st.session_state.get("attr_iv_features", []))
+        if node.node_id not in chosen:
+            st.session_state["attr_iv_features"] = (chosen + [node.node_id])[-8:]
+
+
 def graph_panel(sel, view: GraphView, names: dict[int, str]) -> GraphNode | None:
     """Summary, drawing, node table and strongest paths; returns the chosen logit."""
     counts = view.summary()
@@ -133,8 +166,16 @@ def graph_panel(sel, view: GraphView, names: dict[int, str]) -> GraphNode | None
     k = c3.number_input("paths", 1, 50, 8, key="attr_k")
     paths = guard.attempt("paths", strongest_paths, view, target, int(k)) or []
     href = feature_href(sel.name, names)
-    st.html(graph_html(view, max_links=int(max_links), highlight=set(paths[0].nodes) if paths else set(),
-                       feature_href=href))
+    drawing = dict(max_links=int(max_links), highlight=set(paths[0].nodes) if paths else set())
+    event = st.altair_chart(graph_chart(view, **drawing), width="content", key="attr_chart", on_select="rerun",
+                            selection_mode=SELECTION)
+    st.caption("● features · ■ grey: error nodes · ■ blue: token embeddings · ◆ logits · edges: blue = positive, "
+               "red = negative, width = |weight| · hover for values, click a node to open it (double-click: none)")
+    picked = picked_node(event)
+    if picked in view.nodes:
+        node_panel(sel, view, view.nodes[picked], href)
+    st.download_button("Download the drawing (SVG)", graph_svg(view, feature_href=href, **drawing),
+                       file_name="attribution-graph.svg", mime="image/svg+xml", key="attr_svg")
     if not names:
         st.caption(f"feature links need the run's transcoder set in analysis/dictionaries/{aq.TRANSCODERS}/")
     st.subheader("Strongest paths to the logit")
@@ -200,7 +241,12 @@ def intervention_panel(sel, view: GraphView, target: GraphNode | None, computed_
                    "model or tokenizer?): interventions would not hit its positions")
         return
     ids = [n.node_id for n in features]
-    chosen = st.multiselect("Features", ids, default=ids[:1], key="attr_iv_features", max_selections=8,
+    graph_id = (view.slug, view.prompt, len(view.nodes))
+    if st.session_state.get("_attr_iv_graph") != graph_id:  # another graph: start from its most influential feature
+        st.session_state["_attr_iv_graph"] = graph_id
+        st.session_state["attr_iv_features"] = [i for i in st.session_state.get("attr_iv_features", []) if i in ids] or ids[:1]
+    st.session_state["attr_iv_features"] = [i for i in st.session_state.get("attr_iv_features", []) if i in ids][:8]
+    chosen = st.multiselect("Features", ids, key="attr_iv_features", max_selections=8,
                             format_func=lambda i: describe(view.nodes[i], view.prompt_tokens),
                             help="most influential first; several at once act as one supernode")
     changes = []

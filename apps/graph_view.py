@@ -8,9 +8,11 @@ field the page uses and turns a malformed file into one :class:`~tinyinterp.erro
 Nothing here imports Streamlit, so the tests call it directly.
 
 Layout (as circuit-tracer's viewer): rows are token embeddings (bottom), layers 0 … n-1 (features and error
-nodes), logits (top); columns are prompt positions, each as wide as its busiest (row, position) cell. Every
-string that reaches the SVG (tokens, clerps, ids) goes through :func:`svg_text`: HTML-escaped, newlines and
-bidirectional-control characters made visible, so a token ``<script>`` or a right-to-left override is text.
+nodes), logits (top); columns are prompt positions, each as wide as its busiest (row, position) cell. The page
+draws it with Vega (:mod:`apps.graph_chart`); :func:`graph_svg` is the same drawing as a standalone SVG file (the
+download button). Every string that reaches the SVG (tokens, clerps, ids) goes through :func:`svg_text`:
+HTML-escaped, newlines and bidirectional-control characters made visible (:func:`visible_text`, also used for
+the chart and tables), so a token ``<script>`` or a right-to-left override is text.
 
     >>> view = parse_graph(json.load(open("graph.json")), "graph.json")
     >>> svg = graph_svg(view, max_links=200)
@@ -250,7 +252,7 @@ def describe(node: GraphNode, tokens: list[str]) -> str:
 
 # ----- layout and drawing -------------------------------------------------------------------------------
 
-CELL_W, ROW_H, PAD_L, PAD_T, PAD_B = 22, 46, 52, 34, 64
+CELL_W, ROW_H, PAD_L, PAD_T, PAD_B = 26, 58, 52, 60, 70
 MAX_LABEL = 14
 
 
@@ -264,7 +266,7 @@ def layout(view: GraphView) -> tuple[dict[str, tuple[float, float]], float, floa
     for (_, pos), members in cells.items():
         widest[pos] = max(widest[pos], len(members))
     # a column fits its busiest cell (capped: a hundred features at one position share its width)
-    widths = [max(3, min(w, 12)) * CELL_W for w in widest]
+    widths = [max(4, min(w + 1, 12)) * CELL_W for w in widest]
     lefts = [PAD_L + sum(widths[:i]) for i in range(n_pos)]
     n_rows = view.n_layers + 2
     height = PAD_T + n_rows * ROW_H + PAD_B
@@ -346,14 +348,6 @@ def graph_svg(view: GraphView, max_links: int = 300, highlight: set[str] | None 
         parts.append(shape)
     parts.append("</svg>")
     return "".join(parts)
-
-
-def graph_html(view: GraphView, **kwargs) -> str:
-    """:func:`graph_svg` in a horizontally scrolling box, with its legend."""
-    legend = ("features ● (click: feature page) · error nodes ■ grey · embeddings ■ blue · logits ◆ green · "
-              "edges: blue = positive, red = negative, width = |weight|")
-    return (f'<div class="attribution" style="overflow-x:auto;border:1px solid #ddd;border-radius:4px">'
-            f'{graph_svg(view, **kwargs)}</div><div style="font-size:0.8em;color:#666">{legend}</div>')
 
 
 # ----- paths --------------------------------------------------------------------------------------------

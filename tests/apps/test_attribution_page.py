@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from html.parser import HTMLParser
 
 import pytest
 from markdown_it import MarkdownIt
@@ -17,31 +16,24 @@ from markdown_it import MarkdownIt
 from tests.support.graph_fixtures import small_graph, write_graph
 
 HOSTILE_TOKENS = ["<|endoftext|>", "<script>alert(1)</script>", "\u202eevil", '<img src=x onerror=alert(2)>']
-SVG_TAGS = {"div", "svg", "rect", "text", "line", "title", "circle", "polygon", "a"}
 _md = MarkdownIt("commonmark", {"html": True})
 
 
-class _Tags(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
+def chart_tables(at) -> list:
+    """The data tables of the page's Vega-Lite drawing (Arrow IPC inside the chart's proto)."""
+    import pyarrow as pa
 
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
+    return [pa.ipc.open_stream(d.data.data).read_pandas() for c in at.get("vega_lite_chart") for d in c.proto.datasets]
 
 
-def parse_html(markup: str) -> _Tags:
-    parser = _Tags()
-    parser.feed(markup)
-    return parser
-
-
-def graph_bodies(at) -> list[str]:
-    return [e.proto.body for e in at.get("html") if "attribution-graph" in e.proto.body]
+def drawing(at) -> tuple:
+    """(nodes, edges, tokens) tables of the drawing; fails unless exactly one graph is drawn."""
+    (chart,) = at.get("vega_lite_chart")
+    tables = chart_tables(at)
+    nodes = next(t for t in tables if "about" in t.columns)
+    edges = next(t for t in tables if "weight" in t.columns)
+    tokens = next(t for t in tables if "token" in t.columns)
+    return nodes, edges, tokens
 
 
 def errors(at) -> list[str]:
@@ -72,20 +64,17 @@ def test_page_draws_a_saved_graph_with_its_paths_and_feature_links(broken, graph
     _add_transcoder_cfgs(broken / "demo")
     at = open_attribution()
     assert not errors(at), errors(at)
-    (body,) = graph_bodies(at)
-    tags = parse_html(body).tags
-    assert sum(1 for t, a in tags if t == "circle") == 3  # the three feature nodes
-    assert sum(1 for t, a in tags if t == "polygon") == 2  # two logits
-    assert sum(1 for t, a in tags if t == "line") == 12  # every link (fewer than the slider's default)
-    hrefs = sorted(a["href"] for t, a in tags if t == "a")
-    assert hrefs == ["features?run=demo&dict=transcoders%2Flayer_00&feature=5",
-                     "features?run=demo&dict=transcoders%2Flayer_00&feature=9",
-                     "features?run=demo&dict=transcoders%2Flayer_01&feature=7"]
+    nodes, edges, _ = drawing(at)
+    assert (nodes.kind == "feature").sum() == 3 and (nodes.kind == "logit").sum() == 2
+    assert len(edges) == 12  # every link (fewer than the slider's default)
+    assert set(nodes[nodes.on_path].node) == {"E_103_3", "0_5_3", "1_7_3", "3_200_3"}  # the top path, ringed
     paths, nodes = (d.value for d in at.dataframe)
     assert paths.iloc[0]["nodes"] == "E_103_3 → 0_5_3 → 1_7_3 → 3_200_3"  # the planted strongest path
     assert paths.iloc[0]["sign"] == "+" and paths["score"].is_monotonic_decreasing
     assert list(nodes["node"]) == ["1_7_3", "0_5_3", "0_9_1"]  # by influence
-    assert nodes.iloc[0]["open"].endswith("dict=transcoders%2Flayer_01&feature=7")
+    assert list(nodes["open"]) == ["features?run=demo&dict=transcoders%2Flayer_01&feature=7",
+                                   "features?run=demo&dict=transcoders%2Flayer_00&feature=5",
+                                   "features?run=demo&dict=transcoders%2Flayer_00&feature=9"]
 
 
 def test_choosing_the_other_logit_reranks_the_paths(graphs):
@@ -101,13 +90,12 @@ def test_hostile_tokens_and_prompt_stay_text(graphs):
     write_graph(graphs / "hostile.json", small_graph(HOSTILE_TOKENS, ("</svg><script>alert(4)</script>", "\u202e]"), prompt))
     at = open_attribution()
     assert not errors(at), errors(at)
-    (body,) = graph_bodies(at)
-    parsed = parse_html(body)
-    assert {t for t, _ in parsed.tags} <= SVG_TAGS, {t for t, _ in parsed.tags}
-    assert not [a for _, attrs in parsed.tags for a in attrs if a.startswith("on")]  # no event handler attribute
-    text = "".join(parsed.text)
-    assert "<script>alert(1)</script>" in text and "</svg><script>alert(4)</script>" in text  # shown as text
-    assert "\u202e" not in body and "⟨U+202E⟩evil" in text  # the override cannot flip the labels
+    nodes, edges, tokens = drawing(at)
+    shown = [str(v) for t in (nodes, edges, tokens) for v in t.to_numpy().ravel()]
+    assert "<script>alert(1)</script>" in list(tokens.text)  # Vega draws it as text (the label cut short)
+    assert "</svg><script" in " ".join(nodes.label)  # cut to the label length, as text
+    assert not any("\u202e" in v for v in shown) and "⟨U+202E⟩evil" in list(tokens.text)  # cannot flip the labels
+    assert at.dataframe[1].value["open"].isna().all()  # no transcoder set: no links, and never a URL from the file
     for frame in (d.value for d in at.dataframe):
         cells = [str(c) for c in frame.to_numpy().ravel().tolist()]
         assert not any("\u202e" in c for c in cells)
@@ -129,7 +117,7 @@ def test_a_malformed_graph_is_one_error_line(graphs, content, needle):
     at = open_attribution()
     (error,) = errors(at)
     assert "bad.json" in error and needle in error and "\n" not in error and "Traceback" not in error
-    assert not graph_bodies(at)
+    assert not at.get("vega_lite_chart")
 
 
 def test_missing_transcoders_is_a_note(broken):
@@ -166,7 +154,7 @@ def test_graph_query_param_opens_a_saved_graph(graphs):
     os.utime(graphs / "b.json", (1, 1))  # a is newest, so the default
     at = open_attribution(graph="b.json")
     assert not errors(at) and at.selectbox(key="attr_graph").value == "b.json"
-    assert ">One<" in graph_bodies(at)[0]
+    assert "One" in list(drawing(at)[2].text)
 
 
 def test_a_graph_linked_out_of_the_root_is_refused(graphs, tmp_path):
@@ -176,4 +164,4 @@ def test_a_graph_linked_out_of_the_root_is_refused(graphs, tmp_path):
     at = open_attribution()
     (error,) = errors(at)
     assert "outside the runs root" in error
-    assert not graph_bodies(at)
+    assert not at.get("vega_lite_chart")
