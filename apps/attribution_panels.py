@@ -104,8 +104,9 @@ def nodes_frame(view: GraphView, href) -> pd.DataFrame:
     for n in by_influence(view):
         rows.append({"open": href(n), "node": n.node_id, "layer": n.layer, "pos": n.pos,
                      "token": visible_text(view.prompt_tokens[n.pos]), "feature": n.feature,
-                     "activation": n.activation, "influence": n.influence})
-    return pd.DataFrame(rows, columns=["open", "node", "layer", "pos", "token", "feature", "activation", "influence"])
+                     "activation": n.activation, "influence": n.influence, "explanation": visible_text(n.clerp)})
+    return pd.DataFrame(rows, columns=["open", "node", "layer", "pos", "token", "feature", "activation", "influence",
+                                       "explanation"])
 
 
 def paths_frame(view: GraphView, paths) -> pd.DataFrame:

@@ -57,6 +57,8 @@ class GraphNode:
     is_target_logit: bool
     label: str
     """What the node stands for: a token (embeddings, logits), ``L3 F17``, ``error L3``."""
+    clerp: str = ""
+    """A feature's explanation (circuit-tracer's ``clerp``; ``tinyinterp explain RUN --dict``), else empty."""
 
     @property
     def row(self) -> int:
@@ -148,7 +150,7 @@ def _node(raw: object, i: int, name: str, tokens: list[str]) -> GraphNode:
         raise DataError(f"{where}: ctx_idx {pos} is outside the prompt's {len(tokens)} tokens")
     layer_text = _field(raw, "layer", (str, int), where)
     layer = feature = None
-    label = ""
+    label = clerp = ""
     if kind in ("feature", "error"):
         layer = _int(str(layer_text))
         parts = [_int(p) for p in node_id.split("_")]
@@ -158,6 +160,7 @@ def _node(raw: object, i: int, name: str, tokens: list[str]) -> GraphNode:
         if kind == "feature":
             feature = parts[1]
             label = f"L{layer} F{feature}"
+            clerp = raw.get("clerp") if isinstance(raw.get("clerp"), str) else ""
         else:
             label = f"error L{layer}"
     elif kind == "embedding":
@@ -170,7 +173,8 @@ def _node(raw: object, i: int, name: str, tokens: list[str]) -> GraphNode:
     prob = _number(raw, "token_prob", where) or 0.0
     return GraphNode(node_id=node_id, kind=kind, layer=layer, pos=pos, feature=feature,
                      influence=_number(raw, "influence", where), activation=_number(raw, "activation", where),
-                     token_prob=prob, is_target_logit=raw.get("is_target_logit") is True, label=label)
+                     token_prob=prob, is_target_logit=raw.get("is_target_logit") is True, label=label,
+                     clerp=clerp[:500])
 
 
 def parse_graph(data: object, name: str) -> GraphView:
@@ -247,7 +251,8 @@ def describe(node: GraphNode, tokens: list[str]) -> str:
         return f"embedding of {at}"
     extra = "" if node.activation is None else f", activation {node.activation:.3g}"
     infl = "" if node.influence is None else f", influence {node.influence:.3g}"
-    return f"{node.label} at {at}{extra}{infl}"
+    about = f" — {visible_text(node.clerp, 120)}" if node.clerp else ""
+    return f"{node.label} at {at}{extra}{infl}{about}"
 
 
 # ----- layout and drawing -------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def test_page_draws_a_saved_graph_with_its_paths_and_feature_links(broken, graph
     assert paths.iloc[0]["nodes"] == "E_103_3 → 0_5_3 → 1_7_3 → 3_200_3"  # the planted strongest path
     assert paths.iloc[0]["sign"] == "+" and paths["score"].is_monotonic_decreasing
     assert list(nodes["node"]) == ["1_7_3", "0_5_3", "0_9_1"]  # by influence
+    assert list(nodes["explanation"]) == ["a name is coming", "", ""]
     assert list(nodes["open"]) == ["features?run=demo&dict=transcoders%2Flayer_01&feature=7",
                                    "features?run=demo&dict=transcoders%2Flayer_00&feature=5",
                                    "features?run=demo&dict=transcoders%2Flayer_00&feature=9"]
@@ -87,7 +88,8 @@ def test_choosing_the_other_logit_reranks_the_paths(graphs):
 
 def test_hostile_tokens_and_prompt_stay_text(graphs):
     prompt = "<script>alert(3)</script> ![x](http://203.0.113.9/p.png) \u202eevil"
-    write_graph(graphs / "hostile.json", small_graph(HOSTILE_TOKENS, ("</svg><script>alert(4)</script>", "\u202e]"), prompt))
+    write_graph(graphs / "hostile.json", small_graph(HOSTILE_TOKENS, ("</svg><script>alert(4)</script>", "\u202e]"), prompt,
+                                                     clerp="<img src=x onerror=alert(5)> ![i](http://203.0.113.9/c.png)"))
     at = open_attribution()
     assert not errors(at), errors(at)
     nodes, edges, tokens = drawing(at)
@@ -165,3 +167,38 @@ def test_a_graph_linked_out_of_the_root_is_refused(graphs, tmp_path):
     (error,) = errors(at)
     assert "outside the runs root" in error
     assert not at.get("vega_lite_chart")
+
+
+def _click(at, node_id: str):
+    """What a click on a node of the drawing sends back (the chart's point selection), then the rerun."""
+    at.session_state["attr_chart"] = {"selection": {"node_pick": [{"node": node_id}]}}
+    return at.run()
+
+
+def test_clicking_a_feature_opens_it_with_its_feature_page(broken, graphs):
+    from apps.views import PAGE_NAMES
+
+    hostile = "<img src=x onerror=alert(5)> ![i](http://203.0.113.9/c.png)"
+    write_graph(graphs / "small.json", small_graph(clerp=hostile))
+    _add_transcoder_cfgs(broken / "demo")
+    at = _click(open_attribution(), "1_7_3")
+    assert not at.exception and not errors(at)
+    (title,) = [m.value for m in at.markdown if m.value.startswith("**L1 F7")]
+    rendered = _md.render(title)
+    assert "<img" not in rendered and "onerror=alert(5)" in rendered  # the explanation, as text
+    inputs, outputs = (d.value for d in at.dataframe[:2])
+    assert list(inputs["node"]) == ["0_5_3", "0_9_1", "E_103_3", "0_0_3"]  # strongest first
+    assert list(outputs["node"]) == ["3_200_3", "3_201_3"]
+    url = "features?run=demo&dict=transcoders%2Flayer_01&feature=7"
+    if "features" in PAGE_NAMES:
+        (link,) = at.get("page_link")
+        assert link.proto.page.endswith("features") or "features" in str(link.proto)
+    else:
+        assert any(url in c.value for c in at.caption)
+
+
+def test_clicking_an_unknown_node_is_ignored(graphs):
+    write_graph(graphs / "small.json", small_graph())
+    at = _click(open_attribution(), "<script>")
+    assert not at.exception and not errors(at)
+    assert not [m for m in at.main.markdown if m.value.startswith("**")]

@@ -17,11 +17,11 @@ def cantor(x: int, y: int) -> int:
     return (x + y) * (x + y + 1) // 2 + y
 
 
-def feature_node(layer: int, pos: int, feature: int, influence: float, activation: float) -> dict:
+def feature_node(layer: int, pos: int, feature: int, influence: float, activation: float, clerp: str = "") -> dict:
     return {"node_id": f"{layer}_{feature}_{pos}", "feature": cantor(layer, feature), "layer": str(layer), "ctx_idx": pos,
             "feature_type": "cross layer transcoder", "jsNodeId": f"{layer}_{feature}-0", "influence": influence,
             "activation": activation, "token_prob": 0.0, "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0,
-            "clerp": ""}
+            "clerp": clerp}
 
 
 def error_node(layer: int, pos: int, influence: float) -> dict:
@@ -45,13 +45,13 @@ def logit_node(pos: int, vocab: int, token: str, n_layers: int, prob: float, tar
 
 
 def small_graph(tokens: list[str] | None = None, logit_tokens: tuple[str, str] = (" Lily", " Tom"),
-                prompt: str | None = None) -> dict:
+                prompt: str | None = None, clerp: str = "a name is coming") -> dict:
     tokens = tokens or ["<|endoftext|>", "Once", " upon", " a"]
     n = len(tokens)
     last = n - 1
     nodes = [token_node(p, 100 + p) for p in range(n)]
     # influence: the cumulative influence share, as circuit-tracer writes it (smaller = more influential)
-    nodes += [feature_node(0, last, 5, 0.6, 2.5), feature_node(0, 1, 9, 0.75, 1.0), feature_node(1, last, 7, 0.3, 3.0),
+    nodes += [feature_node(0, last, 5, 0.6, 2.5), feature_node(0, 1, 9, 0.75, 1.0), feature_node(1, last, 7, 0.3, 3.0, clerp),
               error_node(0, last, 0.8), error_node(1, last, 0.78)]
     nodes += [logit_node(last, 200, logit_tokens[0], 2, 0.6, target=True), logit_node(last, 201, logit_tokens[1], 2, 0.3)]
     e = {p: f"E_{100 + p}_{p}" for p in range(n)}
