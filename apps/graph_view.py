@@ -146,7 +146,7 @@ def _node(raw: object, i: int, name: str, tokens: list[str]) -> GraphNode:
     if kind is None:
         raise DataError(f"{where}: unknown feature_type {raw['feature_type'][:40]!r} (expected one of {sorted(KINDS)})")
     pos = _field(raw, "ctx_idx", (int,), where)
-    if not 0 <= pos < max(len(tokens), 1):
+    if not 0 <= pos < len(tokens):
         raise DataError(f"{where}: ctx_idx {pos} is outside the prompt's {len(tokens)} tokens")
     layer_text = _field(raw, "layer", (str, int), where)
     layer = feature = None
@@ -164,7 +164,7 @@ def _node(raw: object, i: int, name: str, tokens: list[str]) -> GraphNode:
         else:
             label = f"error L{layer}"
     elif kind == "embedding":
-        label = tokens[pos] if tokens else ""
+        label = tokens[pos]
     else:
         feature = _field(raw, "feature", (int,), where)
         clerp = raw.get("clerp") if isinstance(raw.get("clerp"), str) else ""
@@ -185,8 +185,8 @@ def parse_graph(data: object, name: str) -> GraphView:
     if not isinstance(meta, dict):
         raise DataError(f"{name}: no 'metadata' object")
     tokens = _field(meta, "prompt_tokens", (list,), f"{name}: metadata")
-    if not all(isinstance(t, str) for t in tokens):
-        raise DataError(f"{name}: metadata.prompt_tokens must be a list of strings")
+    if not tokens or not all(isinstance(t, str) for t in tokens):
+        raise DataError(f"{name}: metadata.prompt_tokens must be a non-empty list of strings")
     raw_nodes, raw_links = data.get("nodes"), data.get("links")
     if not isinstance(raw_nodes, list) or not isinstance(raw_links, list):
         raise DataError(f"{name}: 'nodes' and 'links' must be lists")

@@ -76,6 +76,7 @@ def test_a_cycle_is_one_line():
 @pytest.mark.parametrize("change, needle", [
     (lambda g: g.pop("metadata"), "metadata"),
     (lambda g: g["metadata"].update(prompt_tokens="abc"), "prompt_tokens"),
+    (lambda g: g["metadata"].update(prompt_tokens=[]), "non-empty"),
     (lambda g: g["nodes"][4].update(node_id="0_x_3"), "node_id"),
     (lambda g: g["nodes"][4].update(ctx_idx=99), "ctx_idx 99"),
     (lambda g: g["nodes"][4].update(influence=float("nan")), "influence"),
