@@ -8,7 +8,7 @@ and the run's dictionary names (URL-encoded), never taken from the file.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -132,8 +132,8 @@ def node_panel(sel, view: GraphView, node: GraphNode, href) -> None:
         st.markdown(f"**{render.md_text(describe(node, view.prompt_tokens))}**")
         url = href(node) if node.kind == "feature" else None
         if url is not None and FEATURE_PAGE in PAGE_NAMES:
-            query = dict(parse_qsl(url.split("?", 1)[1]))
-            st.page_link(f"views/{FEATURE_PAGE}.py", label="Open its feature page", query_params=query)
+            # a new tab on the stable URL: the feature page reads its ?dict=&feature= as a fresh visit
+            st.link_button("Open its feature page", url, key="attr_feature_link")
         elif url is not None:
             st.caption(f"feature page: {render.md_code(url)}")
         elif node.kind == "feature":
