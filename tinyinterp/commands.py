@@ -57,7 +57,9 @@ EXPLAIN_COMPARE = Command("explain-compare", "explanation scores per layer (rela
                           "tinyinterp.explain.compare:add_subparser")
 SAE = Command("sae", "sparse dictionaries (TopK SAEs, transcoders): train, cache activations, evaluate",
               "tinyinterp.dictionaries.cli:add_subparser")
-LIBRARY_COMMANDS = (GENERATE, INFO, ANALYZE, EVAL, EXPORT, EXPLAIN, EXPLAIN_COMPARE, SAE)
+ATTRIBUTE = Command("attribute", "attribution graph of a prompt's next token through transcoder features",
+                    "tinyinterp.attribution.cli:add_subparser")
+LIBRARY_COMMANDS = (GENERATE, INFO, ANALYZE, EVAL, EXPORT, EXPLAIN, EXPLAIN_COMPARE, SAE, ATTRIBUTE)
 
 
 def discover() -> list[Command]:

@@ -6,7 +6,9 @@
 3. build the neuron index and head classes and print their summary, then the same analyses at every
    log-spaced snapshot of training (``analyze emergence``: how roles and head classes appeared), and
    explain every neuron with the offline baseline explainer, scored by simulation (``explain``), and
-   train a small TopK transcoder of block 0's MLP and evaluate it as SAELens would (``sae``);
+   train a small TopK transcoder of block 0's MLP and evaluate it as SAELens would (``sae``), then
+   a transcoder of every layer from one activation pass and the attribution graph of one evaluation
+   prompt's next token through their features (``attribute``: sizes before/after pruning, top paths);
 4. write completions, ROUGE histograms and probe scores into the run directory;
 5. start the Streamlit app on the run (skipped with ``--no-serve``, ``TINYINTERP_NO_SERVE=1`` or ``CI``).
 
@@ -26,10 +28,12 @@ from pathlib import Path
 from tinyinterp.cli import main as tinyinterp_main
 from tinyinterp.cli_support import run_cli
 from tinyinterp.envflags import env_flag
-from tinyinterp.runlayout import dictionaries_dir
+from tinyinterp.runlayout import TRANSCODERS_SET, dictionaries_dir, graph_path
 from tinyinterp.zoo import PRESETS
 
 N_DEMO_PROMPTS = 5
+DEMO_GRAPH_SLUG = "demo-graph"
+"""``RUN/analysis/graphs/demo-graph.json``: the attribution graph the demo builds."""
 
 
 def _step(title: str) -> None:
@@ -42,6 +46,14 @@ def _run(argv: list[str]) -> None:
     code = tinyinterp_main(argv)
     if code:
         raise SystemExit(code)
+
+
+def demo_graph_prompt() -> str:
+    """The shortest of the paper's completion prompts (a graph's cost grows with the prompt)."""
+    from tinyinterp.evaluation.prompts import load_prompts
+
+    completions = [p.text for p in load_prompts() if p.kind == "completion"]
+    return min(completions, key=len)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         _run(["sae", "train", str(out), "--transcoder", "0", "--width", "512", "--k", "16", "--tokens", sae_tokens,
               "--out", str(sae_dir), "--no-progress"])
         _run(["sae", "eval", str(out), "--dict", str(sae_dir), "--tokens", "20000", "--no-progress"])
+        # Attribution graphs need a transcoder of every layer: one activation pass trains them all (the
+        # budget is small, ~1 minute); then the graph of the shortest evaluation prompt's next token.
+        set_tokens = str(int(min(100_000, max(8_192, 12_000 * args.minutes))))
+        _run(["sae", "train", str(out), "--transcoder", "all", "--width", "256", "--k", "8", "--tokens", set_tokens,
+              "--batch-tokens", "1024", "--buffer-tokens", "8192", "--out", str(dictionaries_dir(out) / TRANSCODERS_SET),
+              "--no-progress"])
+        graph_prompt = demo_graph_prompt()
+        _run(["attribute", str(out), graph_prompt, "--transcoders", str(dictionaries_dir(out) / TRANSCODERS_SET),
+              "--out", str(graph_path(out, DEMO_GRAPH_SLUG)), "--top-paths", "3", "--no-progress"])
         # How those roles appeared: the same analyses at every log-spaced snapshot of the run.
         _run(["analyze", "emergence", str(out), "--max-docs", "100", "--n-samples", "24", "--no-progress"])
 

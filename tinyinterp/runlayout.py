@@ -66,6 +66,11 @@ EMERGENCE_SUMMARY_FILE = "summary.json"
 EXPLANATIONS_SUBDIR = "explanations"
 SCALING_SUBDIR = "scaling"
 DICTIONARIES_SUBDIR = "dictionaries"
+TRANSCODERS_SET = "transcoders"
+"""``analysis/dictionaries/transcoders/``: the default transcoder set (one ``layer_{l:02d}`` per layer)."""
+GRAPHS_SUBDIR = "graphs"
+GRAPH_METADATA_FILE = "graph-metadata.json"
+"""circuit-tracer's list of the graphs in a folder (its viewer reads it beside the ``<slug>.json`` files)."""
 
 # ----- sweeps ---------------------------------------------------------------------------------------
 SWEEP_SUMMARY_FILE = "sweep_summary.json"
@@ -142,6 +147,20 @@ def explanations_dir(run_dir: Path) -> Path:
 def dictionaries_dir(run_dir: Path) -> Path:
     """``RUN/analysis/dictionaries``: one folder per SAE / transcoder (SAELens layout)."""
     return Path(run_dir) / ANALYSIS_DIR / DICTIONARIES_SUBDIR
+
+
+def transcoder_layer_name(layer: int) -> str:
+    """Sub-folder of one layer's transcoder in a transcoder set."""
+    return f"layer_{layer:02d}"
+
+
+def graphs_dir(run_dir: Path) -> Path:
+    """``RUN/analysis/graphs``: attribution graphs in circuit-tracer's JSON schema, one ``<slug>.json`` each."""
+    return Path(run_dir) / ANALYSIS_DIR / GRAPHS_SUBDIR
+
+
+def graph_path(run_dir: Path, slug: str) -> Path:
+    return graphs_dir(run_dir) / f"{slug}.json"
 
 
 def emergence_dir(run_dir: Path) -> Path:

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from tinyinterp import demo, rundir
+from tests.support import circuit_tracer_schema as schema
+from tinyinterp import demo, rundir, runlayout
 from tinyinterp.evaluation.prompts import load_prompts
 
 
@@ -56,3 +57,15 @@ def test_demo_runs_every_step_and_leaves_a_complete_run(small_data_dir, tmp_path
     assert any((analysis / "eval").rglob("*.json")), "evaluation results must land in the run directory"
     sae_eval = json.loads((analysis / "dictionaries" / "demo-transcoder" / "eval.json").read_text())
     assert sae_eval["kind"] == "transcoder" and 0 < sae_eval["l0"] <= 16 and sae_eval["n_tokens"] > 0
+    # a transcoder of every layer from one pass, and one attribution graph in circuit-tracer's schema
+    n_layers = rundir.load_run(out).cfg.n_layers
+    transcoders = analysis / "dictionaries" / runlayout.TRANSCODERS_SET
+    assert sorted(p.name for p in transcoders.iterdir()) == [runlayout.transcoder_layer_name(i) for i in range(n_layers)]
+    graph = json.loads(runlayout.graph_path(out, demo.DEMO_GRAPH_SLUG).read_text())
+    assert schema.validate(graph, n_layers) == []
+    assert graph["metadata"]["prompt"] == demo.demo_graph_prompt()
+    kinds = [n["feature_type"] for n in graph["nodes"]]
+    assert "cross layer transcoder" in kinds and kinds.count("logit") >= 1 and graph["links"]
+    size = re.search(r"graph: (\d+) nodes, (\d+) edges; pruned: (\d+) nodes, (\d+) edges", printed)
+    assert size and int(size[3]) == len(graph["nodes"]) <= int(size[1]) and int(size[4]) <= int(size[2])
+    assert "top paths to" in printed

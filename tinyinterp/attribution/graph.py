@@ -104,3 +104,28 @@ class AttributionGraph:
         i = node - self.logit_offset
         text = self.logit_strings[i] if self.logit_strings else str(int(self.logit_tokens[i]))
         return f"logit {text!r}"
+
+    # -- thin delegations to the modules that own pruning, paths, tables and JSON ----------------------
+    def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98):
+        """Influence pruning (:func:`tinyinterp.attribution.prune.prune_graph`; defaults circuit-tracer's)."""
+        from tinyinterp.attribution.prune import prune_graph
+
+        return prune_graph(self, node_threshold, edge_threshold)
+
+    def top_paths(self, k: int = 5, logit: int = 0, prune=True):
+        """The ``k`` strongest token-to-logit paths (:func:`tinyinterp.attribution.prune.top_paths`)."""
+        from tinyinterp.attribution.prune import top_paths
+
+        return top_paths(self, k, logit=logit, prune=prune)
+
+    def to_frame(self, prune=None, tokenizer=None):
+        """One row per node with activation and influence (:func:`tinyinterp.attribution.prune.graph_frame`)."""
+        from tinyinterp.attribution.prune import graph_frame
+
+        return graph_frame(self, prune, tokenizer)
+
+    def save(self, path, slug: str | None = None, prune=None, tokenizer=None, clerps: dict | None = None):
+        """Write circuit-tracer's graph JSON (:func:`tinyinterp.attribution.graph_json.save_graph_json`)."""
+        from tinyinterp.attribution.graph_json import save_graph_json
+
+        return save_graph_json(self, path, slug=slug, prune=prune, tokenizer=tokenizer, clerps=clerps)

@@ -42,6 +42,8 @@ class LinearGraph:
     """Per layer (1, n_pos, d_model) ``ln2.hook_normalized``: what the transcoders read (feature targets)."""
     final: torch.Tensor
     """(1, n_pos, d_model) ``ln_final.hook_normalized``: what the unembedding reads (logit targets)."""
+    resid_pre: list[torch.Tensor]
+    """Per layer (1, n_pos, d_model) ``hook_resid_pre``: where a target's gradient enters after its own layer's attention."""
 
 
 class ReplacementModel:
@@ -221,12 +223,13 @@ class ReplacementModel:
             logits = self.model(self.tokens[None])[0]
         return logits, self._pre_activations(reads)
 
-    def linear_graph(self, n_pos: int | None = None) -> LinearGraph:
+    def linear_graph(self, n_pos: int | None = None, values_only: bool = True) -> LinearGraph:
         """Run the frozen linear model once on the first ``n_pos`` tokens (batch 1) with autograd on.
 
-        Sources are leaves (token embeddings, MLP outputs); parameters take no gradient. Attention's
-        values are recomputed from ``ln1``'s output with ``W_V`` only, so that a backward pass does not
-        multiply through the fused q/k/v projection (q and k feed the frozen pattern: no gradient)."""
+        Sources are leaves (token embeddings, MLP outputs); parameters take no gradient. With
+        ``values_only`` attention's values are recomputed from ``ln1``'s output with ``W_V`` alone, so
+        that a backward pass does not multiply through the fused q/k/v projection (q and k only feed
+        the frozen pattern, so their gradient is zero anyway)."""
         P = self.n_pos if n_pos is None else n_pos
         model = self.model
         leaves: dict = {}
@@ -249,14 +252,20 @@ class ReplacementModel:
             ln1[layer] = value
             return value
 
-        def values_only(value, hook, layer):
+        def v_from_ln1(value, hook, layer):
             attn = model.blocks[layer].attn
-            return torch.einsum("bpm,hmd->bphd", ln1[layer], attn.W_V) + attn.b_V
+            H, d_head = attn.W_V.shape[0], attn.W_V.shape[2]
+            W = attn.W_V.permute(1, 0, 2).reshape(self.d_model, H * d_head)  # one matmul, not one per head
+            v = ln1[layer] @ W + attn.b_V.reshape(-1)
+            return v.view(*v.shape[:2], H, d_head)
 
+        resid_pre: list = [None] * self.n_layers
         hooks = self._freeze_hooks(P) + [("hook_embed", embed_leaf)]
         for l in range(self.n_layers):
-            hooks += [(f"blocks.{l}.ln1.hook_normalized", _bind(read_ln1, l)), (f"blocks.{l}.attn.hook_v", _bind(values_only, l)),
+            hooks += [(f"blocks.{l}.hook_resid_pre", _bind(_store(resid_pre), l)),
                       (f"blocks.{l}.ln2.hook_normalized", _bind(read, l)), (f"blocks.{l}.hook_mlp_out", _bind(mlp_leaf, l))]
+            if values_only:
+                hooks += [(f"blocks.{l}.ln1.hook_normalized", _bind(read_ln1, l)), (f"blocks.{l}.attn.hook_v", _bind(v_from_ln1, l))]
         final: dict = {}
 
         def read_final(value, hook):
@@ -266,7 +275,15 @@ class ReplacementModel:
         hooks.append(("ln_final.hook_normalized", read_final))
         with _no_parameter_grads(model), torch.enable_grad(), model.hooks(fwd_hooks=hooks):
             model(self.tokens[None, :P], return_type=None)
-        return LinearGraph(P, leaves["embed"], [leaves[l] for l in range(self.n_layers)], reads, final["x"])
+        return LinearGraph(P, leaves["embed"], [leaves[l] for l in range(self.n_layers)], reads, final["x"], resid_pre)
+
+
+def _store(into: list):
+    def hook(value, hook, layer):
+        into[layer] = value
+        return value
+
+    return hook
 
 
 def _rows(scale, layer: int, n_pos: int):

@@ -2,6 +2,7 @@
 
     tinyinterp sae train runs/demo --hook blocks.1.hook_resid_post --width 1024 --k 16 --tokens 500000
     tinyinterp sae train runs/demo --transcoder 1 --width 1024 --k 16        # ln2.hook_normalized -> hook_mlp_out
+    tinyinterp sae train runs/demo --transcoder all --width 512 --k 16       # every layer, one pass: a transcoder set
     torchrun --nproc_per_node=2 -m tinyinterp.dictionaries.cli train runs/demo --hook ...   # DDP, same flags
     tinyinterp sae eval runs/demo --dict runs/demo/analysis/dictionaries/sae-blocks.1.hook_resid_post-w1024-k16
 
@@ -12,6 +13,7 @@ corpus (``RUN/data/train``), evaluation uses its validation corpus (``RUN/data/v
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -31,7 +33,9 @@ def add_subparser(subparsers) -> None:
     _model_args(t)
     what = t.add_mutually_exclusive_group(required=True)
     what.add_argument("--hook", help="TransformerLens hook for an SAE, e.g. blocks.1.hook_resid_post")
-    what.add_argument("--transcoder", type=int, metavar="LAYER", help="train a transcoder of this block's MLP")
+    what.add_argument("--transcoder", type=_layer_or_all, metavar="LAYER|all",
+                      help="train a transcoder of this block's MLP; 'all': one per layer from one activation stream, "
+                           "into OUT/layer_XX/ (default OUT: RUN/analysis/dictionaries/transcoders)")
     t.add_argument("--width", type=int, default=None, help="features (default 8 × the activation width)")
     t.add_argument("--k", type=int, default=32, help="active features per token (default 32)")
     t.add_argument("--tokens", type=int, default=2_000_000, help="training tokens (default 2,000,000)")
@@ -60,6 +64,15 @@ def add_subparser(subparsers) -> None:
     e.add_argument("--tokens", type=int, default=20_000, help="held-out tokens evaluated (default 20,000)")
     e.add_argument("--seq-len", type=int, default=128)
     e.set_defaults(func=run_eval)
+
+
+def _layer_or_all(value: str):
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a layer number or 'all', got {value!r}") from None
 
 
 def _model_args(p) -> None:
@@ -110,19 +123,38 @@ def _load(args):
 
 
 def run_train(args) -> int:
-    from tinyinterp.dictionaries.config import TrainConfig
     from tinyinterp.dictionaries.training import train_dictionary
 
     model = _load(args)
+    if args.transcoder == "all":
+        return _train_set(args, model)
     cfg = _config(args, model)
-    train = TrainConfig(tokens=args.tokens, batch_tokens=args.batch_tokens, lr=args.lr, seq_len=args.seq_len,
-                        buffer_tokens=max(args.buffer_tokens, args.batch_tokens), checkpoint_every=args.checkpoint_every,
-                        seed=args.seed)
+    train = _train_config(args)
     out = _out(args, dictionary_name(cfg))
     corpus = None if args.cache else _corpus(args, runlayout.TRAIN_SPLIT)
     train_dictionary(model, corpus, cfg, train, out, cache=Path(args.cache) if args.cache else None,
                      progress=not args.no_progress)
     print(f"dictionary: {out}")
+    return 0
+
+
+def _train_config(args):
+    from tinyinterp.dictionaries.config import TrainConfig
+
+    return TrainConfig(tokens=args.tokens, batch_tokens=args.batch_tokens, lr=args.lr, seq_len=args.seq_len,
+                       buffer_tokens=max(args.buffer_tokens, args.batch_tokens), checkpoint_every=args.checkpoint_every,
+                       seed=args.seed)
+
+
+def _train_set(args, model) -> int:
+    from tinyinterp.dictionaries.transcoder_set import train_transcoder_set
+
+    if args.cache:
+        raise TinyinterpError("--cache holds one hook pair; --transcoder all streams every layer from the model")
+    out = _out(args, runlayout.TRANSCODERS_SET)
+    train_transcoder_set(model, _corpus(args, runlayout.TRAIN_SPLIT), args.width, args.k, _train_config(args), out,
+                         progress=not args.no_progress, model_name=str(args.model))
+    print(f"transcoders: {out} ({model.cfg.n_layers} layers)")
     return 0
 
 

@@ -194,36 +194,31 @@ class DictionaryTrainer:
         return StepStats(float(fvu.detach()), float(aux.detach()), l0, float(dead.float().mean()))
 
     # -- the loop --------------------------------------------------------------------------------
-    def run(self, progress: bool = True, log_every: int = 20) -> SparseCoder:
-        from tqdm import tqdm
-
-        from tinyinterp.jsonl import append_jsonl
-
+    def start(self) -> None:
+        """Write ``train_cfg.json`` and resume from a checkpoint if there is one."""
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / TRAIN_CFG, json.dumps(
                 {"dictionary": self.cfg.to_dict(), "train": {k: v for k, v in vars(self.train).items()}}, indent=2))
         self.resume()
-        total = self.train.tokens
-        batch = self.train.batch_tokens
-        bar = tqdm(total=total, initial=min(self.tokens, total), unit="tok", desc=f"training {self.cfg.kind}",
-                   disable=not progress or self.rank != 0)
-        stats = None
-        try:
-            batches = self.source.batches(batch)
-            while self.tokens < total:
-                x, y = next(batches)
-                stats = self.train_step(x, y)
-                bar.update(len(x) * self.world)
-                if self.step % log_every == 0 or self.tokens >= total:
-                    bar.set_postfix(fvu=f"{stats.fvu:.3f}", dead=f"{stats.dead_fraction:.2f}")
-                    if self.rank == 0:
-                        append_jsonl(self.out_dir / TRAIN_LOG, {"step": self.step, "tokens": self.tokens,
-                                                                **vars(stats)})
-                if self.step % self.train.checkpoint_every == 0:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
+
+    @property
+    def done(self) -> bool:
+        return self.tokens >= self.train.tokens
+
+    def after_step(self, stats: StepStats, log_every: int = 20) -> bool:
+        """Log and checkpoint on schedule after a step; True when this step was a logged one."""
+        from tinyinterp.jsonl import append_jsonl
+
+        logged = self.step % log_every == 0 or self.done
+        if logged and self.rank == 0:
+            append_jsonl(self.out_dir / TRAIN_LOG, {"step": self.step, "tokens": self.tokens, **vars(stats)})
+        if self.step % self.train.checkpoint_every == 0:
+            self.save_checkpoint()
+        return logged
+
+    def finish(self, stats: StepStats | None = None) -> SparseCoder:
+        """Checkpoint, fold the scales into a copy of the coder and save it in SAELens's layout."""
         self.save_checkpoint()
         final = SparseCoder(dataclasses.replace(self.cfg))  # its own config: folding records the scales there
         final.load_state_dict(self.coder.state_dict())
@@ -233,6 +228,27 @@ class DictionaryTrainer:
         log.info("trained %s on %s: %d steps, %d tokens, last FVU %.4f", self.cfg.kind, self.cfg.hook_in, self.step,
                  self.tokens, stats.fvu if stats else float("nan"))
         return final
+
+    def run(self, progress: bool = True, log_every: int = 20) -> SparseCoder:
+        from tqdm import tqdm
+
+        self.start()
+        total = self.train.tokens
+        batch = self.train.batch_tokens
+        bar = tqdm(total=total, initial=min(self.tokens, total), unit="tok", desc=f"training {self.cfg.kind}",
+                   disable=not progress or self.rank != 0)
+        stats = None
+        try:
+            batches = self.source.batches(batch)
+            while not self.done:
+                x, y = next(batches)
+                stats = self.train_step(x, y)
+                bar.update(len(x) * self.world)
+                if self.after_step(stats, log_every):
+                    bar.set_postfix(fvu=f"{stats.fvu:.3f}", dead=f"{stats.dead_fraction:.2f}")
+        finally:
+            bar.close()
+        return self.finish(stats)
 
 
 def train_dictionary(model, corpus, cfg: DictionaryConfig, train: TrainConfig, out_dir: Path,

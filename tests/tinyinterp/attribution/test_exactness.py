@@ -43,9 +43,13 @@ def test_replacement_logits_equal_model_logits(arch, tiny_tokenizer):
     assert rm.n_active > 0 and rm.errors.abs().max() > 1e-3  # random transcoders: real error nodes
 
 
-@pytest.mark.parametrize("arch", ["gpt-neo", "gpt2"])
+@pytest.mark.parametrize("arch", ["gpt-neo", "gpt2", "legacy", "gpt2-processed"])
 def test_node_sums_and_batching(arch, tiny_tokenizer, tmp_path):
-    model = build_model(arch, seed=3, tokenizer=tiny_tokenizer)
+    """legacy: untied unembedding with a bias; processed: TL's folded LayerNorms (LNPre, no weights)."""
+    model = build_model(arch.removesuffix("-processed"), seed=3, tokenizer=tiny_tokenizer)
+    if arch.endswith("-processed"):
+        model.process_weights()
+        assert model.blocks[0].ln2.w is None
     folder = save_transcoder_set(random_transcoders(model, seed=4), tmp_path / "transcoders")
     transcoders = load_transcoder_set(folder, model)
     graph = attribute(model, transcoders, PROMPT, dtype=torch.float64, batch_size=16)
@@ -102,3 +106,26 @@ def test_node_sums_hold_for_any_shape(seed, n_layers, n_pos, arch, k, batch_size
     assert node_sum_error(graph) < 1e-8
     rm = ReplacementModel(model.double(), transcoders.to(torch.float64), tokens)
     assert (rm.replacement_logits() - model(tokens[None])[0]).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("arch", ["gpt-neo", "gpt2"])
+def test_batched_rows_equal_the_per_target_reference(arch):
+    """edge_rows (closed-form first attention step, causal buckets, vmapped batches) == one plain
+    autograd backward pass per target through the whole frozen model."""
+    from tinyinterp.attribution.edges import edge_rows, per_target_rows
+
+    model = build_model(arch, seed=13, d_vocab=30, d_model=16, n_heads=2, n_layers=3).double()
+    transcoders = random_transcoders(model, d_sae=20, k=4, seed=14)
+    tokens = torch.randint(0, 30, (13,), generator=torch.Generator().manual_seed(15))
+    rm = ReplacementModel(model, transcoders, tokens)
+    logit_vecs = torch.randn(3, model.cfg.d_model, dtype=torch.float64)
+    batched = edge_rows(rm, logit_vecs, batch_size=6)
+    reference = per_target_rows(rm, logit_vecs, values_only=False)
+    assert reference.abs().max() > 0.1
+    assert (batched - reference).abs().max() < 1e-10
+    only = torch.zeros(len(reference), dtype=torch.bool)
+    only[::5] = True
+    partial = edge_rows(rm, logit_vecs, batch_size=4, only=only)
+    assert torch.equal(partial[~only], torch.zeros_like(partial[~only]))
+    assert (partial[only] - reference[only]).abs().max() < 1e-10
+    assert (per_target_rows(rm, logit_vecs) - reference).abs().max() < 1e-10  # values-only projection: same rows
