@@ -168,7 +168,7 @@ def graph_panel(sel, view: GraphView, names: dict[int, str]) -> GraphNode | None
     paths = guard.attempt("paths", strongest_paths, view, target, int(k)) or []
     href = feature_href(sel.name, names)
     drawing = dict(max_links=int(max_links), highlight=set(paths[0].nodes) if paths else set())
-    event = st.altair_chart(graph_chart(view, **drawing), width="content", key="attr_chart", on_select="rerun",
+    event = st.altair_chart(graph_chart(view, **drawing), width="stretch", key="attr_chart", on_select="rerun",
                             selection_mode=SELECTION)
     st.caption("● features · ■ grey: error nodes · ■ blue: token embeddings · ◆ logits · edges: blue = positive, "
                "red = negative, width = |weight| · hover for values, click a node to open it (double-click: none)")

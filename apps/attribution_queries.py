@@ -16,37 +16,41 @@ from pathlib import Path
 import streamlit as st
 
 from apps import file_readers, loaders
+from apps.runs_root import active_root
 from apps.graph_view import GraphView, parse_graph
 from tinyinterp.errors import DataError, TinyinterpError
-from tinyinterp.runlayout import dictionaries_dir
+from tinyinterp.runlayout import TRANSCODERS_SET as TRANSCODERS
+from tinyinterp.runlayout import GRAPH_METADATA_FILE, dictionaries_dir, graphs_dir
 
-TRANSCODERS = "transcoders"
-"""The run's transcoder set: ``analysis/dictionaries/transcoders/<one folder per layer>``."""
-GRAPHS_SUBDIR = "graphs"
 CFG_FILE = "cfg.json"
 _LAYER = re.compile(r"blocks\.(\d+)\.")
 
 
-def graphs_dir(run: Path) -> Path:
-    return loaders.analysis_dir(run) / GRAPHS_SUBDIR
-
-
 def saved_graphs(run: Path) -> list[Path]:
-    """The run's saved graphs (``analysis/graphs/*.json``), newest first."""
+    """The run's saved graphs (``analysis/graphs/*.json`` but ``graph-metadata.json``), newest first."""
     folder = graphs_dir(run)
     if not folder.is_dir():
         return []
-    return sorted(folder.glob("*.json"), key=lambda p: (-loaders.mtime(p), p.name))
+    graphs = [p for p in folder.glob("*.json") if p.name != GRAPH_METADATA_FILE]  # the viewer's index, not a graph
+    return sorted(graphs, key=lambda p: (-loaders.mtime(p), p.name))
 
 
 @st.cache_data(show_spinner="Reading the graph…", max_entries=16)
 def _graph(path: str, version: float, shown: str) -> GraphView:
-    return parse_graph(file_readers.read_json(path), shown)
+    from tinyinterp.attribution.graph_json import load_graph_json
+
+    try:
+        saved = load_graph_json(path)  # the library's reader: circuit-tracer's schema, one-line GraphError
+    except TinyinterpError as e:  # name the file as the user sees it (relative to the runs root), not its server path
+        raise DataError(" ".join(str(e).replace(path, shown).split())) from None
+    return parse_graph({"metadata": saved.metadata, "nodes": saved.nodes, "links": saved.links}, shown)
 
 
 def graph(path: Path) -> GraphView:
-    """A saved graph file (inside the runs root), checked field by field; a bad one is one DataError line."""
-    return _graph(*loaders.file_key(path), Path(path).name)
+    """A saved graph file (inside the runs root, read by ``load_graph_json`` after the root's gate), then
+    checked field by field for what the page draws; a bad one is one DataError line."""
+    resolved, version = loaders.file_key(path)
+    return _graph(resolved, version, active_root().shown(Path(path)))
 
 
 # ----- the run's transcoder set ---------------------------------------------------------------------
@@ -151,9 +155,12 @@ def _pruned_json(model_path: str, model_version: float, path: str, version: floa
     from tinyinterp.attribution.graph_json import graph_slug, graph_to_json
     from tinyinterp.attribution.prune import prune_graph
 
+    from tinyinterp.attribution.cli import feature_clerps
+
     graph = _attribution(model_path, model_version, path, version, prompt, target)
     pruned = prune_graph(graph, node_threshold=node_threshold, edge_threshold=edge_threshold)
-    return graph_to_json(graph, graph_slug(prompt), prune=pruned,
+    clerps = feature_clerps(Path(path), graph.n_layers)  # explanations inside the (confined) set, as the CLI adds them
+    return graph_to_json(graph, graph_slug(prompt), prune=pruned, clerps=clerps,
                          tokenizer=loaders.load_model(model_path, model_version).tokenizer)
 
 

@@ -270,8 +270,9 @@ def layout(view: GraphView) -> tuple[dict[str, tuple[float, float]], float, floa
     widest = [1] * n_pos
     for (_, pos), members in cells.items():
         widest[pos] = max(widest[pos], len(members))
-    # a column fits its busiest cell (capped: a hundred features at one position share its width)
-    widths = [max(4, min(w + 1, 12)) * CELL_W for w in widest]
+    # a column fits its busiest cell (capped: a hundred features at one position share its width); a position
+    # with nothing but its token stays narrow
+    widths = [(2 if w <= 1 else min(w + 1, 12)) * CELL_W for w in widest]
     lefts = [PAD_L + sum(widths[:i]) for i in range(n_pos)]
     n_rows = view.n_layers + 2
     height = PAD_T + n_rows * ROW_H + PAD_B

@@ -61,9 +61,11 @@ def _add_transcoder_cfgs(run, layers=(0, 1)):
 
 def test_page_draws_a_saved_graph_with_its_paths_and_feature_links(broken, graphs):
     write_graph(graphs / "small.json", small_graph())
+    (graphs / "graph-metadata.json").write_text(json.dumps({"graphs": []}))  # circuit-tracer's index: not a graph
     _add_transcoder_cfgs(broken / "demo")
     at = open_attribution()
     assert not errors(at), errors(at)
+    assert at.selectbox(key="attr_graph").options == ["small.json"]
     nodes, edges, _ = drawing(at)
     assert (nodes.kind == "feature").sum() == 3 and (nodes.kind == "logit").sum() == 2
     assert len(edges) == 12  # every link (fewer than the slider's default)
@@ -107,11 +109,18 @@ def test_hostile_tokens_and_prompt_stay_text(graphs):
         assert "<script" not in rendered and "<img" not in rendered, element.value
 
 
+def _with_first_node(**change) -> dict:
+    graph = small_graph()
+    graph["nodes"][0].update(change)
+    return graph
+
+
 @pytest.mark.parametrize("content, needle", [
     ("{not json", "not valid JSON"),
     (json.dumps({**small_graph(), "links": [{"source": "E_100_0", "target": "nowhere", "weight": 1.0}]}), "nowhere"),
-    (json.dumps({**small_graph(), "nodes": [{**small_graph()["nodes"][0], "ctx_idx": "3"}]}), "ctx_idx"),
-    (json.dumps({**small_graph(), "nodes": [{**small_graph()["nodes"][0], "feature_type": "<b>x</b>"}]}), "feature_type"),
+    (json.dumps(_with_first_node(ctx_idx="3")), "ctx_idx"),
+    (json.dumps(_with_first_node(feature_type="<b>x</b>")), "feature_type"),
+    (json.dumps(_with_first_node(ctx_idx=99)), "ctx_idx 99"),
 ])
 def test_a_malformed_graph_is_one_error_line(graphs, content, needle):
     graphs.mkdir(parents=True, exist_ok=True)
