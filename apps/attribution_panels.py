@@ -114,10 +114,10 @@ def paths_frame(view: GraphView, paths) -> pd.DataFrame:
     for rank, p in enumerate(paths, 1):
         labels = [f"{view.nodes[i].label}@{view.nodes[i].pos}" if view.nodes[i].kind in ("feature", "error")
                   else visible_text(repr(view.nodes[i].label)) for i in p.nodes]
-        rows.append({"rank": rank, "score": p.score, "sign": "+" if p.sign > 0 else "−",
+        rows.append({"rank": rank, "share %": 100 * p.share, "score": p.score, "sign": "+" if p.sign > 0 else "−",
                      "path": " → ".join(labels), "weights": ", ".join(f"{w:.3g}" for w in p.weights),
                      "nodes": " → ".join(p.nodes)})
-    return pd.DataFrame(rows, columns=["rank", "score", "sign", "path", "weights", "nodes"])
+    return pd.DataFrame(rows, columns=["rank", "share %", "score", "sign", "path", "weights", "nodes"])
 
 
 def _links_frame(view: GraphView, links, end: str) -> pd.DataFrame:
@@ -181,10 +181,12 @@ def graph_panel(sel, view: GraphView, names: dict[int, str]) -> GraphNode | None
         st.caption(f"feature links need the run's transcoder set in analysis/dictionaries/{aq.TRANSCODERS}/")
     st.subheader("Strongest paths to the logit")
     st.dataframe(paths_frame(view, paths), hide_index=True, width="stretch",
-                 column_config={"score": st.column_config.NumberColumn(format="%.4f")})
-    st.caption("score: the logit's probability × the product of the normalised link weights along the path "
-               "(|weight| / the sum of |weights| into its target, over the links this graph kept); the top path "
-               "is ringed in the drawing")
+                 column_config={"score": st.column_config.NumberColumn(format="%.4f"),
+                                "share %": st.column_config.NumberColumn(format="%.2f")})
+    st.caption("share: the product of the normalised link weights along the path (|weight| / the sum of |weights| "
+               "into its target, over the links this graph kept; `tinyinterp attribute` normalises over the whole "
+               "graph, so its shares are a little smaller); score: share × the logit's probability; sign: the "
+               "product of the weights' signs. The top path is ringed in the drawing")
     st.subheader("Feature nodes")
     st.dataframe(nodes_frame(view, href), hide_index=True, width="stretch",
                  column_config={"open": st.column_config.LinkColumn("open", display_text="open", width="small"),

@@ -370,6 +370,9 @@ class GraphPath:
     """Product of the signs of the links' weights: +1 the path pushes the logit up, -1 down."""
     weights: tuple[float, ...]
     """The raw link weights (direct effects) along the path."""
+    share: float = 0.0
+    """The product of the normalised weights alone (``score`` / the logit's probability): the share of the logit's
+    absolute input that flows along the path (what ``tinyinterp attribute`` prints as a percentage)."""
 
 
 def _order(view: GraphView) -> list[str]:
@@ -401,7 +404,7 @@ def strongest_paths(view: GraphView, target: GraphNode | None, k: int = 10) -> l
     outgoing: dict[str, list[GraphLink]] = {}
     for link in view.links:
         outgoing.setdefault(link.source, []).append(link)
-    start = math.log(target.token_prob) if target.token_prob > 0 else 0.0
+    start = 0.0  # log of the share; the score multiplies it by the logit's probability
     best: dict[str, list[tuple[float, tuple[str, ...], tuple[float, ...]]]] = {target.node_id: [(start, (target.node_id,), ())]}
     for node in reversed(_order(view)):
         if node == target.node_id:
@@ -414,5 +417,5 @@ def strongest_paths(view: GraphView, target: GraphNode | None, k: int = 10) -> l
         if candidates:
             best[node] = heapq.nlargest(k, candidates)
     found = [c for n in view.of_kind("embedding") for c in best.get(n.node_id, [])]
-    return [GraphPath(nodes, math.exp(s), -1 if sum(w < 0 for w in ws) % 2 else 1, ws)
+    return [GraphPath(nodes, target.token_prob * math.exp(s), -1 if sum(w < 0 for w in ws) % 2 else 1, ws, math.exp(s))
             for s, nodes, ws in heapq.nlargest(k, found)]

@@ -59,6 +59,7 @@ def test_strongest_paths_are_exact_on_a_known_graph():
     assert paths[0].nodes == ("E_103_3", "0_5_3", "1_7_3", "3_200_3")
     assert paths[0].score == pytest.approx(score(paths[0].nodes))
     assert all(p.score == pytest.approx(score(p.nodes)) for p in paths)
+    assert all(p.share == pytest.approx(p.score / 0.6) for p in paths)
     assert [p.score for p in paths] == sorted((p.score for p in paths), reverse=True)
     assert len(paths) == len({p.nodes for p in paths}) == 7  # all of them (from embeddings), each once
     tom = strongest_paths(view, view.nodes["3_201_3"], k=3)
