@@ -188,7 +188,10 @@ def graph_panel(sel, view: GraphView, names: dict[int, str]) -> GraphNode | None
                "graph, so its shares are a little smaller); score: share × the logit's probability; sign: the "
                "product of the weights' signs. The top path is ringed in the drawing")
     st.subheader("Feature nodes")
-    st.dataframe(nodes_frame(view, href), hide_index=True, width="stretch",
+    table = nodes_frame(view, href)
+    if table["open"].isna().all():
+        table = table.drop(columns="open")  # no transcoder set: no feature pages to open
+    st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"open": st.column_config.LinkColumn("open", display_text="open", width="small"),
                                 "activation": st.column_config.NumberColumn(format="%.3f"),
                                 "influence": st.column_config.NumberColumn(format="%.3f")})
