@@ -1,6 +1,6 @@
 """The Attribution page computes a graph from a typed prompt and runs an intervention in the real model.
 
-The app tests' trained ``demo`` run (test-tiny) gets a transcoder set of every layer; the page's graph must be
+The app tests' trained ``demo`` run (test-tiny) gets a tiny trained transcoder set (one per layer); the page's graph must be
 the library's own (``attribute`` → ``prune_graph`` → ``graph_to_json``: same nodes and links), and the page's
 intervention numbers the library's ``intervene`` / ``predict_logit_change`` on the real model.
 """
@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.attribution_models import random_transcoders, save_transcoder_set
-
 PROMPT = "Lily saw a big dog. Lily"
 
 
 @pytest.fixture
 def with_transcoders(broken):
+    """The demo run plus a tiny transcoder set trained by ``tinyinterp sae train RUN --transcoder all``."""
     from tinyinterp import rundir
+    from tinyinterp.dictionaries.cli import main as sae_main
 
     run = broken / "demo"
-    model = rundir.load_run(run).eval()
-    save_transcoder_set(random_transcoders(model, d_sae=48, k=4, seed=3), run / "analysis" / "dictionaries" / "transcoders")
-    return run, model
+    assert sae_main(["train", str(run), "--transcoder", "all", "--corpus", str(broken / "corpus"), "--width", "48",
+                     "--k", "4", "--tokens", "8192", "--batch-tokens", "512", "--buffer-tokens", "4096",
+                     "--no-progress"]) == 0
+    assert sorted(p.name for p in (run / "analysis" / "dictionaries" / "transcoders").iterdir()) == ["layer_00", "layer_01"]
+    return run, rundir.load_run(run).eval()
 
 
 def _compute(prompt: str = PROMPT):
