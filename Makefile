@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/neuron_index.py
 	$(BIN)/python bench/rouge_max.py
+	$(BIN)/python bench/dictionary_train.py   # sparsify side: set TINYINTERP_SPARSIFY_PYTHON (own venv)
 
 clean:
 	rm -rf $(VENV) .venv-compat .venv-tf4 compat-out runs/demo test-output

@@ -1,10 +1,14 @@
-"""Panels of the neuron page beyond the top examples: explanation + score, activation histogram, logit
-effects, quantile and most-negative examples, the neuron on your own text, and find-by-word.
+"""The unit panels of the neuron and feature pages: explanation + score, activation statistics, top
+examples, activation histogram, logit effects, quantile and most-negative examples, the unit on your own
+text, and (neurons) find-by-word.
 
-Each panel reads through :mod:`apps.guard` (a broken or older file costs that panel one line) and shows
-token strings only through :mod:`apps.render` (escaped HTML). An index built before histograms / logit
-effects existed answers with the library's own one-line "rebuild it" message. No ``st.dataframe`` and no
-iframe here: the page's search results stay its last table, and its only iframe is the circuitsvis view.
+One code path for both pages: every panel takes a *units* object (:class:`apps.units.Neurons` or
+:class:`apps.units.Features`) that says where its data comes from and what a unit is called, plus
+``layer`` (always 0 for features) and ``unit`` (the neuron or feature id). Each panel reads through
+:mod:`apps.guard` (a broken or older file costs that panel one line) and shows token strings only through
+:mod:`apps.render` (escaped HTML). An index built before histograms / logit effects existed answers with
+the library's own one-line "rebuild it" message. No ``st.dataframe`` and no iframe here: the neuron page's
+search results stay its last table, and its only iframe is the circuitsvis view.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from apps import guard, loaders, queries, render
+from apps import guard, queries, render
 from tinyinterp.errors import TinyinterpError
 
 OWN_TEXT = 'One day, Lily saw a big dog in the park. "Hello, dog!" said Lily. The dog was happy.'
@@ -25,19 +29,20 @@ def _escaped(text: str) -> str:
     return html.escape(str(text), quote=True)
 
 
-def explanation(sel, layer: int, neuron: int) -> None:
-    """The neuron's explanation(s) and simulation score(s) (``tinyinterp explain``), one line each."""
-    version = queries.explanations_version(sel.path)
+def explanation(units, layer: int, neuron: int) -> None:
+    """The unit's explanation(s) and simulation score(s) (``tinyinterp explain``), one line each."""
+    version = guard.attempt("explanations", units.explanations_version)
     if not version:
-        st.caption(f"no explanation yet: run {render.md_code(f'tinyinterp explain {sel.path}')} (add `--explainer llm` for an LLM's)")
+        if version is not None:
+            st.caption(f"no explanation yet: run {render.md_code(units.explain_command())} (add `--explainer llm` for an LLM's)")
         return
     with guard.panel("explanations"):
-        frame, notes = queries.explanations_with_notes(sel.path)
+        frame, notes = units.explanations()
         for note in notes:
             st.caption(render.md_text(note))
         rows = frame[(frame.layer == layer) & (frame.neuron == neuron)].sort_values("score", ascending=False)
         if rows.empty:
-            st.caption("this neuron has no explanation yet")
+            st.caption(f"this {units.noun} has no explanation yet")
             return
         lines = []
         for r in rows.itertuples():
@@ -55,10 +60,33 @@ def _bin_label(lo: float, hi: float) -> str:
     return f"[{fmt(lo)}, {fmt(hi)})"
 
 
-def histogram(sel, layer: int, neuron: int) -> None:
+def statistics(units, layer: int, neuron: int, what: str = "activation statistics") -> None:
+    """max / mean / std / share of tokens active, from the index's running statistics."""
+    with guard.panel(f"{what} ({units.index_file})"):
+        stats = units.stats_frame()
+        row = stats[(stats.layer == layer) & (stats.neuron == neuron)].iloc[0]
+        cols = st.columns(4)
+        for col, key in zip(cols, ("max", "mean", "std", "frac_active")):
+            col.metric(key.replace("_", " "), f"{row[key]:.3f}")
+
+
+def top_examples(units, layer: int, neuron: int, k: int, context: int, interactive=None) -> list[dict]:
+    """The unit's top-k examples as escaped HTML (or ``interactive(examples)`` when given and chosen)."""
+    st.subheader("Top examples")
+    examples = guard.attempt("top examples", units.top_examples, layer, neuron, k, context)
+    if examples is None:
+        return []
+    if not examples:
+        st.info(f"this {units.noun} has no recorded activations")
+    elif interactive is None or not interactive(examples):
+        st.html(render.examples_html(examples))
+    return examples
+
+
+def histogram(units, layer: int, neuron: int) -> None:
     st.subheader("Activation distribution")
-    with guard.panel("activation histogram (index.safetensors)"):
-        hist = queries.activation_histogram(sel.path, layer, neuron)
+    with guard.panel(f"activation histogram ({units.index_file})"):
+        hist = units.histogram(layer, neuron)
         used = hist[hist["count"] > 0]
         if used.empty:
             st.caption("no activations recorded")
@@ -77,17 +105,17 @@ def histogram(sel, layer: int, neuron: int) -> None:
         st.caption(f"{total:,} tokens · the middle bin holds |x| < 2⁻⁸")
 
 
-def logit_effects(sel, layer: int, neuron: int, n: int = 10) -> None:
+def logit_effects(units, layer: int, neuron: int, n: int = 10) -> None:
     st.subheader("Logit effects (direct path)")
-    with guard.panel("logit effects (index.safetensors)"):
-        eff = queries.logit_effects(sel.path, layer, neuron, n)
+    with guard.panel(f"logit effects ({units.index_file})"):
+        eff = units.logit_effects(layer, neuron, n)
         cols = st.columns(2)
         for col, name, colour in ((cols[0], "promoted", "#4a7bd0"), (cols[1], "suppressed", "#dc2828")):
             frame = eff[name]
             with col:
                 st.caption(f"{name} tokens")
                 st.html(_effect_bars(frame, colour))
-        st.caption("W_out through ln_final (centred, scale frozen) and W_U; later layers ignored")
+        st.caption(units.logit_note)
 
 
 def _effect_bars(frame: pd.DataFrame, colour: str) -> str:
@@ -113,9 +141,9 @@ def _labelled_examples(examples: list[dict], labels: list[str]) -> str:
         for ex, label in zip(examples, labels))
 
 
-def quantile_examples(sel, layer: int, neuron: int, context: int) -> None:
+def quantile_examples(units, layer: int, neuron: int, context: int) -> None:
     st.subheader("Examples across the distribution")
-    examples = guard.attempt("quantile examples", queries.quantile_examples, sel.path, layer, neuron, context)
+    examples = guard.attempt("quantile examples", units.quantile_examples, layer, neuron, context)
     if examples:
         labels = [f"quantile {ex['quantile']:g} · act {ex['activation']:.3f} · a random token of the histogram bin "
                   f"spanning percentiles {100 * ex['share_range'][0]:.1f}–{100 * ex['share_range'][1]:.1f}"
@@ -123,23 +151,23 @@ def quantile_examples(sel, layer: int, neuron: int, context: int) -> None:
         st.html(_labelled_examples(examples, labels))
 
 
-def negative_examples(sel, layer: int, neuron: int, context: int, k: int = 5) -> None:
+def negative_examples(units, layer: int, neuron: int, context: int, k: int = 5) -> None:
     st.subheader("Most negative examples")
-    examples = guard.attempt("most negative examples", queries.negative_examples, sel.path, layer, neuron, k, context)
+    examples = guard.attempt("most negative examples", units.negative_examples, layer, neuron, k, context)
     if examples is not None and not examples:
         st.caption("no negative activations recorded")
     elif examples:
         st.html(_labelled_examples(examples, [f"#{i} · act {ex['activation']:.3f}" for i, ex in enumerate(examples, 1)]))
 
 
-def own_text(sel, layer: int, neuron: int) -> None:
-    st.subheader("Run the neuron on your own text")
-    text = st.text_area("Your text", OWN_TEXT, key="neuron_own_text", height=80)
+def own_text(units, layer: int, neuron: int) -> None:
+    st.subheader(f"Run the {units.noun} on your own text")
+    text = st.text_area("Your text", OWN_TEXT, key=units.own_text_key, height=80)
     if not text.strip():
         return
     with guard.panel("model"):
-        model = loaders.model_for(sel.path)  # a run being trained: one line, the page goes on
-        tokens, acts = loaders.neuron_activations(sel.path, text, layer, neuron)
+        model = units.model()  # a run being trained: one line, the page goes on
+        tokens, acts = units.on_text(text, layer, neuron)
         if tokens:
             st.html(render.tokens_html(tokens, acts))
             peak = max(range(len(acts)), key=lambda i: acts[i])
@@ -172,24 +200,19 @@ def word_search(sel, jump_box) -> None:
                  lambda r: f"L{r.layer} N{r.neuron} · score {r.score:.2f}")
 
 
-def _corpus_refused(sel) -> bool:
-    """Whether the index's corpus is missing or refused (e.g. it lies outside the runs root)."""
-    try:
-        return loaders._index_corpus(*loaders.index_key(sel.path)) is None
-    except Exception:
-        return True
-
-
-def all_panels(sel, layer: int, neuron: int, context: int) -> None:
+def all_panels(units, layer: int, neuron: int, context: int) -> None:
     """The panels under the top examples, in page order (own text last: the page's final element)."""
     left, right = st.columns([3, 2])
     with left:
-        if _corpus_refused(sel):  # the top examples already said why, in one line: not twice more
+        if units.corpus_missing():  # the top examples already said why, in one line: not twice more
             st.caption("quantile and most negative examples need the index's corpus (see the message above)")
         else:
-            quantile_examples(sel, layer, neuron, context)
-            negative_examples(sel, layer, neuron, context)
+            quantile_examples(units, layer, neuron, context)
+            if units.signed:
+                negative_examples(units, layer, neuron, context)
+            else:
+                st.caption(f"no most negative examples: a TopK {units.noun} is never negative")
     with right:
-        histogram(sel, layer, neuron)
-        logit_effects(sel, layer, neuron)
-    own_text(sel, layer, neuron)
+        histogram(units, layer, neuron)
+        logit_effects(units, layer, neuron)
+    own_text(units, layer, neuron)

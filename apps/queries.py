@@ -38,7 +38,11 @@ SHOWN_COLUMNS = ("explainer", "layer", "neuron", "explanation", "score", "status
 
 
 def explanation_files(run: Path) -> list[Path]:
-    folder = explanations_dir(run)
+    return explanation_files_in(explanations_dir(run))
+
+
+def explanation_files_in(folder: Path) -> list[Path]:
+    """The explanation logs of one folder (a run's neurons, or a dictionary's features: the same format)."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.jsonl") if not p.name.endswith(ERRORS_SUFFIX))
@@ -46,7 +50,11 @@ def explanation_files(run: Path) -> list[Path]:
 
 def explanations_version(run: Path) -> float:
     """Newest modification time of the run's explanation files (0 when there are none)."""
-    return max((loaders.mtime(p) for p in explanation_files(run)), default=0.0)
+    return explanations_version_in(explanations_dir(run))
+
+
+def explanations_version_in(folder: Path) -> float:
+    return max((loaders.mtime(p) for p in explanation_files_in(folder)), default=0.0)
 
 
 def _explanation_row(record: dict, slug: str) -> dict | None:
@@ -91,8 +99,13 @@ def _explanations(files: tuple[str, ...], version: float) -> tuple[pd.DataFrame,
 def explanations_with_notes(run: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Every finished explanation of the run (one row per explainer and neuron, score numeric), and one
     note per file that had malformed records (skipped, not fatal)."""
-    files = tuple(str(resolve_in_root(p)) for p in explanation_files(run))  # a link out of the root: one line
-    return _explanations(files, explanations_version(run))
+    return explanations_with_notes_in(explanations_dir(run))
+
+
+def explanations_with_notes_in(folder: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """:func:`explanations_with_notes` of one explanations folder (a dictionary's: layer 0, neuron = feature)."""
+    files = tuple(str(resolve_in_root(p)) for p in explanation_files_in(folder))  # a link out of the root: one line
+    return _explanations(files, explanations_version_in(folder))
 
 
 def explanations(run: Path) -> pd.DataFrame:

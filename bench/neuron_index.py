@@ -12,11 +12,16 @@ effects computed at the end (issue 11).
    saves, logit effects) / tokens/s of a plain
    ``model(tokens)`` with no hooks. Bar: >= 0.7. Also reported (not gated): the index pass without
    its early stop after the last MLP, to show what the hooks cost on their own.
-2. Peak RSS of an index build on the 1x corpus and on a 4x corpus, each in a fresh subprocess
+2. Feature index (issue 19), same process, same batches: tokens/s of ``build_feature_index`` for a random
+   TopK transcoder of the LAST block's MLP (``blocks.7.ln2.hook_normalized``, 2048 features = as many units
+   as the model has neurons, k = 32; the last block, so the early stop saves almost nothing) / tokens/s of
+   the plain forward. Bar: >= 0.6.
+3. Peak RSS of an index build on the 1x corpus and on a 4x corpus, each in a fresh subprocess
    (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` in the child). Bar: rss(4x) <= 1.1 x rss(1x),
    reported as rss(1x) / rss(4x) (bar >= 0.909).
 
-The last line is ``ratio=<smallest of the two ratios>``.
+The last line is ``ratio=<smallest of the three ratios>`` (neuron index / forward, rss(1x) / rss(4x), feature
+index / forward); each is also printed with its own bar.
 
     python bench/neuron_index.py [--tokens 300000] [--threads 1] [--clock cpu]
 """
@@ -40,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinyinterp.corpus import TokenizedCorpus  # noqa: E402
 from tinyinterp.interp.inputs import document_windows, iter_batches  # noqa: E402
+from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, save_dictionary, transcoder_hooks  # noqa: E402
+from tinyinterp.interp.feature_index import build_feature_index  # noqa: E402
 from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index  # noqa: E402
 from tinyinterp.model import HookedTransformer  # noqa: E402
 from tinyinterp.zoo import preset_config  # noqa: E402
@@ -88,6 +95,22 @@ def index_seconds(model, corpus, cfg: NeuronIndexConfig) -> float:
         return CLOCK() - start
 
 
+def make_dictionary(model, path: Path, d_sae: int = 2048, k: int = 32) -> Path:
+    """A random TopK transcoder of the last block's MLP, saved as a dictionary folder."""
+    layer = model.cfg.n_layers - 1
+    d = model.cfg.d_model
+    coder = SparseCoder(DictionaryConfig("transcoder", *transcoder_hooks(layer), d, d, d_sae, k))
+    coder.reset_parameters(torch.Generator().manual_seed(0))
+    return save_dictionary(coder, path)
+
+
+def feature_index_seconds(model, corpus, dict_dir: Path, cfg: NeuronIndexConfig) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        start = CLOCK()
+        build_feature_index(model, corpus, dict_dir, cfg, out_dir=out, progress=False)
+        return CLOCK() - start
+
+
 def child_peak_rss(corpus_dir: str, threads: int) -> None:
     """Run in a fresh interpreter: build an index over ``corpus_dir`` and print the peak RSS in KiB."""
     torch.set_num_threads(threads)
@@ -122,12 +145,16 @@ def main() -> int:
         fwd = min(plain_forward_seconds(model, c1, cfg) for _ in range(args.repeats))
         idx = min(index_seconds(model, c1, cfg) for _ in range(args.repeats))
         idx_full = index_seconds(model, c1, NeuronIndexConfig(stop_early=False))
+        dict_dir = make_dictionary(model, Path(tmp) / "dict")
+        feat = min(feature_index_seconds(model, c1, dict_dir, cfg) for _ in range(args.repeats))
         n = c1.n_tokens
         print(f"corpus 1x: {n} tokens in {c1.n_docs} docs; model tinystories-1m shape; threads={args.threads}; clock={args.clock}; index with "
               f"histogram + per-bin samples, bottom-{cfg.k_negative}, logit effects top/bottom-{cfg.n_logits}")
         print(f"plain forward        : {n / fwd:10.0f} tok/s")
         print(f"index pass           : {n / idx:10.0f} tok/s  ratio {fwd / idx:.3f} (bar >= 0.7)")
         print(f"index, no early stop : {n / idx_full:10.0f} tok/s  ratio {fwd / idx_full:.3f} (not gated)")
+        print(f"feature index pass   : {n / feat:10.0f} tok/s  ratio {fwd / feat:.3f} (bar >= 0.6; transcoder of block "
+              f"{model.cfg.n_layers - 1}, 2048 features, k=32)")
         rss = {}
         for name, c in (("1x", c1), ("4x", c4)):
             out = subprocess.run([sys.executable, __file__, "--child", str(c.path), "--threads", str(args.threads)],
@@ -137,7 +164,7 @@ def main() -> int:
         mem_ratio = rss["1x"] / rss["4x"]
         print(f"rss(4x) / rss(1x) = {rss['4x'] / rss['1x']:.3f} (bar <= 1.1)")
         throughput = fwd / idx
-        print(f"ratio={min(throughput, mem_ratio):.3f}")
+        print(f"ratio={min(throughput, mem_ratio, fwd / feat):.3f}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The SAELens half of ``make compat``: train a tiny tinyinterp run, train an SAE on it with SAELens's runner,
-evaluate it with SAELens's evaluator on our hook names, reload it from disk, run the README's SAELens block,
+evaluate it with SAELens's evaluator on our hook names, reload it from disk, load a dictionary our own trainer saved
+with SAELens's ``SAE.load_from_disk`` (equal reconstructions), run the README's SAELens block,
 and write an export + reference logits for the transformers-4 check (scripts/compat_tf4.py).
 
 Runs in the compat venv (sae-lens and its TransformerLens 3.x), offline: the text comes from the local
@@ -85,6 +86,52 @@ def train_and_evaluate_sae(model, stories, out: Path) -> dict[str, float]:
     return result
 
 
+def check_our_folders_in_saelens(model, run: Path, out: Path) -> str:
+    """SAELens's ``SAE.load_from_disk`` reads a folder our trainer wrote and reconstructs as we do.
+
+    Our SAE is trained briefly by our own trainer (so the folded normalisation and a non-zero ``b_dec``
+    are in the file), saved by ``tinyinterp.dictionaries.formats``, loaded by SAELens, and both encode and
+    reconstruct the model's activations. SAELens 6 has no TopK transcoder (its ``transcoder`` classes are
+    ReLU / JumpReLU), so our ``topk_transcoder`` folder must be refused by name, never read as another kind.
+    """
+    from sae_lens import SAE
+
+    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, TrainConfig, load_dictionary, transcoder_hooks
+    from tinyinterp.dictionaries.formats import save_dictionary
+    from tinyinterp.dictionaries.training import train_dictionary
+
+    d = model.cfg.d_model
+    cfg = DictionaryConfig("sae", HOOK, HOOK, d, d, 4 * d, 8, model_name=str(run))
+    corpus = TokenizedCorpus.open(run / "data" / "train")
+    train_dictionary(model, corpus, cfg, TrainConfig(tokens=8192, batch_tokens=512, buffer_tokens=2048), out / "ours-sae",
+                     progress=False)
+    ours = load_dictionary(out / "ours-sae")
+    theirs = SAE.load_from_disk(str(out / "ours-sae"))
+    assert type(theirs).__name__ == "TopKSAE", f"SAELens read our SAE as {type(theirs).__name__}"
+    _, cache = model.run_with_cache("Once upon a time, Lily saw a big dog in the park. She was happy.", names_filter=[HOOK])
+    acts = cache[HOOK]
+    with torch.no_grad():
+        feature_diff = float((theirs.encode(acts) - ours.encode(acts)).abs().max())
+        recon_diff = float((theirs.decode(theirs.encode(acts)) - ours(acts)).abs().max())
+    scale = float(acts.abs().max())
+    assert recon_diff <= 1e-5 * max(scale, 1.0) and feature_diff <= 1e-5 * max(scale, 1.0), \
+        f"SAELens reconstructs our SAE differently: max |diff| features {feature_diff:.3g}, reconstruction {recon_diff:.3g}"
+    hook_in, hook_out = transcoder_hooks(1)
+    transcoder = SparseCoder(DictionaryConfig("transcoder", hook_in, hook_out, d, d, 4 * d, 8))
+    transcoder.reset_parameters(torch.Generator().manual_seed(0))
+    save_dictionary(transcoder, out / "ours-transcoder")
+    try:
+        SAE.load_from_disk(str(out / "ours-transcoder"))
+    except Exception as e:  # SAELens's own refusal of an architecture it does not have
+        refusal = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
+    else:
+        raise AssertionError("SAELens loaded our topk_transcoder folder as some other architecture")
+    return (f"SAE.load_from_disk read our TopK SAE ({type(theirs).__name__}, d_sae {theirs.cfg.d_sae}, k {theirs.cfg.k}): "
+            f"max |diff| vs ours on {acts.shape[1]} tokens: features {feature_diff:.3g}, reconstruction {recon_diff:.3g} "
+            f"(activations up to {scale:.3g}); our topk_transcoder refused by name ({refusal})")
+
+
 def write_tf4_reference(run: Path, work: Path) -> None:
     """An export plus our logits on fixed tokens, for the transformers-4.x venv to load and compare."""
     import tinyinterp
@@ -149,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics = train_and_evaluate_sae(model, stories, work / "sae")
     start = _stage("SAELens runner + evaluator + SAE.load_from_disk", start)
     print("[compat] SAE on " + HOOK + ": " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+
+    line = check_our_folders_in_saelens(model, run, work / "dictionaries")
+    start = _stage("SAELens reads tinyinterp's dictionary folders", start)
+    print(f"[compat] {line}", flush=True)
 
     write_tf4_reference(run, work)
     start = _stage("export + reference logits for transformers 4.x", start)

@@ -6,9 +6,10 @@
 3. build the neuron index and head classes and print their summary, then the same analyses at every
    log-spaced snapshot of training (``analyze emergence``: how roles and head classes appeared), and
    explain every neuron with the offline baseline explainer, scored by simulation (``explain``), and
-   train a small TopK transcoder of block 0's MLP and evaluate it as SAELens would (``sae``), then
-   a transcoder of every layer from one activation pass and the attribution graph of one evaluation
-   prompt's next token through their features (``attribute``: sizes before/after pruning, top paths);
+   train a small TopK transcoder of block 0's MLP and evaluate it as SAELens would (``sae``), index its
+   features like neurons (``analyze features``) and explain them with the baseline (``explain --dict``),
+   then train a transcoder of every layer from one activation pass and build the attribution graph of one
+   evaluation prompt's next token through their features (``attribute``: sizes before/after pruning, top paths);
 4. write completions, ROUGE histograms and probe scores into the run directory;
 5. start the Streamlit app on the run (skipped with ``--no-serve``, ``TINYINTERP_NO_SERVE=1`` or ``CI``).
 
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         _run(["sae", "train", str(out), "--transcoder", "0", "--width", "512", "--k", "16", "--tokens", sae_tokens,
               "--out", str(sae_dir), "--no-progress"])
         _run(["sae", "eval", str(out), "--dict", str(sae_dir), "--tokens", "20000", "--no-progress"])
+        # ... indexed like neurons (DICT/index: top examples, histograms, logit effects, purity; the forward
+        # stops after block 0) and explained by the same offline baseline (DICT/explanations).
+        _run(["analyze", "features", str(out), "--dict", str(sae_dir), "--max-docs", "1000", "--no-progress"])
+        _run(["explain", str(out), "--dict", str(sae_dir), "--no-progress"])
         # Attribution graphs need a transcoder of every layer: one activation pass trains them all (the
         # budget is small, ~1 minute); then the graph of the shortest evaluation prompt's next token.
         set_tokens = str(int(min(100_000, max(8_192, 12_000 * args.minutes))))

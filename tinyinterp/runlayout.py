@@ -71,6 +71,8 @@ TRANSCODERS_SET = "transcoders"
 GRAPHS_SUBDIR = "graphs"
 GRAPH_METADATA_FILE = "graph-metadata.json"
 """circuit-tracer's list of the graphs in a folder (its viewer reads it beside the ``<slug>.json`` files)."""
+FEATURE_INDEX_SUBDIR = "index"
+"""``<dictionary dir>/index/``: the dictionary's feature index (the neuron index's format, ``"units": "features"``)."""
 
 # ----- sweeps ---------------------------------------------------------------------------------------
 SWEEP_SUMMARY_FILE = "sweep_summary.json"
@@ -161,6 +163,17 @@ def graphs_dir(run_dir: Path) -> Path:
 
 def graph_path(run_dir: Path, slug: str) -> Path:
     return graphs_dir(run_dir) / f"{slug}.json"
+
+
+def feature_index_dir(dictionary_dir: Path) -> Path:
+    """``<dictionary dir>/index``: the feature index of one dictionary (``tinyinterp analyze features``)."""
+    return Path(dictionary_dir) / FEATURE_INDEX_SUBDIR
+
+
+def feature_explanations_dir(dictionary_dir: Path) -> Path:
+    """``<dictionary dir>/explanations``: its features' explanations (``tinyinterp explain RUN --dict DIR``),
+    in the neuron explanations' format (``<slug>.jsonl``, id ``L0N<feature>``)."""
+    return Path(dictionary_dir) / EXPLANATIONS_SUBDIR
 
 
 def emergence_dir(run_dir: Path) -> Path:

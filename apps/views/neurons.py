@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from apps import guard, loaders, neuron_panels, render, run_picker
+from apps import guard, loaders, neuron_panels, render, run_picker, units
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE
 from apps.runs_root import checked_int
@@ -92,27 +92,21 @@ def _pickers(index, sel) -> tuple[int, int]:
 
 def _detail(index, sel, layer: int, neuron: int) -> None:
     st.header(f"Layer {layer} · neuron {neuron}")
-    neuron_panels.explanation(sel, layer, neuron)
-    with guard.panel("activation statistics (index.safetensors)"):
-        stats = loaders.stats_frame(sel.path)
-        row = stats[(stats.layer == layer) & (stats.neuron == neuron)].iloc[0]
-        cols = st.columns(4)
-        for col, key in zip(cols, ("max", "mean", "std", "frac_active")):
-            col.metric(key.replace("_", " "), f"{row[key]:.3f}")
+    neurons = units.Neurons(sel.path)
+    neuron_panels.explanation(neurons, layer, neuron)
+    neuron_panels.statistics(neurons, layer, neuron)
     k = st.slider("top examples", 1, index.k, min(10, index.k), key="n_examples")
     context = st.slider("context tokens each side", 1, 32, 8, key="context")
+
+    def circuitsvis(examples: list[dict]) -> bool:
+        if not st.toggle("interactive view (circuitsvis)", key="use_circuitsvis"):
+            return False
+        st.iframe(render.neuron_vis(examples, layer, neuron), height=520)
+        return True
+
     left, right = st.columns([3, 2])
     with left:
-        st.subheader("Top examples")
-        examples = guard.attempt("top examples", loaders.neuron_top_examples, sel.path, layer, neuron, k, context)
-        if examples is None:
-            examples = []
-        elif not examples:
-            st.info("this neuron has no recorded activations")
-        elif st.toggle("interactive view (circuitsvis)", key="use_circuitsvis"):
-            st.iframe(render.neuron_vis(examples, layer, neuron), height=520)
-        else:
-            st.html(render.examples_html(examples))
+        examples = neuron_panels.top_examples(neurons, layer, neuron, k, context, interactive=circuitsvis)
     with right:
         st.subheader("Token categories of the top-k")
         if loaders.has_purity(sel.path):
@@ -129,7 +123,7 @@ def _detail(index, sel, layer: int, neuron: int) -> None:
             hist = index.token_histogram(layer, neuron)
             if hist:
                 st.html(render.bars_html(dict(list(hist.items())[:15]), colour="#e0703a"))
-    neuron_panels.all_panels(sel, layer, neuron, context)
+    neuron_panels.all_panels(neurons, layer, neuron, context)
 
 
 def _purity(sel, layer: int, neuron: int) -> None:

@@ -4,7 +4,8 @@
 on little stories (so its neurons and heads are not pure noise), with the ``metrics.jsonl`` and final
 weights that training wrote, its neuron index + purity, head classes, a saved comparison against ``runs_root/baseline`` (the same shape at
 random init, analysed too) and grade files in the evaluation format. One story of the corpus contains
-``<script>alert(1)</script>`` so the escaping tests can look for it.
+``<script>alert(1)</script>`` so the escaping tests can look for it. ``demo`` also has two sparse dictionaries
+trained and evaluated by the real dictionary code (:mod:`tests.support.app_dictionaries`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,9 @@ def _build(root: Path) -> None:
                      progress=False)
     result.save(root / "demo" / "analysis" / "compare" / "demo__vs__baseline")
     _write_grades(root / "demo" / "analysis" / "eval")
+    from tests.support.app_dictionaries import add_dictionaries
+
+    add_dictionaries(root / "demo", corpus)
     (root / "notes").mkdir()  # a folder that is not a run: must not be listed
     (root / "notes" / "readme.txt").write_text("not a run")
 

@@ -45,6 +45,9 @@ EXPECTED = {  # every page of apps.views.PAGES, in menu order
     "runs": "Training curves",
     "neurons": "Run the neuron on your own text",
     "neuron_table": "frequency: share of tokens where the neuron is active",
+    "dictionaries": "curves from each dictionary's train_log.jsonl",
+    "features": "Run the feature on your own text",
+    "feature_table": "L0 share: its share of all active",
     "heads": "Distance profile",
     "emergence": "Saved states: log-spaced snapshots",
     "generate": "Story 2",
@@ -259,13 +262,20 @@ def _click_row(page, row: int) -> None:
 
 
 def _row_clicks_open_items(page, server: str) -> None:
-    """A row clicked in the neuron table opens that neuron's page (same run); one in the heads table, that head."""
+    """A row clicked in the neuron table opens that neuron's page (same run), one in the feature table that
+    feature's page; one in the heads table, that head."""
     page.goto(f"{server}/neuron_table?run=demo")
     _wait_rendered(page, "neuron_table")
     _click_row(page, 0)
     page.wait_for_url("**/neurons?**", timeout=30_000)
     _wait_rendered(page, "neurons")
     assert "run=demo" in page.url and "layer=" in page.url and "neuron=" in page.url, page.url
+    page.goto(f"{server}/feature_table?run=demo")  # a dictionary's feature table: a row opens that feature
+    _wait_rendered(page, "feature_table")
+    _click_row(page, 0)
+    page.wait_for_url("**/features?**", timeout=30_000)
+    _wait_rendered(page, "features")
+    assert "run=demo" in page.url and "dict=" in page.url and "feature=" in page.url, page.url
     page.goto(f"{server}/heads?run=demo")
     _wait_rendered(page, "heads")
     _click_row(page, 2)  # sorted by layer: L0H2

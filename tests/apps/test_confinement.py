@@ -83,7 +83,8 @@ def test_no_page_opens_a_symlinked_file_outside_the_root(deep_root, tmp_path, mo
         refused[page] = [e for e in _errors(at) if "outside the runs root" in e]
         assert all("\n" not in e and "Traceback" not in e for e in _errors(at)), (page, _errors(at))
     assert not _outside(opened, outside), _outside(opened, outside)
-    for page in ("neurons", "neuron_table", "heads", "emergence", "compare", "grades"):
+    for page in ("neurons", "neuron_table", "dictionaries", "features", "feature_table", "heads", "emergence", "compare",
+                 "grades"):
         assert refused[page], f"{page}: no one-line refusal"
     assert any("metrics.jsonl" in e for e in refused["runs"]), refused["runs"]
 

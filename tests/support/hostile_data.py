@@ -3,8 +3,8 @@
 Each string is Markdown / HTML that would make a browser fetch from ``REMOTE`` (a TEST-NET address that
 no machine answers) or run a script if a page rendered it as Markdown or HTML: an image, a raw ``<img>``,
 a ``javascript:`` link, a ``<script>``. :func:`add_hostile_strings` writes them into a run's comparison,
-explanations, grades log and summary, emergence summaries and ``config.json``, plus a run folder whose
-name carries HTML. The pages must show them as text.
+explanations, grades log and summary, emergence summaries, dictionaries (a folder named with HTML whose
+``cfg.json`` names a hostile hook) and ``config.json``, plus a run folder whose name carries HTML. The pages must show them as text.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ def add_hostile_strings(root: Path, run: str = "demo") -> None:
     for path in sorted(analysis.glob("emergence/step_*/summary.json")):
         _edit_json(path, lambda d: d["heads"][0][0].update(head_class=HOSTILE))
     _edit_json(base / "config.json", lambda d: d.update(note=HOSTILE))
+    for cfg in sorted((analysis / "dictionaries").glob("*/cfg.json"))[:1]:  # an unevaluated copy under a hostile name
+        copy = cfg.parent.parent / HOSTILE_NAME
+        copy.mkdir()
+        (copy / "cfg.json").write_text(cfg.read_text())
+        _edit_json(copy / "cfg.json", lambda d: d["tinyinterp"].update(hook_in=HOSTILE, hook_out=HOSTILE))
     hostile_run = root / HOSTILE_NAME  # a run being trained (metrics only) under a name with HTML
     hostile_run.mkdir()
     (hostile_run / "metrics.jsonl").write_text(json.dumps({"step": 1, "tokens": 10, "train_loss": 5.0}) + "\n")

@@ -69,3 +69,15 @@ def test_demo_runs_every_step_and_leaves_a_complete_run(small_data_dir, tmp_path
     size = re.search(r"graph: (\d+) nodes, (\d+) edges; pruned: (\d+) nodes, (\d+) edges", printed)
     assert size and int(size[3]) == len(graph["nodes"]) <= int(size[1]) and int(size[4]) <= int(size[2])
     assert "top paths to" in printed
+    # the transcoder's features are indexed like neurons and explained with the baseline explainer
+    from tinyinterp.explain import load_explanations
+    from tinyinterp.interp.feature_index import FeatureIndex
+
+    tc_dir = analysis / "dictionaries" / "demo-transcoder"
+    features = FeatureIndex.load(tc_dir)
+    assert features.meta["units"] == "features" and features.n_features == 512 and features.meta["n_tokens"] > 0
+    assert 0 < float(features.tensors["frac_active"].sum()) <= 16 + 1e-3  # TopK: at most 16 features per token
+    assert (tc_dir / "index" / "purity.json").is_file()
+    explained = load_explanations(tc_dir, explainer="baseline")
+    assert sorted(explained.neuron) == list(range(512)) and set(explained.layer) == {0}
+    assert explained.score.notna().any() and explained.explanation.str.startswith("fires on").all()

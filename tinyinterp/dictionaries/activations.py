@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,26 +79,48 @@ class ActivationStream:
         hooks = list(dict.fromkeys([self.cfg.hook_in, self.cfg.hook_out]))
         batch = next(iter_activations(self.model, self.corpus, self.windows[idx], hooks, batch_size=len(idx)))
         x = batch.real_rows(_flat(batch.acts[self.cfg.hook_in])).float().cpu()
+        if self.cfg.hook_out == self.cfg.hook_in:  # an SAE: one tensor serves as input and target
+            return x, x
         y = batch.real_rows(_flat(batch.acts[self.cfg.hook_out])).float().cpu()
         return x, y
 
-    def _fill(self, x: torch.Tensor, y: torch.Tensor, need: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batches(self, batch_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless (x, y) batches of ``batch_tokens`` rows drawn at random from the shuffle buffer."""
+        same = self.cfg.hook_out == self.cfg.hook_in
+        return shuffled_batches(self._next_rows, self.buffer_tokens, batch_tokens, self.generator, same)
+
+
+def shuffled_batches(next_rows: Callable[[], tuple[torch.Tensor, torch.Tensor]], buffer_tokens: int,
+                     batch_tokens: int, generator: torch.Generator,
+                     same: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The shuffle buffer every activation stream draws from: endless (x, y) batches of ``batch_tokens``
+    rows picked at random from a pool of at least ``buffer_tokens`` rows filled by ``next_rows()``.
+
+    The drawn slots are refilled in place with fresh rows (rows of a model batch that did not fit wait
+    for the next refill), so a step costs O(batch), not a copy of the whole buffer. ``same``: x is the
+    target too (an SAE), and one tensor serves as both. Rows may have any trailing shape (a transcoder
+    set keeps (rows, layer, d)).
+    """
+
+    def fill(x: torch.Tensor, y: torch.Tensor, need: int) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys, have = [x], [y], len(x)
         while have < need:
-            nx, ny = self._next_rows()
+            nx, ny = next_rows()
             xs.append(nx), ys.append(ny)
             have += len(nx)
         return torch.cat(xs), torch.cat(ys)
 
-    def batches(self, batch_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless (x, y) batches of ``batch_tokens`` rows."""
-        empty = (torch.empty(0, self.cfg.d_in), torch.empty(0, self.cfg.d_out))
-        bx, by = self._fill(*empty, self.buffer_tokens)
-        while True:
-            perm = torch.randperm(len(bx), generator=self.generator)
-            take, keep = perm[:batch_tokens], perm[batch_tokens:]
-            yield bx[take], by[take]
-            bx, by = self._fill(bx[keep], by[keep], self.buffer_tokens)
+    bx, by = fill(*next_rows(), buffer_tokens)
+    by = bx if same else by
+    pending = (bx[:0], by[:0])
+    while True:
+        take = torch.randperm(len(bx), generator=generator)[:batch_tokens]
+        yield (bx[take],) * 2 if same else (bx[take], by[take])
+        px, py = fill(*pending, len(take))
+        bx[take] = px[: len(take)]
+        if not same:
+            by[take] = py[: len(take)]
+        pending = (px[len(take):], py[len(take):])
 
 
 def cache_activations(stream: ActivationStream, out_dir: Path, n_tokens: int, progress: bool = True) -> Path:

@@ -5,6 +5,7 @@
     tinyinterp sae train runs/demo --transcoder all --width 512 --k 16       # every layer, one pass: a transcoder set
     torchrun --nproc_per_node=2 -m tinyinterp.dictionaries.cli train runs/demo --hook ...   # DDP, same flags
     tinyinterp sae eval runs/demo --dict runs/demo/analysis/dictionaries/sae-blocks.1.hook_resid_post-w1024-k16
+    tinyinterp sae export-neuronpedia runs/demo/analysis/dictionaries/<name> --out np-export   # after analyze features
 
 Dictionaries go to ``RUN/analysis/dictionaries/<name>/`` (SAELens's layout, see
 :mod:`tinyinterp.dictionaries.formats`) unless ``--out``; activations come from the run's training
@@ -64,6 +65,21 @@ def add_subparser(subparsers) -> None:
     e.add_argument("--tokens", type=int, default=20_000, help="held-out tokens evaluated (default 20,000)")
     e.add_argument("--seq-len", type=int, default=128)
     e.set_defaults(func=run_eval)
+
+    n = sub.add_parser("export-neuronpedia", help="features, top activations and explanations as Neuronpedia jsonl.gz",
+                       description="Export a dictionary's feature index (and its explanations, if any) in Neuronpedia's "
+                       "import format: OUT/<model id>/<layer>-<source set>/{features,activations,explanations}/*.jsonl.gz.")
+    n.add_argument("dict", metavar="DIR", help="dictionary folder with a feature index (`tinyinterp analyze features`)")
+    n.add_argument("--out", required=True, help="export folder (a new <model id>/<source id> folder is made in it)")
+    n.add_argument("--model", default=None, help="the model the index was built on (default: the run DIR is in)")
+    n.add_argument("--model-id", default=None, help="Neuronpedia model id (default: from the model's name)")
+    n.add_argument("--source-set", default=None, help="Neuronpedia source set (default tinyinterp-<kind>-<hook>-w<width>)")
+    n.add_argument("--creator", default="tinyinterp", help="creator / author id written in the rows")
+    n.add_argument("--k", type=int, default=None, help="top examples per feature (default: all the index holds)")
+    n.add_argument("--context", type=int, default=24, help="tokens each side of an example (default 24)")
+    n.add_argument("--device", default="cpu")
+    n.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    n.set_defaults(func=run_export_neuronpedia)
 
 
 def _layer_or_all(value: str):
@@ -185,6 +201,40 @@ def run_eval(args) -> int:
         print(f"{key:>20}: {result[key]:.4g}" if isinstance(result[key], float) else f"{key:>20}: {result[key]}")
     print(f"{'n_tokens':>20}: {result['n_tokens']}  (dead = never active in these tokens)")
     print(f"written: {path}")
+    return 0
+
+
+def _run_of(dict_dir: Path) -> Path | None:
+    """The run a dictionary folder belongs to (``RUN/analysis/dictionaries/<name>``), or None."""
+    dict_dir = dict_dir.resolve()
+    for parent in dict_dir.parents:
+        if runlayout.dictionaries_dir(parent).resolve() in (dict_dir, *dict_dir.parents):
+            return parent
+    return None
+
+
+def run_export_neuronpedia(args) -> int:
+    import dataclasses
+
+    import tinyinterp
+    from tinyinterp.dictionaries.formats import load_dictionary
+    from tinyinterp.dictionaries.neuronpedia import default_ids, export_neuronpedia
+
+    dict_dir = Path(args.dict)
+    coder = load_dictionary(dict_dir)
+    model_path = args.model or _run_of(dict_dir)
+    if model_path is None:
+        raise TinyinterpError(f"--model: {dict_dir} is not inside a run's analysis/dictionaries; pass --model RUN")
+    if args.k is not None and args.k < 1:
+        raise TinyinterpError(f"--k must be a positive integer, got {args.k}")
+    if args.context < 0:
+        raise TinyinterpError(f"--context must be >= 0, got {args.context}")
+    model = tinyinterp.load(str(model_path), device=args.device).eval()
+    ids = default_ids(coder, model_name=getattr(model, "name", None) or str(model_path), creator=args.creator)
+    ids = dataclasses.replace(ids, **{k: v for k, v in (("model_id", args.model_id), ("source_set", args.source_set)) if v})
+    target = export_neuronpedia(dict_dir, Path(args.out), model, ids, k=args.k, context=args.context,
+                                progress=not args.no_progress)
+    print(f"neuronpedia export: {target}")
     return 0
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from tinyinterp.errors import TinyinterpError
 
 KINDS = ("sae", "transcoder")
+ACTIVATIONS = ("topk", "relu")
 
 
 class DictionaryError(TinyinterpError):
@@ -46,16 +47,29 @@ class DictionaryConfig:
     input_scale: float = 1.0
     """Training multiplied inputs by this (unit mean norm); already folded into the saved weights."""
     output_scale: float = 1.0
+    activation: str = "topk"
+    """"topk" (ours, sparsify's) or "relu" (TinyModel's sparse MLPs, SAELens's "standard"): a ReLU
+    dictionary keeps every positive pre-activation, so its ``k`` is its width (no cap)."""
+    apply_b_dec_to_input: bool | None = None
+    """Centre the input on the decoder bias before encoding; None: yes for an SAE, no for a transcoder."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise DictionaryError(f"dictionary kind must be one of {KINDS}, got {self.kind!r}")
+        if self.activation not in ACTIVATIONS:
+            raise DictionaryError(f"dictionary activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.apply_b_dec_to_input is None:
+            self.apply_b_dec_to_input = self.kind == "sae"
+        if not isinstance(self.apply_b_dec_to_input, bool):
+            raise DictionaryError(f"dictionary apply_b_dec_to_input must be true or false, got {self.apply_b_dec_to_input!r}")
         for name in ("d_in", "d_out", "d_sae", "k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DictionaryError(f"dictionary {name} must be a positive integer, got {value!r}")
         if self.k > self.d_sae:
             raise DictionaryError(f"--k {self.k} is larger than the dictionary width {self.d_sae}")
+        if self.activation == "relu" and self.k != self.d_sae:
+            raise DictionaryError(f"a ReLU dictionary has no TopK cap: its k must be its width {self.d_sae}, got {self.k}")
         if self.kind == "sae" and (self.hook_in != self.hook_out or self.d_in != self.d_out):
             raise DictionaryError(f"an SAE reconstructs its own hook; got {self.hook_in} -> {self.hook_out}")
         for name in ("input_scale", "output_scale"):

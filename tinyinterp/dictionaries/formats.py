@@ -8,9 +8,11 @@ SAELens's ``TopKSAEConfig`` / ``SAEMetadata`` read (``architecture``, ``d_in``, 
 training normalisation is folded into the weights, so ``normalize_activations`` is ``"none"`` and a
 loaded dictionary acts on raw activations. An SAE is ``"architecture": "topk"``. SAELens 6.54 has no
 TopK transcoder class (its ``"transcoder"`` is ReLU), so our transcoders say ``"topk_transcoder"``:
-SAELens refuses them by name rather than reading them with the wrong activation.
+SAELens refuses them by name rather than reading them with the wrong activation. ReLU dictionaries
+(TinyModel's) are SAELens's ``"standard"`` SAE and its (ReLU) ``"transcoder"``.
 
-eai-sparsify's layout (``cfg.json`` with ``num_latents``/``k``/``transcode``/``d_in`` + ``sae.safetensors``
+TinyModel's sparse-MLP / SAE files (``<tag>.pt`` state dicts, :mod:`.tinymodel`) load from a file or a
+folder holding one. eai-sparsify's layout (``cfg.json`` with ``num_latents``/``k``/``transcode``/``d_in`` + ``sae.safetensors``
 with ``encoder.weight (d_sae, d_in)``, ``encoder.bias``, ``W_dec``, ``b_dec``) loads with
 :func:`load_dictionary` too; its folders name HF modules (``h.1.mlp``), mapped to our hook names.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 
 from tinyinterp.atomic import atomic_write_text
+from tinyinterp.dictionaries import tinymodel
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError
 from tinyinterp.dictionaries.sparse_coder import PARAMETERS, SparseCoder
 from tinyinterp.errors import RunDirError
@@ -33,13 +36,14 @@ CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 SPARSIFY_WEIGHTS_FILE = "sae.safetensors"
 SAELENS_VERSION = "6.0.0"  # the layout version we write (6.x readers skip their pre-6 conversions)
-ARCHITECTURES = {"sae": "topk", "transcoder": "topk_transcoder"}
+ARCHITECTURES = {("sae", "topk"): "topk", ("transcoder", "topk"): "topk_transcoder",
+                 ("sae", "relu"): "standard", ("transcoder", "relu"): "transcoder"}
 
 
 def saelens_cfg(coder: SparseCoder, extra_metadata: dict | None = None) -> dict:
     cfg = coder.cfg
     out = {
-        "architecture": ARCHITECTURES[cfg.kind], "d_in": cfg.d_in, "d_sae": cfg.d_sae, "k": cfg.k,
+        "architecture": ARCHITECTURES[cfg.kind, cfg.activation], "d_in": cfg.d_in, "d_sae": cfg.d_sae, "k": cfg.k,
         "dtype": str(coder.W_enc.dtype).removeprefix("torch."), "device": "cpu",
         "apply_b_dec_to_input": coder.applies_b_dec_to_input, "normalize_activations": "none",
         "reshape_activations": "hook_z" if cfg.hook_in.endswith("hook_z") else "none",
@@ -49,6 +53,8 @@ def saelens_cfg(coder: SparseCoder, extra_metadata: dict | None = None) -> dict:
                      "prepend_bos": False, **(extra_metadata or {})},
         "tinyinterp": cfg.to_dict(),
     }
+    if cfg.activation == "relu":
+        del out["k"]  # SAELens's ReLU configs have no k
     if cfg.kind == "transcoder":
         out["d_out"] = cfg.d_out
         out["metadata"]["hook_name_out"] = cfg.hook_out
@@ -109,11 +115,14 @@ def _ours(path: Path, raw: dict) -> SparseCoder:
     ours = raw.get("tinyinterp")
     if not isinstance(ours, dict):  # written by SAELens itself: rebuild our config from its fields
         meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-        if raw.get("architecture") not in ("topk",):
-            raise DictionaryError(f"{path / CFG_FILE}: architecture {raw.get('architecture')!r} is not a TopK dictionary")
+        if raw.get("architecture") not in ("topk", "standard"):
+            raise DictionaryError(f"{path / CFG_FILE}: architecture {raw.get('architecture')!r} is not a TopK or ReLU SAE")
         hook = meta.get("hook_name") or raw.get("hook_name")
+        relu = raw["architecture"] == "standard"
         ours = {"kind": "sae", "hook_in": hook, "hook_out": hook, "d_in": raw.get("d_in"), "d_out": raw.get("d_in"),
-                "d_sae": raw.get("d_sae"), "k": raw.get("k"), "model_name": meta.get("model_name") or ""}
+                "d_sae": raw.get("d_sae"), "k": raw.get("d_sae") if relu else raw.get("k"),
+                "model_name": meta.get("model_name") or "", "activation": "relu" if relu else "topk",
+                "apply_b_dec_to_input": bool(raw.get("apply_b_dec_to_input", True))}
         if raw.get("normalize_activations", "none") != "none":
             raise DictionaryError(f"{path / CFG_FILE}: normalize_activations {raw['normalize_activations']!r} is not supported; "
                                   "fold the scaling factor into the weights first")
@@ -163,10 +172,15 @@ def _sparsify(path: Path, raw: dict, hook_in: str | None, hook_out: str | None) 
 
 
 def load_dictionary(path: str | Path, hook_in: str | None = None, hook_out: str | None = None) -> SparseCoder:
-    """A dictionary from a folder in our/SAELens's layout or eai-sparsify's (hooks: given, or from the folder name)."""
+    """A dictionary from a folder in our/SAELens's layout or eai-sparsify's, or a TinyModel file or folder
+    (hooks: given, or from the folder/file name)."""
     path = Path(path)
+    if path.is_file():
+        return _coder(*tinymodel.read_tinymodel(path, hook_in, hook_out))
     if not path.is_dir():
-        raise DictionaryError(f"--dict {path}: not a folder")
+        raise DictionaryError(f"--dict {path}: not a folder or file")
+    if not (path / CFG_FILE).exists() and tinymodel.weight_files(path):
+        return _coder(*tinymodel.read_tinymodel(path, hook_in, hook_out))
     raw = _read_cfg(path)
     if (path / WEIGHTS_FILE).is_file():
         return _ours(path, raw)

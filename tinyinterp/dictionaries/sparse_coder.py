@@ -1,7 +1,8 @@
 """A TopK sparse dictionary (SAE or transcoder) as a torch module, in SAELens's parameter names.
 
 ``encode(x) = TopK(relu((x - b_dec·[sae]) @ W_enc + b_enc))`` keeps the ``k`` largest
-pre-activations per token; ``decode(f) = f @ W_dec + b_dec``. The rows of ``W_dec`` are kept at unit
+pre-activations per token (``activation="relu"``: every positive one, TinyModel's sparse MLPs;
+``apply_b_dec_to_input`` says whether ``b_dec`` is subtracted); ``decode(f) = f @ W_dec + b_dec``. The rows of ``W_dec`` are kept at unit
 norm while training (so a feature's activation is its size) and the gradient parallel to them is
 removed first (Gao et al. 2024, Bricken et al. 2023).
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from tinyinterp.dictionaries.config import DictionaryConfig
+from tinyinterp.dictionaries.sparse_ops import embedding_decode
 
 PARAMETERS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
@@ -32,7 +34,7 @@ class SparseCoder(nn.Module):
     @property
     def applies_b_dec_to_input(self) -> bool:
         """An SAE centres its input on the decoder bias (SAELens's ``apply_b_dec_to_input``)."""
-        return self.cfg.kind == "sae"
+        return bool(self.cfg.apply_b_dec_to_input)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Unit-norm random decoder rows; the encoder starts as the decoder's transpose (SAE) or a scaled copy."""
@@ -56,11 +58,15 @@ class SparseCoder(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(..., d_in) -> (..., d_sae) feature activations, at most ``k`` non-zero per token."""
         pre = self.pre_activations(x)
+        if self.cfg.activation == "relu":
+            return pre
         values, indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, indices, values)
 
     def encode_topk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(values, indices, pre-activations): the sparse form training and the feature index use."""
+        """(values, indices, pre-activations): the sparse form training and the feature index use.
+
+        A ReLU dictionary's k is its width, so this form holds every feature (exact, not sparse)."""
         pre = self.pre_activations(x)
         values, indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return values, indices, pre
@@ -70,8 +76,7 @@ class SparseCoder(nn.Module):
 
     def decode_topk(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Decode the sparse form without building the dense (..., d_sae) tensor."""
-        rows = self.W_dec[indices]  # (..., k, d_out)
-        return (values.unsqueeze(-1) * rows).sum(-2) + self.b_dec
+        return embedding_decode(self.W_dec, values, indices) + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

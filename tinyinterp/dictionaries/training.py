@@ -38,6 +38,7 @@ from tinyinterp.dictionaries.activations import ActivationStream, CachedActivati
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError, TrainConfig
 from tinyinterp.dictionaries.formats import save_dictionary
 from tinyinterp.dictionaries.sparse_coder import PARAMETERS, SparseCoder
+from tinyinterp.dictionaries.sparse_ops import embedding_decode, topk_encode
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class DictionaryTrainer:
     """One training run: holds the coder, optimiser, feature ages and scales; ``run()`` trains to the budget."""
 
     def __init__(self, cfg: DictionaryConfig, train: TrainConfig, out_dir: Path, source=None):
+        if cfg.activation != "topk":
+            raise DictionaryError(f"only TopK dictionaries are trained here, not activation {cfg.activation!r}")
         self.cfg, self.train, self.out_dir = cfg, train, Path(out_dir)
         self.rank, self.world = _world()
         self.coder = SparseCoder(cfg)
@@ -158,19 +161,17 @@ class DictionaryTrainer:
         s_in, s_out = self.scales
         x, y = x * s_in, y * s_out
         coder = self.coder
-        values, indices, pre = coder.encode_topk(x)
-        recon = coder.decode_topk(values, indices)
+        dead = self.since_fired >= self.train.dead_after_tokens
+        n_dead = int(dead.sum())
+        # The sparse step (sparse_ops): AuxK's choices among the dead features come out of the same encode.
+        values, indices, aux_values, aux_indices = topk_encode(coder, x, self.cfg.k, dead.nonzero().squeeze(1), self.aux_k)
+        recon = embedding_decode(coder.W_dec, values, indices) + coder.b_dec
         err = y - recon
         total_variance = (y - y.mean(0)).pow(2).sum().clamp_min(1e-12)
         fvu = err.pow(2).sum() / total_variance
-        dead = self.since_fired >= self.train.dead_after_tokens
         aux = fvu.new_zeros(())
-        n_dead = int(dead.sum())
         if n_dead:
-            k_aux = min(self.aux_k, n_dead)
-            dead_pre = torch.where(dead[None], pre, torch.zeros_like(pre))
-            aux_values, aux_indices = dead_pre.topk(k_aux, dim=-1, sorted=False)
-            err_hat = coder.decode_topk(aux_values, aux_indices) - coder.b_dec
+            err_hat = embedding_decode(coder.W_dec, aux_values, aux_indices)
             aux = min(n_dead / self.aux_k, 1.0) * (err_hat - err.detach()).pow(2).sum() / total_variance
         loss = fvu + self.train.aux_coef * aux
         self.optimizer.zero_grad(set_to_none=True)

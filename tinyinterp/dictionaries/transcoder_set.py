@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinyinterp.dictionaries.activations import check_hook, hook_widths
+from tinyinterp.dictionaries.activations import check_hook, hook_widths, shuffled_batches
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError, TrainConfig, transcoder_hooks
 from tinyinterp.dictionaries.training import DictionaryTrainer, _world
 from tinyinterp.interp.activations import iter_activations
@@ -63,25 +63,11 @@ class MultiHookStream:
         y = torch.stack([batch.real_rows(batch.acts[c.hook_out]).float().cpu() for c in self.cfgs], dim=1)
         return x, y  # (rows, n_dictionaries, d)
 
-    def _fill(self, x: torch.Tensor, y: torch.Tensor, need: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys, have = [x], [y], len(x)
-        while have < need:
-            nx, ny = self._next_rows()
-            xs.append(nx), ys.append(ny)
-            have += len(nx)
-        return torch.cat(xs), torch.cat(ys)
-
     def batches(self, batch_tokens: int) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Endless lists of one (x, y) batch per dictionary, all of the same token rows."""
-        c = self.cfgs[0]
-        bx, by = self._fill(torch.empty(0, len(self.cfgs), c.d_in), torch.empty(0, len(self.cfgs), c.d_out),
-                            self.buffer_tokens)
-        while True:
-            perm = torch.randperm(len(bx), generator=self.generator)
-            take, keep = perm[:batch_tokens], perm[batch_tokens:]
-            x, y = bx[take], by[take]
+        """Endless lists of one (x, y) batch per dictionary, all of the same token rows (the one shuffle
+        buffer of :func:`~tinyinterp.dictionaries.activations.shuffled_batches`, rows (tokens, layer, d))."""
+        for x, y in shuffled_batches(self._next_rows, self.buffer_tokens, batch_tokens, self.generator):
             yield [(x[:, i], y[:, i]) for i in range(len(self.cfgs))]
-            bx, by = self._fill(bx[keep], by[keep], self.buffer_tokens)
 
 
 def transcoder_configs(model, width: int | None, k: int, layers: list[int] | None = None,

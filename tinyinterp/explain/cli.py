@@ -1,5 +1,9 @@
 """``tinyinterp explain RUN``: explain MLP neurons in words and score each explanation by simulation.
 
+``--dict DIR`` explains the features of a sparse dictionary instead (its feature index from ``tinyinterp
+analyze features RUN --dict DIR``), with the same records, explainer, simulator and scoring; results go to
+``DIR/explanations/<slug>.jsonl`` in the neuron format (layer 0, id ``L0N<feature>``).
+
 Needs the run's neuron index (``tinyinterp analyze neurons RUN``). ``--explainer baseline`` works
 offline; ``--explainer llm`` talks to any OpenAI-compatible server (``--base-url``, key from
 ``$OPENAI_API_KEY``). ``--dry-run`` prints the cost estimate and stops; RUN may then also be a preset
@@ -45,6 +49,9 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--index", type=Path, default=None,
                    help="neuron index folder (default RUN/analysis/neurons); for another model (HF folder such as "
                         "GPT-2, hub name) the folder from `tinyinterp analyze neurons MODEL --corpus TEXTS --out DIR`")
+    p.add_argument("--dict", type=Path, default=None, metavar="DIR",
+                   help="explain the features of this sparse dictionary instead of neurons (needs `tinyinterp analyze "
+                        "features RUN --dict DIR`; layer 0, neuron = feature id); results in DIR/explanations")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default RUN/analysis/explanations; for another model with --index: "
                         "INDEX/../explanations). Compare two models: `tinyinterp explain-compare A B`")
@@ -128,6 +135,10 @@ def run_explain(args) -> int:
     if args.dry_run and not run.exists() and args.run in PRESETS:
         return _dry_run_preset(args)
     is_run = rundir.is_run_dir(run)
+    if args.dict is not None:
+        if args.index is not None:
+            raise TinyinterpError("--dict and --index both name the index to explain; pass one of them")
+        return _explain_features(args, run if is_run else args.run)
     if not is_run and args.index is None:
         raise TinyinterpError(f"{run}: not a run directory (config.json + model.safetensors); for another model "
                               "(HF folder, hub name) pass --index DIR from `tinyinterp analyze neurons MODEL --out DIR`; "
@@ -151,6 +162,29 @@ def run_explain(args) -> int:
     index_dir = args.index or run / rundir.ANALYSIS_DIR / "neurons"
     index = NeuronIndex.load(index_dir)
     model = tinyinterp.load(run if is_run else args.run, device=args.device).eval()
+    return _explain(args, model, index, out)
+
+
+def _explain_features(args, model_spec) -> int:
+    """``explain RUN --dict DIR``: the same explainer, simulator and scoring over the dictionary's feature index."""
+    from tinyinterp.runlayout import feature_explanations_dir
+
+    out = args.out or feature_explanations_dir(args.dict)
+    if args.summary:
+        from tinyinterp.explain.results import score_summary
+
+        print(score_summary(out).to_string(index=False))
+        return 0
+    import tinyinterp
+    from tinyinterp.interp.feature_index import FeatureIndex
+
+    index = FeatureIndex.load(args.dict)
+    model = tinyinterp.load(model_spec, device=args.device).eval()
+    index.unit_source(model)  # one line now if the dictionary does not fit this model
+    return _explain(args, model, index, out)
+
+
+def _explain(args, model, index, out: Path) -> int:
     cfg = _run_config(args)
     if args.dry_run:
         return _dry_run(args, model, index, cfg, out)

@@ -1,5 +1,9 @@
 """Activation records of a neuron: short token windows with the neuron's activation on every token.
 
+Units are whatever the index is over (:meth:`NeuronIndex.unit_source`): MLP neurons, or the features of a
+sparse dictionary (a :class:`~tinyinterp.interp.feature_index.FeatureIndex`: layer 0, "neuron" = feature id,
+activations = the dictionary's encode of its input hook). Everything below says "neuron" for both.
+
 A neuron's records come in three sets (the "top-and-random" scheme of Bills et al. 2023):
 
 - ``explain``: top activations shown to the explainer (every other rank of the index's top-k:
@@ -33,7 +37,7 @@ import torch
 
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.activations import iter_activations
-from tinyinterp.interp.inputs import MLP_HOOK
+from tinyinterp.interp.units import NeuronUnits
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,8 @@ class RecordBuilder:
         self.corpus = index.corpus
         self.offsets = np.asarray(self.corpus.doc_offsets, dtype=np.int64)
         self.seq_len = int(index.meta.get("config", {}).get("seq_len") or model.cfg.n_ctx)
+        # neurons, or a dictionary's features (a FeatureIndex): which hook to read and how to turn it into units
+        self.units = index.unit_source(model) if hasattr(index, "unit_source") else NeuronUnits(model)
         self.tokenizer = index.tokenizer or getattr(model, "tokenizer", None)
         if self.tokenizer is None:
             raise TinyinterpError(f"{index.path}: no tokenizer beside the index or on the model; records need token strings")
@@ -228,11 +234,12 @@ class RecordBuilder:
         col_of = {n: i for i, n in enumerate(neurons)}
         cols = torch.tensor(neurons, dtype=torch.long)
         rows = np.array([(-1, s, e - s) for s, e in windows], dtype=np.int64).reshape(-1, 3)  # (doc unused, start, length)
-        name = MLP_HOOK.format(layer=layer)
+        units = self.units
+        name = units.hook(layer)
         out: list[list[float]] = [[] for _ in requests]
         for batch in iter_activations(self.model, self.corpus, rows, [name], batch_size=self.cfg.batch_size,
                                       device=self.cfg.device,
-                                      reduce=lambda _, act, b: act[:, :, cols.to(act.device)].float().cpu()):
+                                      reduce=lambda _, act, b: units.unit_activations(layer, act, cols.to(act.device)).cpu()):
             block = batch.acts[name].numpy()  # (B, T, n_neurons)
             for row, (_, s, length) in enumerate(batch.windows.tolist()):
                 for i in by_window[(s, s + length)]:

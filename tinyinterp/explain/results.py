@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from tinyinterp.jsonl import read_records
-from tinyinterp.runlayout import EXPLANATIONS_SUBDIR, explanations_dir
+from tinyinterp.runlayout import EXPLANATIONS_SUBDIR, explanations_dir, feature_explanations_dir
 ERRORS_SUFFIX = ".errors.jsonl"
 FINISHED = ("ok", "flagged")
 COLUMNS = ["explainer", "layer", "neuron", "explanation", "score", "score_top", "score_random", "status",
@@ -30,12 +30,17 @@ __all__ = ["EXPLANATIONS_SUBDIR", "explanations_dir", "results_folder", "explain
 
 
 def results_folder(path: str | Path) -> Path:
-    """Where to read explanations from ``path``: a run's ``analysis/explanations/``, or ``path`` itself when
-    it is an ``explain --out`` folder (holds ``baseline.jsonl`` / ``llm-*.jsonl``, e.g. another model's)."""
+    """Where to read explanations from ``path``: a run's ``analysis/explanations/``, ``path`` itself when
+    it is an ``explain --out`` folder (holds ``baseline.jsonl`` / ``llm-*.jsonl``, e.g. another model's), or
+    ``path/explanations`` for a dictionary folder (``explain RUN --dict DIR``)."""
     path = Path(path)
     nested = explanations_dir(path)
-    if not nested.is_dir() and ((path / "baseline.jsonl").is_file() or any(path.glob("llm-*.jsonl"))):
-        return path
+    if nested.is_dir():
+        return nested
+    # an `explain --out` folder itself, or a dictionary folder whose features were explained (DICT/explanations)
+    for folder in (path, feature_explanations_dir(path)):
+        if (folder / "baseline.jsonl").is_file() or any(folder.glob("llm-*.jsonl")):
+            return folder
     return nested
 
 

@@ -1,4 +1,4 @@
-"""``tinyinterp analyze neurons|heads|compare|emergence|find``: build the interpretability results of a model.
+"""``tinyinterp analyze neurons|features|heads|compare|emergence|find``: build the interpretability results of a model.
 
 MODEL is a run directory, a checkpoint, a local HF folder or a hub name (anything ``tinyinterp.load``
 takes). Results go to ``MODEL/analysis/`` for a run directory (where the app and ``summarize`` look),
@@ -7,6 +7,7 @@ documents that is tokenized with the model's tokenizer first (into ``<out>/corpu
 
     tinyinterp analyze neurons runs/demo --corpus runs/demo/data/val
     tinyinterp analyze heads runs/demo --corpus runs/demo/data/val
+    tinyinterp analyze features runs/demo --dict runs/demo/analysis/dictionaries/demo-transcoder   # -> DICT/index
     tinyinterp analyze compare runs/demo gpt2-xl --corpus stories.txt --out analysis/ours_vs_gpt2xl
 """
 
@@ -38,6 +39,18 @@ def add_subparser(subparsers) -> None:
     n.add_argument("--shard-docs", type=int, default=256, help="documents per resumable shard (default 256)")
     n.set_defaults(func=run_neurons)
 
+    ft = sub.add_parser("features", help="feature index of a sparse dictionary (SAE / transcoder) + role purity",
+                        description="Index the top-k activating tokens of every feature of the dictionary --dict DIR "
+                                    "(the neuron index's queries, layer 0 = the dictionary) into DIR/index; resumable.")
+    _common(ft)
+    ft.add_argument("--dict", required=True, type=Path, metavar="DIR",
+                    help="dictionary folder (cfg.json + weights), e.g. RUN/analysis/dictionaries/demo-transcoder")
+    ft.add_argument("--k", type=int, default=20, help="top activations kept per feature (default 20)")
+    ft.add_argument("--seq-len", type=int, default=None, help="window length in tokens (default min(n_ctx, 256))")
+    ft.add_argument("--max-docs", type=int, default=None, help="index only the first N documents (default all)")
+    ft.add_argument("--shard-docs", type=int, default=256, help="documents per resumable shard (default 256)")
+    ft.set_defaults(func=run_features)
+
     h = sub.add_parser("heads", help="per-head attention metrics + local/semantic/mixed",
                        description="Measure every attention head over a corpus sample and classify it.")
     _common(h)
@@ -52,6 +65,8 @@ def add_subparser(subparsers) -> None:
     f.add_argument("model", help="run directory (or the model the --index was built from)")
     f.add_argument("words", nargs="+", help="word(s) to search for")
     f.add_argument("--index", default=None, help="neuron index folder (default: MODEL/analysis/neurons)")
+    f.add_argument("--dict", default=None, type=Path, metavar="DIR",
+                   help="search the features of this dictionary instead (needs `analyze features MODEL --dict DIR`)")
     f.add_argument("--top", type=int, default=20, help="neurons listed (default 20)")
     f.add_argument("--device", default="cpu", help="torch device (default cpu)")
     f.add_argument("--backend", choices=("native", "bridge"), default="native", help="how to load an HF model (default native)")
@@ -154,6 +169,28 @@ def run_neurons(args) -> int:
     return 0
 
 
+def run_features(args) -> int:
+    from tinyinterp.interp.categories import neuron_purity
+    from tinyinterp.interp.feature_index import build_feature_index
+    from tinyinterp.interp.neuron_index import NeuronIndexConfig
+    from tinyinterp.interp.units import FeatureUnits
+    from tinyinterp.runlayout import feature_index_dir
+
+    model = _load(args.model, args.device, args.backend)
+    FeatureUnits.load(args.dict, model)  # one line before any work: not a dictionary, another model, hook missing
+    out = Path(args.out) if args.out else feature_index_dir(args.dict)
+    corpus = _corpus(args.corpus, model, out, args.model)
+    cfg = NeuronIndexConfig(k=args.k, batch_size=args.batch_size, seq_len=args.seq_len, shard_docs=args.shard_docs,
+                            max_docs=args.max_docs, device=args.device)
+    index = build_feature_index(model, corpus, args.dict, cfg, out_dir=out, progress=not args.no_progress)
+    purity = neuron_purity(index, model.tokenizer, corpus)
+    purity.save(out)
+    alive = int((index.tensors["frac_active"] > 0).sum())
+    print(f"feature index: {index.n_features} features ({alive} active), {index.meta['n_tokens']} tokens -> {out}")
+    print(purity.layer_summary()[["layer", "mean_purity", "mean_type_purity", "share_role"]].to_string(index=False))
+    return 0
+
+
 def run_heads(args) -> int:
     from tinyinterp.interp.heads import HeadConfig, analyze_heads
 
@@ -171,11 +208,17 @@ def run_heads(args) -> int:
 def run_find(args) -> int:
     from tinyinterp.interp.neuron_index import NeuronIndex
 
-    index_dir = Path(args.index) if args.index else Path(args.model) / ANALYSIS_DIR / NEURONS_SUBDIR
-    if not (index_dir / "meta.json").is_file():
-        raise TinyinterpError(f"{index_dir}: no neuron index; run `tinyinterp analyze neurons {args.model}` first or pass --index")
+    if args.dict is not None:
+        from tinyinterp.interp.feature_index import FeatureIndex
+
+        index = FeatureIndex.load(args.dict)
+    else:
+        index_dir = Path(args.index) if args.index else Path(args.model) / ANALYSIS_DIR / NEURONS_SUBDIR
+        if not (index_dir / "meta.json").is_file():
+            raise TinyinterpError(f"{index_dir}: no neuron index; run `tinyinterp analyze neurons {args.model}` first or pass --index")
+        index = NeuronIndex.load(index_dir)
     model = _load(args.model, args.device, args.backend)
-    frame = NeuronIndex.load(index_dir).find_neurons(args.words, model, top=args.top)
+    frame = index.find_neurons(args.words, model, top=args.top)
     print(f"{frame.attrs.get('n_occurrences', '?')} occurrences of {frame.attrs.get('variants', args.words)} in the indexed corpus")
     print(frame.to_string(index=False))
     return 0

@@ -23,6 +23,9 @@ On-disk format (``out_dir``, by default ``run_dir/analysis/neurons/``):
   ``corpus`` is relative to the run directory (``out_dir/../..`` when ``out_dir`` is ``run/analysis/x``), else to ``out_dir``.
 - ``tokenizer.json``: a copy of the model's tokenizer, so queries by token string work anywhere.
 
+The same pass indexes any kind of unit (:func:`build_unit_index` with a :class:`~tinyinterp.interp.units.UnitSource`):
+the features of a sparse dictionary are :mod:`.feature_index` (hooks on the dictionary's input only, encoded).
+
     >>> index = build_neuron_index(model, corpus, run_dir / "analysis" / "neurons")
     >>> index.top_examples(layer=3, neuron=17, k=5, context=8, model=model)
 """
@@ -44,10 +47,10 @@ from tqdm.auto import tqdm
 from tinyinterp.atomic import atomic_write_json
 from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.interp.activations import iter_activations
-from tinyinterp.interp.inputs import check_model_corpus, document_windows, mlp_hook_names, model_name
+from tinyinterp.interp.inputs import check_model_corpus, document_windows, model_name
 from tinyinterp.interp.neuron_distribution import batch_order, finalize_distribution, init_distribution, update_distribution
-from tinyinterp.interp.neuron_logits import logit_effects
 from tinyinterp.interp.neuron_query import NeuronQueries
+from tinyinterp.interp.units import NeuronUnits, UnitSource
 from tinyinterp.rundir import ANALYSIS_DIR, atomic_save_tensors, read_json
 
 log = logging.getLogger(__name__)
@@ -126,11 +129,11 @@ class _RunningState:
         t["n_active"][layer] += (acts > 0).sum(0).double()
 
 
-def _config_fingerprint(model, corpus, cfg: NeuronIndexConfig, seq_len: int) -> dict:
+def _config_fingerprint(model, corpus, cfg: NeuronIndexConfig, seq_len: int, units: UnitSource) -> dict:
     return {
         "model": model_name(model),
-        "n_layers": model.cfg.n_layers,
-        "d_mlp": model.cfg.d_mlp,
+        "n_layers": units.n_layers,
+        "d_mlp": units.width,
         "corpus_tokens": int(len(corpus.tokens)),
         "corpus_docs": int(corpus.n_docs),
         "k": cfg.k,
@@ -138,6 +141,7 @@ def _config_fingerprint(model, corpus, cfg: NeuronIndexConfig, seq_len: int) -> 
         "seq_len": seq_len,
         "shard_docs": cfg.shard_docs,
         "max_docs": cfg.max_docs,
+        **units.fingerprint(),
     }
 
 
@@ -152,27 +156,38 @@ def build_neuron_index(
     interrupted. ``max_shards`` stops after that many shards in this call (for tests and for
     splitting a long build over several jobs); the build is finished once all shards are done.
     """
+    return build_unit_index(model, corpus, out_dir, NeuronUnits(model), config, progress=progress, max_shards=max_shards)
+
+
+@torch.no_grad()
+def build_unit_index(
+    model, corpus, out_dir: str | Path, units: UnitSource, config: NeuronIndexConfig | None = None, progress: bool = True,
+    max_shards: int | None = None, index_cls: type | None = None, desc: str | None = None,
+) -> "NeuronIndex":
+    """:func:`build_neuron_index` for any :class:`~tinyinterp.interp.units.UnitSource` (neurons, dictionary
+    features): the one index pass. Returns ``index_cls`` (default :class:`NeuronIndex`), None when paused."""
     cfg = config or NeuronIndexConfig()
     out_dir = Path(out_dir)
-    hook_names = mlp_hook_names(model)
+    hook_names = units.hook_names()
     check_model_corpus(model, corpus)
     seq_len = min(cfg.seq_len or 256, model.cfg.n_ctx)
-    settings = _config_fingerprint(model, corpus, cfg, seq_len)
+    settings = _config_fingerprint(model, corpus, cfg, seq_len, units)
     n_docs = corpus.n_docs if cfg.max_docs is None else min(cfg.max_docs, corpus.n_docs)
     n_shards = -(-n_docs // cfg.shard_docs)
 
-    state = _RunningState(model.cfg.n_layers, model.cfg.d_mlp, cfg.k, cfg.k_negative)
+    state = _RunningState(units.n_layers, units.width, cfg.k, cfg.k_negative)
     shards_done = _load_progress(out_dir / PROGRESS_FILE, settings, state)
     if shards_done:
-        log.info("resuming neuron index at shard %d/%d", shards_done, n_shards)
+        log.info("resuming %s index at shard %d/%d", units.unit, shards_done, n_shards)
 
     layer_of = {name: l for l, name in enumerate(hook_names)}
 
     def fold(name: str, acts: torch.Tensor, batch) -> None:
         if "order" not in batch.memo:  # the tokens' sampling order, shared by all layers
             batch.memo["order"] = batch_order(batch.real_positions)
-        flat = batch.real_rows(acts.detach()).float().cpu()  # the running state lives on the CPU
-        state.update(layer_of[name], flat, batch.real_positions, *batch.memo["order"])
+        layer = layer_of[name]
+        flat = units.activations(layer, batch.real_rows(acts.detach())).cpu()  # the running state lives on the CPU
+        state.update(layer, flat, batch.real_positions, *batch.memo["order"])
 
     shard_windows = [
         document_windows(corpus, seq_len, s * cfg.shard_docs, min((s + 1) * cfg.shard_docs, n_docs))
@@ -180,7 +195,7 @@ def build_neuron_index(
     ]
     total_batches = sum(-(-len(w) // cfg.batch_size) for w in shard_windows)
     done_batches = sum(-(-len(w) // cfg.batch_size) for w in shard_windows[:shards_done])
-    bar = tqdm(total=total_batches, initial=done_batches, desc="neuron index", unit="batch", disable=not progress)
+    bar = tqdm(total=total_batches, initial=done_batches, desc=desc or f"{units.unit} index", unit="batch", disable=not progress)
     stop_at = n_shards if max_shards is None else min(n_shards, shards_done + max_shards)
     for shard in range(shards_done, stop_at):
         for _ in iter_activations(model, corpus, shard_windows[shard], hook_names, batch_size=cfg.batch_size,
@@ -189,17 +204,18 @@ def build_neuron_index(
         _save_progress(out_dir / PROGRESS_FILE, settings, state, shard + 1)
     bar.close()
     if stop_at < n_shards:
-        log.info("neuron index paused after shard %d/%d; run again to resume", stop_at, n_shards)
+        log.info("%s index paused after shard %d/%d; run again to resume", units.unit, stop_at, n_shards)
         return None
     if state.t["count"][0] == 0:
         raise DataError(f"{getattr(corpus, 'path', 'corpus')}: no tokens were indexed; the documents are empty")
     index = _finalize(state, corpus)
     try:
-        index |= logit_effects(model, n_top=cfg.n_logits)
+        index |= units.logit_effects(cfg.n_logits)
     except TinyinterpError as e:  # an exotic model without readable W_out/W_U: the rest of the index still works
-        log.warning("no logit effects in the neuron index: %s", e)
+        log.warning("no logit effects in the %s index: %s", units.unit, e)
     meta = {
         **{k: settings[k] for k in ("model", "n_layers", "d_mlp", "k")},
+        **units.meta(out_dir),
         "n_tokens": int(state.t["count"][0].item()),
         "corpus": _relative_corpus_path(out_dir, getattr(corpus, "path", None)),
         "tokenizer_fingerprint": getattr(corpus, "tokenizer_fingerprint", None),
@@ -210,7 +226,7 @@ def build_neuron_index(
         model.tokenizer.save(out_dir / TOKENIZER_COPY)
     atomic_write_json(out_dir / META_FILE, meta)  # last: an index dir with meta.json is complete
     (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
-    return NeuronIndex(out_dir, meta, index, corpus=corpus, tokenizer=getattr(model, "tokenizer", None))
+    return (index_cls or NeuronIndex)(out_dir, meta, index, corpus=corpus, tokenizer=getattr(model, "tokenizer", None))
 
 
 def _path_base(index_dir: Path) -> Path:
@@ -281,7 +297,11 @@ def _finalize(state: _RunningState, corpus) -> dict[str, torch.Tensor]:
 
 
 class NeuronIndex(NeuronQueries):
-    """A built neuron index: tensors of ``index.safetensors`` + ``meta.json``; queries in :class:`NeuronQueries`."""
+    """A built neuron index: tensors of ``index.safetensors`` + ``meta.json``; queries in :class:`NeuronQueries`.
+    :class:`~tinyinterp.interp.feature_index.FeatureIndex` is the same over a dictionary's features."""
+
+    what = "neuron index"
+    build_command = "tinyinterp analyze neurons"
 
     def __init__(self, path: Path, meta: dict, tensors: dict[str, torch.Tensor], corpus=None, tokenizer=None):
         self.path, self.meta, self.tensors = Path(path), meta, tensors
@@ -292,9 +312,11 @@ class NeuronIndex(NeuronQueries):
         """Load an index dir; ``corpus``/``tokenizer`` default to the ones recorded beside it."""
         path = Path(path)
         meta = read_json(path / META_FILE)
+        # another kind of units (a dictionary's features): the class registered for them knows their source
+        cls = INDEX_CLASSES.get(meta.get("units"), cls) if cls is NeuronIndex else cls
         index_file = path / INDEX_FILE
         if not index_file.is_file():
-            raise DataError(f"{index_file}: neuron index not found; run `tinyinterp analyze neurons` first")
+            raise DataError(f"{index_file}: {cls.what} not found; run `{cls.build_command}` first")
         return cls(path, meta, load_file(str(index_file)), corpus=corpus, tokenizer=tokenizer)
 
     @property
@@ -330,3 +352,8 @@ class NeuronIndex(NeuronQueries):
         if fp and getattr(self._corpus, "tokenizer_fingerprint", fp) != fp:
             raise DataError(f"{self.path}: the given corpus was tokenized differently from the indexed one; pass the indexed corpus")
         return self._corpus
+
+
+INDEX_CLASSES: dict[str, type[NeuronIndex]] = {"neurons": NeuronIndex}
+"""``meta.json``'s ``"units"`` -> the index class :meth:`NeuronIndex.load` returns (``feature_index`` adds
+``"features"`` when ``tinyinterp.interp`` is imported, which importing this module always does first)."""

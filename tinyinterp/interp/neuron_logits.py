@@ -64,6 +64,18 @@ def neuron_weights(model) -> NeuronWeights:
         except AttributeError as e:
             raise TinyinterpError(f"model {type(model).__name__} has neither W_out nor blocks[l].mlp.fc_out; "
                                   "cannot compute neuron logit effects") from e
+    unembed = unembedding_weights(model, device=W_out.device)
+    expected = (cfg.n_layers, cfg.d_mlp, cfg.d_model)
+    if tuple(W_out.shape) != expected:
+        raise TinyinterpError(f"model weights have shapes W_out {tuple(W_out.shape)}, W_U {tuple(unembed.W_U.shape)}; "
+                              f"expected W_out {expected} and W_U ({cfg.d_model}, d_vocab)")
+    return NeuronWeights(W_out, unembed.W_U, unembed.ln_w, unembed.centre)
+
+
+def unembedding_weights(model, device=None) -> NeuronWeights:
+    """The unembedding and final-norm weight of ``model`` (``W_out`` left empty): what the direct path of
+    any residual-stream direction goes through, TL names first."""
+    cfg = model.cfg
     W_U = getattr(model, "W_U", None)
     if W_U is not None:
         W_U = _tensor(W_U)
@@ -71,16 +83,15 @@ def neuron_weights(model) -> NeuronWeights:
         W_U = _tensor(model.unembed.weight).T
     else:
         raise TinyinterpError(f"model {type(model).__name__} has neither W_U nor unembed.weight; cannot compute logit effects")
-    expected = (cfg.n_layers, cfg.d_mlp, cfg.d_model)
-    if tuple(W_out.shape) != expected or W_U.shape[0] != cfg.d_model:
-        raise TinyinterpError(f"model weights have shapes W_out {tuple(W_out.shape)}, W_U {tuple(W_U.shape)}; "
-                              f"expected W_out {expected} and W_U ({cfg.d_model}, d_vocab)")
+    if W_U.shape[0] != cfg.d_model:
+        raise TinyinterpError(f"model weights have shapes W_U {tuple(W_U.shape)}; expected W_U ({cfg.d_model}, d_vocab)")
     ln = getattr(model, "ln_final", None)
     ln_w = getattr(ln, "w", None)
     norm = str(getattr(cfg, "normalization_type", "LN") or "")
-    W_U = W_U.to(W_out.device)
-    ln_w = _tensor(ln_w).to(W_out.device) if isinstance(ln_w, torch.Tensor) else None
-    return NeuronWeights(W_out, W_U, ln_w,
+    device = W_U.device if device is None else device
+    W_U = W_U.to(device)
+    ln_w = _tensor(ln_w).to(device) if isinstance(ln_w, torch.Tensor) else None
+    return NeuronWeights(torch.empty(0, 0, cfg.d_model, device=device), W_U, ln_w,
                          centre=not norm.startswith("RMS") and norm != "")
 
 
@@ -96,18 +107,32 @@ def logit_effects(model, n_top: int = 20, vocab_size: int | None = None, chunk: 
     CPU core; ~25 TFLOP for GPT-2 XL (minutes on a CPU, seconds on a GPU; small next to indexing it).
     """
     w = neuron_weights(model)
+    return direction_logit_effects(model, w.W_out, n_top, vocab_size, chunk, weights=w)
+
+
+@torch.no_grad()
+def direction_logit_effects(model, directions: torch.Tensor, n_top: int = 20, vocab_size: int | None = None,
+                            chunk: int = 1024, weights: NeuronWeights | None = None) -> dict[str, torch.Tensor]:
+    """:func:`logit_effects` of any residual-stream write directions ``(L, N, d_model)`` (a neuron's
+    ``W_out`` row, a dictionary feature's decoder row): the same direct path, ``ln_final`` folded the
+    same way. Returns the same dict of (L, N, n_top) tensors."""
+    w = weights or unembedding_weights(model)
+    directions = directions.detach().float().to(w.W_U.device)
+    if directions.ndim != 3 or directions.shape[-1] != w.W_U.shape[0]:
+        raise TinyinterpError(f"output directions have shape {tuple(directions.shape)}; expected "
+                              f"(layers, units, d_model={w.W_U.shape[0]})")
     tok = getattr(model, "tokenizer", None)
     V = w.W_U.shape[1]
     if vocab_size is None and tok is not None:
         vocab_size = getattr(tok, "vocab_size", None)
     W_U = w.W_U[:, : min(V, vocab_size or V)]
     m = min(n_top, W_U.shape[1])
-    L, N, _ = w.W_out.shape
+    L, N, _ = directions.shape
     out = {"logit_top_tokens": torch.empty(L, N, m, dtype=torch.int32), "logit_top_values": torch.empty(L, N, m),
            "logit_bottom_tokens": torch.empty(L, N, m, dtype=torch.int32), "logit_bottom_values": torch.empty(L, N, m)}
     for layer in range(L):
         for lo in range(0, N, chunk):
-            direction = w.W_out[layer, lo : lo + chunk]  # (c, d_model)
+            direction = directions[layer, lo : lo + chunk]  # (c, d_model)
             if w.centre:
                 direction = direction - direction.mean(-1, keepdim=True)
             if w.ln_w is not None:

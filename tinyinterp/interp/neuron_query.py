@@ -24,7 +24,7 @@ import torch
 
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.activations import iter_activations
-from tinyinterp.interp.inputs import MLP_HOOK, check_layer_neuron, doc_of_position
+from tinyinterp.interp.inputs import check_layer_neuron, doc_of_position
 from tinyinterp.interp.neuron_distribution import bin_ranges, quantile_bins
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9, 0.99, 0.999)
@@ -58,6 +58,13 @@ class Example:
 class NeuronQueries:
     tensors: dict[str, torch.Tensor]
     meta: dict
+
+    def unit_source(self, model):
+        """How to recompute this index's unit activations with ``model``: its MLP neurons here; a
+        :class:`~tinyinterp.interp.feature_index.FeatureIndex` answers with its dictionary's features."""
+        from tinyinterp.interp.units import NeuronUnits
+
+        return NeuronUnits(model)
 
     def _token_str(self, token_id: int) -> str:
         tok = self.tokenizer
@@ -180,10 +187,11 @@ class NeuronQueries:
         # Longest first, in small batches: the windows are cut at different lengths, and padding a batch to
         # its longest costs more than a bigger batch saves (measured in bench/neuron_page.py).
         rows = rows[np.lexsort((rows[:, 1], -rows[:, 2]))]
-        name = MLP_HOOK.format(layer=layer)
+        units = self.unit_source(model)  # neurons: the MLP hook as it is; features: the dictionary's encode
+        name = units.hook(layer)
         act_at: dict[int, float] = {}  # global position -> activation
         for batch in iter_activations(model, self.corpus, rows, [name], batch_size=batch_size,
-                                      reduce=lambda _, acts, b: b.real_rows(acts[..., neuron]).float().cpu()):
+                                      reduce=lambda _, acts, b: b.real_rows(units.unit_activations(layer, acts, neuron)).cpu()):
             act_at.update(zip(batch.real_positions.tolist(), batch.acts[name].tolist()))
         for ex, (start, end) in zip(examples, spans):
             lo = int(offsets[ex.doc]) + ex.pos - ex.center

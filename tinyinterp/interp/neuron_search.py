@@ -37,7 +37,8 @@ import torch
 
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.activations import iter_activations
-from tinyinterp.interp.inputs import doc_of_position, mlp_hook_names
+from tinyinterp.interp.inputs import doc_of_position
+from tinyinterp.interp.units import NeuronUnits
 
 log = logging.getLogger(__name__)
 
@@ -123,24 +124,26 @@ def _windows_for(corpus, positions: np.ndarray, seq_len: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def anchor_sums(model, corpus, anchors: dict[str, np.ndarray], seq_len: int, batch_size: int = 16):
-    """Per anchor: sum and sum of squares (float64, (L, N)) of every neuron over the anchor positions."""
-    L, N = model.cfg.n_layers, model.cfg.d_mlp
+def anchor_sums(model, corpus, anchors: dict[str, np.ndarray], seq_len: int, batch_size: int = 16, units=None):
+    """Per anchor: sum and sum of squares (float64, (L, N)) of every unit over the anchor positions
+    (``units``: a :class:`~tinyinterp.interp.units.UnitSource`, default the model's MLP neurons)."""
+    units = units if units is not None else NeuronUnits(model)
+    L, N = units.n_layers, units.width
     sums = {a: torch.zeros(L, N, dtype=torch.float64) for a in anchors}
     sqs = {a: torch.zeros(L, N, dtype=torch.float64) for a in anchors}
     all_pos = np.unique(np.concatenate(list(anchors.values())))
     windows = _windows_for(corpus, all_pos, seq_len)
-    names = mlp_hook_names(model)
+    names = units.hook_names()
     layer_of = {name: l for l, name in enumerate(names)}
 
     def fold(name: str, acts: torch.Tensor, batch) -> None:
         if "rows" not in batch.memo:  # the flattened rows at each anchor, shared by all layers
             flat_pos = batch.positions.reshape(-1).numpy()
             batch.memo["rows"] = {a: torch.from_numpy(np.flatnonzero(np.isin(flat_pos, pos))) for a, pos in anchors.items()}
-        flat = acts.detach().reshape(-1, acts.shape[-1])
         layer = layer_of[name]
+        flat = acts.detach().reshape(-1, *acts.shape[2:])  # (B * T, d_hook)
         for a, idx in batch.memo["rows"].items():
-            x = flat[idx.to(flat.device)].double().cpu()
+            x = units.activations(layer, flat[idx.to(flat.device)]).double().cpu()
             sums[a][layer] += x.sum(0)
             sqs[a][layer] += (x * x).sum(0)
 
@@ -160,8 +163,9 @@ def find_neurons(index, model, words, top: int = 20, max_occurrences: int = 500,
     tokenizer, corpus = index.tokenizer, index.corpus
     if tokenizer is None:
         raise TinyinterpError(f"{index.path}: this index has no tokenizer.json; cannot search by word")
-    if model.cfg.n_layers != index.n_layers or model.cfg.d_mlp != index.d_mlp:
-        raise TinyinterpError(f"model has {model.cfg.n_layers} x {model.cfg.d_mlp} neurons but the index "
+    units = index.unit_source(model)
+    if units.n_layers != index.n_layers or units.width != index.d_mlp:
+        raise TinyinterpError(f"model has {units.n_layers} x {units.width} {units.kind} but the index "
                               f"{index.n_layers} x {index.d_mlp}; pass the model the index was built from")
     config = index.meta.get("config", {})
     seq_len = int(config["seq_len"])
@@ -178,7 +182,7 @@ def find_neurons(index, model, words, top: int = 20, max_occurrences: int = 500,
         keep = np.unique(np.linspace(0, n_total - 1, max_occurrences).round().astype(np.int64))
         starts, lengths = starts[keep], lengths[keep]
     anchors = {"first": starts, "last": starts + lengths - 1}
-    sums, sqs = anchor_sums(model, corpus, anchors, seq_len, batch_size)
+    sums, sqs = anchor_sums(model, corpus, anchors, seq_len, batch_size, units)
 
     n_all = float(index.meta["n_tokens"])
     mean_all = index.tensors["mean"].double()
