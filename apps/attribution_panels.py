@@ -201,10 +201,10 @@ def graph_panel(sel, view: GraphView, names: dict[int, str]) -> GraphNode | None
 def new_graph(sel) -> GraphView | None:
     """A graph computed here from a prompt (needs the run's transcoder set); kept until the next "Compute"."""
     prompt, target = prompt_input()
-    if not aq.has_transcoders(sel.path):
-        st.info(f"Computing a graph needs the run's transcoder set in {render.md_code(aq.TRANSCODERS_REL)} "
-                f"(one transcoder per layer; train it with {render.md_code(aq.train_hint(sel.path))}). "
-                "Saved graphs can still be opened.")
+    gap = guard.attempt("transcoder set", aq.transcoder_gap, sel.path)
+    if gap is not None:
+        st.info(f"Computing a graph needs one transcoder per layer: {render.md_text(gap)}. Train the set with "
+                f"{render.md_code(aq.train_hint(sel.path))}; saved graphs can still be opened.")
         return None
     with st.expander("pruning"):
         c1, c2 = st.columns(2)
@@ -235,9 +235,10 @@ def intervention_panel(sel, view: GraphView, target: GraphNode | None, computed_
     if not features:
         st.caption("this graph has no feature nodes to intervene on")
         return
-    if not aq.has_transcoders(sel.path):
-        st.info(f"Interventions need the run's transcoder set in {render.md_code(aq.TRANSCODERS_REL)} "
-                f"(the features' decoder directions; {render.md_code(aq.train_hint(sel.path))}).")
+    gap = guard.attempt("transcoder set", aq.transcoder_gap, sel.path)
+    if gap is not None:
+        st.info(f"Interventions need one transcoder per layer (the features' decoder directions): "
+                f"{render.md_text(gap)}; train the set with {render.md_code(aq.train_hint(sel.path))}.")
         return
     tokens = guard.attempt("prompt", aq.prompt_token_strings, sel.path, view.prompt)
     if tokens is None:

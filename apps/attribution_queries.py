@@ -88,6 +88,24 @@ def dictionary_names(run: Path) -> dict[int, str]:
     return _dictionary_names(*loaders.folder_key(transcoders_dir(run), recursive=True))
 
 
+def transcoder_gap(run: Path) -> str | None:
+    """Why the run's transcoder set cannot serve attribution yet (None when it has one per layer): missing, or
+    layers missing (read from the transcoders' cfg.json and the run's config.json; nothing is loaded)."""
+    if not has_transcoders(run):
+        return f"the run has no transcoder set in {TRANSCODERS_REL}"
+    names = dictionary_names(run)
+    model = loaders.run_config(run).get("model")
+    n_layers = model.get("n_layers") if isinstance(model, dict) else None
+    if not isinstance(n_layers, int) or isinstance(n_layers, bool):
+        return None  # not our run layout (an HF folder): the library checks the set when it loads it
+    missing = [l for l in range(n_layers) if l not in names]
+    if missing:
+        have = ", ".join(map(str, sorted(names))) or "none"
+        return (f"{TRANSCODERS_REL} has transcoders of layer(s) {have}, the model has {n_layers} layers "
+                f"(missing: {', '.join(map(str, missing))})")
+    return None
+
+
 def transcoders_key(run: Path) -> tuple[str, float]:
     """Cache key of the whole transcoder set: every file below it checked against the root, newest mtime."""
     path, _ = loaders.folder_key(transcoders_dir(run), recursive=True)

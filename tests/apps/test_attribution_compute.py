@@ -7,6 +7,8 @@ intervention numbers the library's ``intervene`` / ``predict_logit_change`` on t
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 PROMPT = "Lily saw a big dog. Lily"
@@ -19,6 +21,7 @@ def with_transcoders(broken):
     from tinyinterp.dictionaries.cli import main as sae_main
 
     run = broken / "demo"
+    shutil.rmtree(run / "analysis" / "dictionaries" / "transcoders")  # the fixture's layer-1 transcoder: a set of one
     assert sae_main(["train", str(run), "--transcoder", "all", "--corpus", str(broken / "corpus"), "--width", "48",
                      "--k", "4", "--tokens", "8192", "--batch-tokens", "512", "--buffer-tokens", "4096",
                      "--no-progress"]) == 0

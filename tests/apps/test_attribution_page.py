@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from markdown_it import MarkdownIt
@@ -52,11 +53,17 @@ def graphs(broken):
 
 
 def _add_transcoder_cfgs(run, layers=(0, 1)):
-    """Only the cfg.json of a transcoder set (what the feature links read), no weights."""
+    """The cfg.json of the set's missing layers (what the feature links read; the app runs root's demo has
+    ``transcoders/layer_01`` only, trained)."""
     for layer in layers:
         folder = run / "analysis" / "dictionaries" / "transcoders" / f"layer_{layer:02d}"
-        folder.mkdir(parents=True)
-        (folder / "cfg.json").write_text(json.dumps({"metadata": {"hook_name": f"blocks.{layer}.ln2.hook_normalized"}}))
+        if not (folder / "cfg.json").is_file():
+            folder.mkdir(parents=True)
+            (folder / "cfg.json").write_text(json.dumps({"metadata": {"hook_name": f"blocks.{layer}.ln2.hook_normalized"}}))
+
+
+def _remove_transcoders(run):
+    shutil.rmtree(run / "analysis" / "dictionaries" / "transcoders")
 
 
 def test_page_draws_a_saved_graph_with_its_paths_and_feature_links(broken, graphs):
@@ -88,7 +95,8 @@ def test_choosing_the_other_logit_reranks_the_paths(graphs):
     assert paths.iloc[0]["nodes"].endswith("3_201_3") and paths.iloc[0]["sign"] == "−"  # via the -0.8 link
 
 
-def test_hostile_tokens_and_prompt_stay_text(graphs):
+def test_hostile_tokens_and_prompt_stay_text(broken, graphs):
+    _remove_transcoders(broken / "demo")
     prompt = "<script>alert(3)</script> ![x](http://203.0.113.9/p.png) \u202eevil"
     write_graph(graphs / "hostile.json", small_graph(HOSTILE_TOKENS, ("</svg><script>alert(4)</script>", "\u202e]"), prompt,
                                                      clerp="<img src=x onerror=alert(5)> ![i](http://203.0.113.9/c.png)"))
@@ -132,11 +140,26 @@ def test_a_malformed_graph_is_one_error_line(graphs, content, needle):
 
 
 def test_missing_transcoders_is_a_note(broken):
+    _remove_transcoders(broken / "demo")
     at = open_attribution()
     assert at.radio(key="attr_source").value == "new graph from a prompt"  # no saved graph: compute one
     assert not errors(at)
-    assert any("transcoder set" in i.value for i in at.info), [i.value for i in at.info]
+    (note,) = [i.value for i in at.info]
+    assert "no transcoder set in analysis/dictionaries/transcoders/" in note and "--transcoder all" in note
     assert at.selectbox(key="attr_eval_prompt").options[0] == "(type your own)"
+    assert not at.button  # nothing to compute with
+
+
+def test_an_incomplete_transcoder_set_is_a_note(broken, graphs):
+    """The demo run has a transcoder of layer 1 only: no graph can be computed, no intervention run."""
+    at = open_attribution()
+    (note,) = [i.value for i in at.info]
+    assert "layer(s) 1, the model has 2 layers (missing: 0)" in note.replace("\\", "")  # shown as text (escaped)
+    write_graph(graphs / "small.json", small_graph())
+    at = open_attribution()
+    assert not errors(at)
+    (note,) = [i.value for i in at.info]
+    assert note.startswith("Interventions need one transcoder per layer")
 
 
 def test_evaluation_prompt_fills_the_prompt(broken, shared_data):

@@ -54,7 +54,7 @@ EXPECTED = {  # every page of apps.views.PAGES, in menu order
     "compare": "Mean purity per layer",
     "grades": "Age groups the grader assigned",
     "scaling": "No scaling sweep",  # the test root has no sweep; the scaling page's owner may put one in
-    "attribution": "needs the run's transcoder set",  # the test root has neither graphs nor transcoders
+    "attribution": "Computing a graph needs one transcoder per layer",  # the test root: no graph, one transcoder
 }
 DEFAULT_PAGE = PAGE_NAMES[0]
 LOCAL_PREFIXES = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
