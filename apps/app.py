@@ -26,7 +26,7 @@ pages = [
     st.Page(f"views/{name}.py", title=title, url_path=name, default=(i == 0))
     for i, (name, title) in enumerate(PAGES)
 ]
-current = st.navigation(pages)
+current = st.navigation(pages, expanded=True)  # every page in the menu (Streamlit folds more than 12 behind "View more")
 st.sidebar.markdown("**tinyinterp**: look inside TinyStories models")
 root = run_picker.runs_root()
 st.session_state["_selection"] = run_picker.sidebar_picker(root) if root is not None else None

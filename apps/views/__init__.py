@@ -18,6 +18,7 @@ PAGES = (
     ("compare", "Compare"),
     ("grades", "Grades"),
     ("scaling", "Scaling"),
+    ("attribution", "Attribution"),
 )
 PAGE_NAMES = tuple(name for name, _ in PAGES)
 # No page icons: Streamlit turns a page's icon into the tab's favicon, fetched from fonts.gstatic.com.

@@ -54,6 +54,7 @@ EXPECTED = {  # every page of apps.views.PAGES, in menu order
     "compare": "Mean purity per layer",
     "grades": "Age groups the grader assigned",
     "scaling": "No scaling sweep",  # the test root has no sweep; the scaling page's owner may put one in
+    "attribution": "Computing a graph needs one transcoder per layer",  # the test root: no graph, one transcoder
 }
 DEFAULT_PAGE = PAGE_NAMES[0]
 LOCAL_PREFIXES = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
@@ -92,12 +93,22 @@ def _hostile_run(root: Path) -> tuple[int, int]:
     index = build_neuron_index(model, corpus, out / "neurons", NeuronIndexConfig(k=8, seq_len=64), progress=False)
     neuron_purity(index, tokenizer, corpus).save(out / "neurons")
     analyze_heads(model, corpus, HeadConfig(n_samples=16, seq_len=32), progress=False).save(out / "heads")
+    _hostile_graph(run)
     for layer in range(index.n_layers):
         for neuron in range(index.d_mlp):
             shown = {t for ex in index.top_examples(layer, neuron, k=8, context=8) for t in ex.token_strs}
             if HOSTILE_TOKENS[0] in shown:
                 return layer, neuron
     raise AssertionError("no neuron shows the hostile token among its top examples")
+
+
+def _hostile_graph(run: Path) -> None:
+    """A saved attribution graph of ``run`` whose tokens, logit tokens, prompt and explanation are HOSTILE_TOKENS."""
+    from tests.support.graph_fixtures import small_graph, write_graph
+
+    tokens = ["<|endoftext|>", *HOSTILE_TOKENS[:3]]
+    write_graph(run / "analysis" / "graphs" / "hostile.json",
+                small_graph(tokens, (HOSTILE_TOKENS[3], HOSTILE_TOKENS[0]), prompt=HOSTILE_TEXT, clerp=HOSTILE_TOKENS[2]))
 
 
 def _longest_category_neuron(root: Path) -> tuple[int, int]:
@@ -215,6 +226,11 @@ def _hostile_views(page, server: str, hostile: tuple[int, int]) -> None:
                            timeout=60_000)
     _assert_tokens_stay_text(page, "heads")
     page.screenshot(path=str(SHOTS / "hostile_heads.png"), full_page=True)
+    page.goto(f"{server}/attribution?run=hostile")  # a saved graph whose tokens, logits and explanation are HTML
+    page.get_by_text("Feature nodes", exact=False).first.wait_for(state="visible", timeout=60_000)
+    page.locator(".vega-embed svg g.mark-symbol path").first.wait_for(state="attached", timeout=60_000)  # drawn
+    _assert_tokens_stay_text(page, "attribution")
+    page.screenshot(path=str(SHOTS / "hostile_attribution.png"), full_page=True)
     page.goto(f"{server}/generate?run=hostile")
     _wait_rendered(page, "generate")
     page.get_by_text("colour the stories by a neuron's activation").click()  # reruns the page: before the form
