@@ -28,7 +28,7 @@ browser:
 	  || echo "warning: could not install chromium; the browser test will be skipped"; }
 
 demo: setup
-	$(BIN)/python -m tinyinterp.demo
+	$(BIN)/python -m tinyinterp.cli.demo
 
 test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider

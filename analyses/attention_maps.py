@@ -63,7 +63,7 @@ def plot(tokens: list[str], patterns: dict, classes: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tinyinterp.cli_support import run_cli
+    from tinyinterp.cli.support import run_cli
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="run directory or model name/path (tinyinterp.load)")

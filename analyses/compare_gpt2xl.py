@@ -61,7 +61,7 @@ def plot(result, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tinyinterp.cli_support import run_cli
+    from tinyinterp.cli.support import run_cli
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="our run directory")

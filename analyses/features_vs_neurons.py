@@ -83,8 +83,8 @@ class Subject:
 
 # -- per model ---------------------------------------------------------------------------------------------
 def _corpus(model, subject: Subject, out: Path):
-    from tinyinterp import runlayout
-    from tinyinterp.corpus import META_FILE, TokenizedCorpus, iter_documents, tokenize_corpus
+    from tinyinterp.runs import layout as runlayout
+    from tinyinterp.data.corpus import META_FILE, TokenizedCorpus, iter_documents, tokenize_corpus
     from tinyinterp.errors import TinyinterpError
 
     if subject.texts is None:
@@ -124,7 +124,7 @@ def _train(model, corpus, kind: str, layer: int, cfg: StudyConfig, out: Path):
 
 def _last_fvu(dict_dir: Path) -> float:
     from tinyinterp.dictionaries.training import TRAIN_LOG
-    from tinyinterp.jsonl import scan_jsonl
+    from tinyinterp.io.jsonl import scan_jsonl
 
     rows = scan_jsonl(dict_dir / TRAIN_LOG).records if (dict_dir / TRAIN_LOG).is_file() else []
     return float(rows[-1]["fvu"]) if rows else float("nan")
@@ -219,7 +219,7 @@ def feature_units(model, corpus, dict_dir: Path, index_cfg, cfg: StudyConfig, la
     from tinyinterp.interp.categories import neuron_purity
     from tinyinterp.interp.feature_index import FeatureIndex, build_feature_index
     from tinyinterp.interp.neuron_index import META_FILE
-    from tinyinterp.runlayout import feature_explanations_dir, feature_index_dir
+    from tinyinterp.runs.layout import feature_explanations_dir, feature_index_dir
 
     idir = feature_index_dir(dict_dir)
     if (idir / META_FILE).is_file():
@@ -280,7 +280,7 @@ def _finite(value):
 
 
 def run_study(subjects: list[Subject], cfg: StudyConfig, out: Path, make_client=None) -> dict:
-    from tinyinterp.atomic import atomic_write_text
+    from tinyinterp.io.atomic import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     result = {"config": asdict(cfg), "kinds": list(KINDS),
@@ -291,7 +291,7 @@ def run_study(subjects: list[Subject], cfg: StudyConfig, out: Path, make_client=
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tinyinterp.cli_support import run_cli
+    from tinyinterp.cli.support import run_cli
     from tinyinterp.llm.options import add_llm_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tinyinterp.cli_support import run_cli  # noqa: E402
+from tinyinterp.cli.support import run_cli  # noqa: E402
 
 
 def neuron_rows(run_dir: Path, neurons: list[tuple[int, int]] | None, n_tokens: int = 8) -> list[dict]:

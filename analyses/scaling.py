@@ -18,9 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinyinterp.cli_support import run_cli
+from tinyinterp.cli.support import run_cli
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import SWEEP_SUMMARY_FILE
+from tinyinterp.runs.layout import SWEEP_SUMMARY_FILE
 from tinyinterp.scaling.analysis import OUT_SUBDIR, analyze, describe
 from tinyinterp.scaling.plots import write_plots
 

@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyinterp import rundir
-from tinyinterp.atomic import atomic_write_json
-from tinyinterp.cli_support import run_cli
+from tinyinterp.runs import rundir
+from tinyinterp.io.atomic import atomic_write_json
+from tinyinterp.cli.support import run_cli
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.jsonl import read_jsonl
-from tinyinterp.runlayout import SWEEP_SUMMARY_FILE, WEIGHTS_FILE
+from tinyinterp.io.jsonl import read_jsonl
+from tinyinterp.runs.layout import SWEEP_SUMMARY_FILE, WEIGHTS_FILE
 from tinyinterp.scaling.analysis import OUT_SUBDIR, reference_shape
 from tinyinterp.scaling.summary import SCALING, read_sweep_summary
 
@@ -115,11 +115,11 @@ def _cache_key(run_dir: Path, cfg: QualityConfig, prompts, grader_model: str | N
 def evaluate_run(run_dir: Path, cfg: QualityConfig, prompts, grader=None, progress: bool = False) -> tuple[dict, bool]:
     """Quality numbers of one run (cached); returns (metrics, came_from_cache)."""
     from tinyinterp.evaluation import pipeline
-    from tinyinterp.checkpoints import Checkpoint
+    from tinyinterp.runs.checkpoints import Checkpoint
     from tinyinterp.evaluation.completions import CompletionConfig, completions_path, eval_dir
     from tinyinterp.evaluation.grading import GRADES_FILE, summarize
     from tinyinterp.evaluation.metrics import set_stats
-    from tinyinterp.generation import SamplingConfig
+    from tinyinterp.models.generation import SamplingConfig
 
     run_dir = Path(run_dir)
     key = _cache_key(run_dir, cfg, prompts, grader.client.model if grader is not None else None)
@@ -284,7 +284,7 @@ def run(sweep_dir: Path, out_dir: Path, cfg: QualityConfig, progress: bool = Fal
     quality = analyze_quality(sweep_dir, cfg, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / QUALITY_FILE, quality)
-    from tinyinterp.atomic import atomic_write_text
+    from tinyinterp.io.atomic import atomic_write_text
 
     atomic_write_text(out_dir / TABLE_FILE, table(quality) + "\n")
     return quality, [out_dir / QUALITY_FILE, out_dir / TABLE_FILE, *write_plots(quality, out_dir)]

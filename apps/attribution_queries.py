@@ -19,8 +19,8 @@ from apps import file_readers, loaders
 from apps.runs_root import active_root
 from apps.graph_view import GraphView, parse_graph
 from tinyinterp.errors import DataError, TinyinterpError
-from tinyinterp.runlayout import TRANSCODERS_SET as TRANSCODERS
-from tinyinterp.runlayout import GRAPH_METADATA_FILE, dictionaries_dir, graphs_dir
+from tinyinterp.runs.layout import TRANSCODERS_SET as TRANSCODERS
+from tinyinterp.runs.layout import GRAPH_METADATA_FILE, dictionaries_dir, graphs_dir
 
 CFG_FILE = "cfg.json"
 _LAYER = re.compile(r"blocks\.(\d+)\.")
@@ -227,7 +227,7 @@ def intervention(run: Path, prompt: str, target: str | None, changes: tuple[tupl
 
 def prompt_token_strings(run: Path, prompt: str) -> list[str]:
     """The prompt as the run's model tokenizes it for attribution (BOS first), as token strings."""
-    from tinyinterp.generation import prompt_ids
+    from tinyinterp.models.generation import prompt_ids
 
     model = loaders.model_for(run)
     return [model.tokenizer.token_str(i) for i in prompt_ids(model.tokenizer, prompt)]

@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tinyinterp.commands import Command
+from tinyinterp.cli.commands import Command
 from tinyinterp.envflags import env_flag
 from tinyinterp.errors import TinyinterpError
 

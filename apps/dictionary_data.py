@@ -27,7 +27,7 @@ from tinyinterp.dictionaries.evaluation import EVAL_FILE
 from tinyinterp.dictionaries.formats import CFG_FILE
 from tinyinterp.dictionaries.training import TRAIN_CFG, TRAIN_LOG
 from tinyinterp.errors import DataError
-from tinyinterp.runlayout import dictionaries_dir
+from tinyinterp.runs.layout import dictionaries_dir
 
 MAX_NAME_PARTS = 2
 """``sae-…`` or ``transcoders/layer_03``: a set member is one level deeper, never more."""

@@ -22,7 +22,7 @@ from apps.runs_root import confine_folder
 from tinyinterp.dictionaries.formats import CFG_FILE, WEIGHTS_FILE
 from tinyinterp.errors import DataError
 from tinyinterp.interp.neuron_index import INDEX_FILE, META_FILE
-from tinyinterp.runlayout import feature_explanations_dir, feature_index_dir
+from tinyinterp.runs.layout import feature_explanations_dir, feature_index_dir
 
 UNITS_FEATURES = "features"
 

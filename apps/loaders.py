@@ -20,14 +20,14 @@ import streamlit as st
 import torch
 
 from apps.runs_root import PathOutsideRoot, confine_folder, resolve_in_root
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE
 from tinyinterp.interp.compare import COMPARISON_FILE
 from tinyinterp.interp.heads import HEADS_FILE
 from tinyinterp.interp.neuron_index import INDEX_FILE, META_FILE, recorded_corpus_path
-from tinyinterp.jsonl import read_jsonl
-from tinyinterp.runlayout import COMPARE_SUBDIR, EVAL_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
+from tinyinterp.io.jsonl import read_jsonl
+from tinyinterp.runs.layout import COMPARE_SUBDIR, EVAL_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
 
 # File names and scores of tinyinterp.evaluation.grading (not imported here: it pulls in the LLM client).
 GRADES_SUMMARY_FILE, GRADES_FILE, GRADE_CURVE_PNG = "grades_summary.json", "grades.jsonl", "grade_curve.png"
@@ -90,7 +90,7 @@ def comparisons(run: Path) -> list[Path]:
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def load_model(path: str, version: float = 0.0):
     """``tinyinterp.load`` of a run / HF folder (checked path) or an official hub name (fixed list)."""
-    from tinyinterp.loading import load
+    from tinyinterp.models.loading import load
 
     return load(path).eval()
 
@@ -153,7 +153,7 @@ def _confined_corpus(path: Path, meta: dict):
     except PathOutsideRoot as e:
         raise PathOutsideRoot(f"{Path(path).name}/{META_FILE}: corpus {meta.get('corpus')!r} refused: {e} "
                               "(rebuild the index on a corpus under the root)") from None
-    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.data.corpus import TokenizedCorpus
 
     return TokenizedCorpus.open(where)
 
@@ -363,7 +363,7 @@ def generate_texts(run: Path, **settings) -> list[str]:
 @st.cache_data(show_spinner="Generating…")
 def _generate_texts(run: str, version: float, prompt: str, n: int, max_new_tokens: int, temperature: float,
                    top_k: int | None, seed: int) -> list[str]:
-    from tinyinterp.generation import SamplingConfig, generate
+    from tinyinterp.models.generation import SamplingConfig, generate
 
     model = load_model(run, version)
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)

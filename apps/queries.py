@@ -20,10 +20,10 @@ import streamlit as st
 
 from apps import file_readers, loaders
 from apps.runs_root import resolve_in_root
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.explain.results import ERRORS_SUFFIX, FINISHED
-from tinyinterp.runlayout import EMERGENCE_SUBDIR, EMERGENCE_SUMMARY_FILE, EXPLANATIONS_SUBDIR, STEP_GLOB
+from tinyinterp.runs.layout import EMERGENCE_SUBDIR, EMERGENCE_SUMMARY_FILE, EXPLANATIONS_SUBDIR, STEP_GLOB
 
 
 
@@ -400,7 +400,7 @@ def step_patterns(run: Path, step: int) -> dict[str, np.ndarray]:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _tokenizer(path: str, version: float):
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     return Tokenizer.load(Path(path))
 

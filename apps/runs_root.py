@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import IO
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.errors import TinyinterpError
 
 RUNS_ENV = "TINYINTERP_RUNS"

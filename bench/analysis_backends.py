@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinyinterp  # noqa: E402
-from tinyinterp.paths import data_dir  # noqa: E402
+from tinyinterp.data.paths import data_dir  # noqa: E402
 
 # The official configurations (their config.json), as GPTNeoConfig keyword arguments.
 OFFICIAL = {

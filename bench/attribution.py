@@ -49,11 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinyinterp.attribution import ReplacementModel, TranscoderSet, attribute  # noqa: E402
 from tinyinterp.attribution.edges import edge_rows, per_target_rows  # noqa: E402
-from tinyinterp.devices import resolve_device  # noqa: E402
+from tinyinterp.models.devices import resolve_device  # noqa: E402
 from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, transcoder_hooks  # noqa: E402
 from tinyinterp.errors import TinyinterpError  # noqa: E402
-from tinyinterp.model import HookedTransformer  # noqa: E402
-from tinyinterp.zoo import PRESETS, preset_config  # noqa: E402
+from tinyinterp.models.transformer import HookedTransformer  # noqa: E402
+from tinyinterp.models.zoo import PRESETS, preset_config  # noqa: E402
 
 CLOCK = time.process_time  # --clock wall: time.perf_counter (the default CPU time is steadier on a shared machine)
 

@@ -1,6 +1,6 @@
 """A bare nanoGPT-style GPT, the speed reference for ``bench/train_throughput.py``.
 
-Exactly the shape and numerics of ``tinyinterp.model.HookedTransformer`` for the same config
+Exactly the shape and numerics of ``tinyinterp.models.transformer.HookedTransformer`` for the same config
 (learned positions, pre-LayerNorm with bias, fused qkv Linear with or without bias, causal
 ``F.scaled_dot_product_attention`` scaled or not, GELU(tanh) MLP of width d_mlp, final LayerNorm,
 unembedding tied or not, with or without bias) but no hook points and no TransformerLens base class:
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyinterp.config import ModelConfig
+from tinyinterp.models.config import ModelConfig
 
 
 class CausalSelfAttention(nn.Module):

@@ -48,7 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tinyinterp.corpus import TokenizedCorpus  # noqa: E402
+from tinyinterp.data.corpus import TokenizedCorpus  # noqa: E402
 from tinyinterp.dictionaries.activations import ActivationStream  # noqa: E402
 from tinyinterp.dictionaries.config import DictionaryConfig, TrainConfig  # noqa: E402
 from tinyinterp.dictionaries.formats import load_dictionary  # noqa: E402
@@ -75,9 +75,9 @@ class Side:
 
 
 def make_tokenizer(n_stories: int, vocab: int):
-    from tinyinterp.corpus_readers import iter_documents
-    from tinyinterp.paths import data_dir
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.corpus_readers import iter_documents
+    from tinyinterp.data.paths import data_dir
+    from tinyinterp.data.tokenizer import Tokenizer
 
     text = data_dir() / "tinystories" / "train-v1-hf-head.txt"
     stories = list(iter_documents(text, max_docs=n_stories))
@@ -159,8 +159,8 @@ def score(model, corpus, windows: np.ndarray, coder, hook: str, d_sae: int) -> t
 
 def bench_preset(preset: str, args, python: str | None, work: Path) -> list[Side]:
     from tinyinterp.hf.export import export_model
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.models.zoo import preset_config
 
     tokenizer, stories = make_tokenizer(args.stories, args.vocab)
     windows = make_windows(tokenizer, stories, args.seq_len)

@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinyinterp.checkpoints import list_checkpoints
-from tinyinterp.runlayout import EMERGENCE_SUMMARY_FILE, STEP_GLOB, corpus_dir, emergence_dir
+from tinyinterp.runs.checkpoints import list_checkpoints
+from tinyinterp.runs.layout import EMERGENCE_SUMMARY_FILE, STEP_GLOB, corpus_dir, emergence_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "tinyinterp.cli"]

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.tinyinterp.interp.conftest import make_model, make_stories  # noqa: E402
-from tinyinterp.corpus import tokenize_corpus  # noqa: E402
+from tinyinterp.data.corpus import tokenize_corpus  # noqa: E402
 from tinyinterp.explain import ExplainRunConfig, ExplainRunner  # noqa: E402
 from tinyinterp.interp import NeuronIndexConfig, build_neuron_index  # noqa: E402
 from tinyinterp.llm import LLMClient, LLMConfig  # noqa: E402
-from tinyinterp.tokenizer import Tokenizer  # noqa: E402
+from tinyinterp.data.tokenizer import Tokenizer  # noqa: E402
 
 
 def throughput(model, index, url: str, concurrency: int, n_neurons: int, out: Path) -> tuple[float, dict]:

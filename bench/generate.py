@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from tinyinterp.generation import SamplingConfig, generate_tokens
-from tinyinterp.model import HookedTransformer
-from tinyinterp.zoo import preset_config
+from tinyinterp.models.generation import SamplingConfig, generate_tokens
+from tinyinterp.models.transformer import HookedTransformer
+from tinyinterp.models.zoo import preset_config
 
 
 def time_generation(model, prompts, cfg) -> tuple[float, list[list[int]]]:

@@ -43,13 +43,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinyinterp.corpus import TokenizedCorpus  # noqa: E402
+from tinyinterp.data.corpus import TokenizedCorpus  # noqa: E402
 from tinyinterp.interp.inputs import document_windows, iter_batches  # noqa: E402
 from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, save_dictionary, transcoder_hooks  # noqa: E402
 from tinyinterp.interp.feature_index import build_feature_index  # noqa: E402
 from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index  # noqa: E402
-from tinyinterp.model import HookedTransformer  # noqa: E402
-from tinyinterp.zoo import preset_config  # noqa: E402
+from tinyinterp.models.transformer import HookedTransformer  # noqa: E402
+from tinyinterp.models.zoo import preset_config  # noqa: E402
 
 VOCAB = 10_001
 CLOCK = time.perf_counter  # --clock cpu: time.process_time, the CPU time of this process (steadier on a busy machine)

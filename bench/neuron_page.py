@@ -11,7 +11,7 @@ Two random-init models, same process, same examples, interleaved repeats (the be
 
 - ``gpt2-xl-12l``: GPT-2 XL's width (d_model 1600, 25 heads, d_mlp 6400, vocabulary 50,257), 12 layers
   instead of 48 so it fits here (the real model's speed-up is larger: it has 4x more layers to skip);
-- ``tinystories-33m``: the preset of ``tinyinterp.zoo`` (768 wide, 4 layers).
+- ``tinystories-33m``: the preset of ``tinyinterp.models.zoo`` (768 wide, 4 layers).
 
 The examples are the real top-20 of one layer-0 neuron over a synthetic corpus of random-token documents
 (found with the new pass: a layer-0 pass over the corpus, not timed), each computed on its full context
@@ -43,13 +43,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinyinterp.config import ModelConfig  # noqa: E402
-from tinyinterp.corpus import TokenizedCorpus  # noqa: E402
+from tinyinterp.models.config import ModelConfig  # noqa: E402
+from tinyinterp.data.corpus import TokenizedCorpus  # noqa: E402
 from tinyinterp.interp.activations import iter_activations  # noqa: E402
 from tinyinterp.interp.inputs import MLP_HOOK, document_windows  # noqa: E402
 from tinyinterp.interp.neuron_index import NeuronIndex  # noqa: E402
-from tinyinterp.model import HookedTransformer  # noqa: E402
-from tinyinterp.zoo import PRESETS, arch_fields, preset_config  # noqa: E402
+from tinyinterp.models.transformer import HookedTransformer  # noqa: E402
+from tinyinterp.models.zoo import PRESETS, arch_fields, preset_config  # noqa: E402
 
 XL_12L = "gpt2-xl-12l"
 LAYER = 0

@@ -3,7 +3,7 @@
 The 100 "completions" are made without a model: 90 paragraphs of held-out validation text (novel
 text, the usual case) and the second halves of 10 training stories (memorized text: precision 1.0,
 the case the index must not get wrong). The training set is every story of the shared train files
-(via ``tinyinterp.paths.data_dir()``).
+(via ``tinyinterp.data.paths.data_dir()``).
 
 The index time *includes* building the index. Brute force (``rouge_score.RougeScorer`` against
 every training story) is run on ``--brute`` of the 100 completions, spread evenly over both kinds;
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinyinterp.evaluation.memorization import load_training_stories, split_in_half  # noqa: E402
 from tinyinterp.evaluation.rouge import NgramIndex, brute_force_max_rouge  # noqa: E402
-from tinyinterp.paths import data_dir  # noqa: E402
+from tinyinterp.data.paths import data_dir  # noqa: E402
 
 N_COMPLETIONS = 100
 N_MEMORIZED = 10

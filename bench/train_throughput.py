@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bare_gpt import BareGPT  # noqa: E402
-from tinyinterp.model import HookedTransformer  # noqa: E402
-from tinyinterp.zoo import preset_config  # noqa: E402
+from tinyinterp.models.transformer import HookedTransformer  # noqa: E402
+from tinyinterp.models.zoo import preset_config  # noqa: E402
 
 D_VOCAB = 10_001
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from datagen.prompts import make_prompt_specs
 from datagen.runner import StoryRunConfig, done_ids, errors_path_for, pending_specs, story_record, story_validator
 from datagen.store import prune_errors
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.jsonl import AppendLog, compact, iter_jsonl, write_jsonl
+from tinyinterp.io.jsonl import AppendLog, compact, iter_jsonl, write_jsonl
 from tinyinterp.llm import ChatResult, InvalidReply, LLMClient
 from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name, new_chunk
 from tinyinterp.llm.reply import first_choice, message_content, usage_tokens

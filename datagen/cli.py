@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyinterp.commands import Command
+from tinyinterp.cli.commands import Command
 
 COMMAND = Command("datagen", "generate TinyStories-style datasets with an LLM", "datagen.cli:add_subparser")
 """The ``tinyinterp.commands`` entry point (pyproject.toml). The LLM client (openai, ~2 s to import) is

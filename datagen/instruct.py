@@ -4,7 +4,7 @@ For each generated story an LLM writes a 1–2 sentence summary; a random senten
 story; the story's words and features come from its record. The training text is a random,
 non-empty subset of the lines ``Features:``, ``Words:``, ``Summary:``, ``Random sentence:`` in
 random order, then ``Story: <story>`` (the format is defined once, in
-:mod:`tinyinterp.instruct_format`, which evaluation prompts use too) — e.g.::
+:mod:`tinyinterp.data.instruct_format`, which evaluation prompts use too) — e.g.::
 
     Words: decorate, thunder, ancient
     Features: Dialogue, BadEnding
@@ -31,9 +31,9 @@ from datagen.runner import Job, RunSummary, done_ids, run_jobs
 from datagen.store import load_input_records
 from datagen.validation import check_content
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.instruct_format import LINE_KINDS, InstructFields, choose_lines, render_prompt, render_text
-from tinyinterp.instruct_format import seeded_rng as _rng
-from tinyinterp.jsonl import write_jsonl
+from tinyinterp.data.instruct_format import LINE_KINDS, InstructFields, choose_lines, render_prompt, render_text
+from tinyinterp.data.instruct_format import seeded_rng as _rng
+from tinyinterp.io.jsonl import write_jsonl
 from tinyinterp.llm import InvalidReply, LLMClient
 
 __all__ = ["LINE_KINDS", "choose_lines", "render_instruct", "instruct_record", "make_ood_split", "write_ood_split"]

@@ -17,7 +17,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from tinyinterp.lexicon import Lexicon, load_lexicon
+from tinyinterp.data.lexicon import Lexicon, load_lexicon
 
 # Feature name → the phrase the prompt uses. Order is canonical (prompt and record use it).
 FEATURES: dict[str, str] = {

@@ -29,7 +29,7 @@ from datagen.prompts import PromptSpec, make_prompt_specs
 from datagen.store import prune_errors
 from datagen.validation import check_content
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.jsonl import AppendLog, compact, read_records, repair_torn_tail
+from tinyinterp.io.jsonl import AppendLog, compact, read_records, repair_torn_tail
 from tinyinterp.llm import ChatResult, InvalidReply, LLMClient, LLMError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
-"""Datagen's rules on top of :mod:`tinyinterp.jsonl`: reading an input dataset, and pruning the error log.
+"""Datagen's rules on top of :mod:`tinyinterp.io.jsonl`: reading an input dataset, and pruning the error log.
 
 The JSONL mechanics (fsynced appends, torn-tail repair, tolerant reads, dedupe by id) live in
-:mod:`tinyinterp.jsonl`; this module adds what only datagen means: which file a step reads its
+:mod:`tinyinterp.io.jsonl`; this module adds what only datagen means: which file a step reads its
 input records from, and that ``<out>.errors.jsonl`` lists only what is still failing.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyinterp.errors import DataError
-from tinyinterp.jsonl import iter_jsonl, read_records, write_jsonl
+from tinyinterp.io.jsonl import iter_jsonl, read_records, write_jsonl
 
 
 def load_input_records(path: Path, what: str = "--input") -> list[dict]:

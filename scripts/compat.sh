@@ -15,8 +15,8 @@ TF4=.venv-tf4
 TF4_PACKAGES=("transformers==4.57.6" "tokenizers>=0.22,<0.23" "huggingface-hub>=0.34,<1.0")
 WORK=compat-out
 # The tests that must hold on TL 3.9 as on 4.3 (checks of TL-4-only features skip there with a reason).
-CONFORMANCE_TESTS=(tests/tinyinterp/tl tests/tinyinterp/test_tokenizer_hf.py tests/tinyinterp/test_export_compat.py
-                   tests/tinyinterp/test_hf_import.py)
+CONFORMANCE_TESTS=(tests/tinyinterp/models/tl tests/tinyinterp/data/test_tokenizer_hf.py tests/tinyinterp/hf/test_export_compat.py
+                   tests/tinyinterp/hf/test_native_import.py)
 export TINYINTERP_DATA="${TINYINTERP_DATA:-$(cd .. && pwd)/shared/data}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore

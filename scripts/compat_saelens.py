@@ -96,7 +96,7 @@ def check_our_folders_in_saelens(model, run: Path, out: Path) -> str:
     """
     from sae_lens import SAE
 
-    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.data.corpus import TokenizedCorpus
     from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, TrainConfig, load_dictionary, transcoder_hooks
     from tinyinterp.dictionaries.formats import save_dictionary
     from tinyinterp.dictionaries.training import train_dictionary
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     import datasets
 
     import tinyinterp
-    from tinyinterp.corpus_readers import iter_documents
-    from tinyinterp.paths import data_dir
+    from tinyinterp.data.corpus_readers import iter_documents
+    from tinyinterp.data.paths import data_dir
 
     versions = ", ".join(f"{p} {version(p)}" for p in ("sae-lens", "transformer-lens", "transformers", "torch"))
     print(f"[compat] {versions}", flush=True)

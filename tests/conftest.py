@@ -27,7 +27,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def shared_data():
     """The shared data folder (../shared/data or $TINYINTERP_DATA); skips the test where absent."""
-    from tinyinterp.paths import data_dir
+    from tinyinterp.data.paths import data_dir
 
     path = data_dir(required=False)
     if path is None:
@@ -40,8 +40,8 @@ def tiny_model():
     """A random-init ``test-tiny`` HookedTransformer over a 100-token vocabulary (no tokenizer)."""
     import torch
 
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.models.zoo import preset_config
 
     torch.manual_seed(0)
     return HookedTransformer(preset_config("test-tiny", d_vocab=100)).eval()
@@ -57,7 +57,7 @@ TINY_TEXTS = [
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     """A fresh byte-level BPE of 300 tokens trained on three short stories."""
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     return Tokenizer.train_bpe(TINY_TEXTS * 5, vocab_size=300, progress=False)
 
@@ -67,9 +67,9 @@ def tiny_run(tmp_path, tiny_tokenizer):
     """A saved run directory with a random ``test-tiny`` model over ``tiny_tokenizer``."""
     import torch
 
-    from tinyinterp import rundir
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.runs import rundir
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.models.zoo import preset_config
 
     torch.manual_seed(0)
     model = HookedTransformer(preset_config("test-tiny", d_vocab=tiny_tokenizer.vocab_size), tokenizer=tiny_tokenizer)

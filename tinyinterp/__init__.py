@@ -10,13 +10,22 @@ See README.md for the tour and AGENTS.md for the map of the code.
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "__version__"]
+__all__ = ["HookedTransformer", "load", "__version__"]
+
+# The old flat module paths (listed in _moved.py) import the moved modules themselves.
+from tinyinterp import _moved  # noqa: E402
+
+_moved.install()
 
 
 def __getattr__(name):
     # Lazy so that `tinyinterp --help` and light imports do not pay for torch + transformers.
     if name == "load":
-        from tinyinterp.loading import load
+        from tinyinterp.models.loading import load
 
         return load
+    if name == "HookedTransformer":
+        from tinyinterp.models.transformer import HookedTransformer
+
+        return HookedTransformer
     raise AttributeError(f"module 'tinyinterp' has no attribute {name!r}")

@@ -4,14 +4,14 @@ A checkpoint is written into a hidden temp folder ``checkpoints/.tmp-step_XXXXXX
 (``config.json``, ``tokenizer.json``, ``model.safetensors``, ``optimizer.pt``, ``rng.safetensors``
 and, last, ``state.json``), fsynced, and then renamed into place; a rename is atomic on POSIX,
 so a crash (even ``kill -9``) mid-write leaves only a temp folder, which
-:func:`tinyinterp.checkpoints.latest_checkpoint` never picks and :func:`remove_stale_temp_dirs` deletes. Weights are
+:func:`tinyinterp.runs.checkpoints.latest_checkpoint` never picks and :func:`remove_stale_temp_dirs` deletes. Weights are
 safetensors; the optimizer state goes through ``torch.save`` and is read back with
 ``torch.load(weights_only=True)`` (plain tensors, numbers and lists only, no pickled code); a file
 holding anything else is refused with one line that says to delete the checkpoint, never with
 torch's own advice to disable the check. ``state.json`` records the sha256 of ``optimizer.pt``'s bytes
 (``optimizer_sha256``), checked before the file is parsed, as the weights' checksum is; checkpoints written
 before it existed resume unchecked. A bad checkpoint's message names its folder and the checkpoint a
-resume falls back to once it is deleted. Listing checkpoints is :mod:`tinyinterp.checkpoints`. Re-saving an existing step swaps folders through a
+resume falls back to once it is deleted. Listing checkpoints is :mod:`tinyinterp.runs.checkpoints`. Re-saving an existing step swaps folders through a
 ``.tmp-old-`` name; if a kill lands between the two renames, :func:`remove_stale_temp_dirs` puts
 the old folder back instead of deleting it.
 """
@@ -30,11 +30,11 @@ from typing import Any
 
 import torch
 
-from tinyinterp import rundir
-from tinyinterp.atomic import atomic_write_json
-from tinyinterp.checkpoints import list_checkpoints
+from tinyinterp.runs import rundir
+from tinyinterp.io.atomic import atomic_write_json
+from tinyinterp.runs.checkpoints import list_checkpoints
 from tinyinterp.errors import RunDirError
-from tinyinterp.runlayout import (
+from tinyinterp.runs.layout import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     OPTIMIZER_CHECKSUM_KEY,

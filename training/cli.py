@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinyinterp.commands import Command
+from tinyinterp.cli.commands import Command
 
 COMMAND = Command("train", "train a TinyStories model (builds the tokenizer and corpus first)", "training.cli:add_subparser")
 """The ``tinyinterp.commands`` entry point (pyproject.toml); this module stays light so ``tinyinterp --help`` is."""

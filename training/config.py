@@ -28,7 +28,7 @@ class TrainConfig:
     """Everything the trainer needs besides the model shape (which comes from ``preset``)."""
 
     preset: str = "tinystories-1m"
-    """Zoo preset (see ``tinyinterp.zoo.PRESETS``); d_vocab comes from the tokenizer."""
+    """Zoo preset (see ``tinyinterp.models.zoo.PRESETS``); d_vocab comes from the tokenizer."""
     arch: str | None = None
     """Architecture override: ``gpt-neo`` (the tinystories-* presets' own, as the official checkpoints),
     ``gpt2`` or ``legacy`` (tinyinterp 0.1); None = the preset's."""

@@ -25,7 +25,7 @@ _VAL_STREAM_TAG = 0x5EED_7A1  # separates the validation windows' seed from ever
 
 
 class DocumentSource(Protocol):
-    """What the sampler needs of a corpus; ``tinyinterp.corpus.TokenizedCorpus`` provides it."""
+    """What the sampler needs of a corpus; ``tinyinterp.data.corpus.TokenizedCorpus`` provides it."""
 
     tokens: np.ndarray  # (n_tokens,) uint16/uint32, documents back to back, no EOT
     doc_offsets: np.ndarray  # (n_docs + 1,) int64; document i is tokens[off[i]:off[i+1]]

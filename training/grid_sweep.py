@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tinyinterp import rundir
-from tinyinterp.cli_support import run_cli
+from tinyinterp.runs import rundir
+from tinyinterp.cli.support import run_cli
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import CONFIG_FILE, SWEEP_SUMMARY_FILE
+from tinyinterp.runs.layout import CONFIG_FILE, SWEEP_SUMMARY_FILE
 from tinyinterp.scaling.summary import GRID, write_sweep_summary
 from training.config import TrainConfig
 from training.scaling_spec import exact_number
@@ -47,7 +47,7 @@ def run_name(preset: str, lr: float) -> str:
 
 def _check_grid(presets: list[str], lrs: list[float]) -> None:
     """One line for a grid that cannot train: unknown presets, rates that are not > 0, a point named twice."""
-    from tinyinterp.zoo import PRESETS
+    from tinyinterp.models.zoo import PRESETS
 
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
@@ -73,7 +73,7 @@ def _finished_result(run_dir: Path, cfg: TrainConfig) -> dict[str, Any] | None:
 
 def run_sweep(base: TrainConfig, presets: list[str], lrs: list[float], out: Path, progress: bool = True) -> dict[str, Any]:
     """Train every (preset, lr) of the grid into ``out`` and return (and save) the summary."""
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.zoo import preset_config
 
     _check_grid(presets, lrs)
     out = Path(out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinyinterp.commands import Command
+from tinyinterp.cli.commands import Command
 
 COMMAND = Command("sweep", "scaling sweeps: width x depth x heads grids with a token/FLOPs budget per run",
                   "training.scaling_cli:add_subparser")

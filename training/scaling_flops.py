@@ -9,7 +9,7 @@ lookups, biases or LayerNorms): forward 2 FLOPs per weight per token, backward t
 term is attention's QK^T and AV (forward 2 * 2 * T * d per layer, times 3 for forward + backward, no
 causal discount), with T the training sequence length. A run's compute is ``tokens * flops_per_token``.
 
-    >>> from tinyinterp.config import ModelConfig
+    >>> from tinyinterp.models.config import ModelConfig
     >>> flops_per_token(ModelConfig(d_model=64, n_layers=2, n_heads=4, d_vocab=2049), seq_len=128)
     1573248
 """

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyinterp.config import ModelConfig
+from tinyinterp.models.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
 from training.config import TrainConfig
 from training.scaling_flops import flops_per_token, matmul_params

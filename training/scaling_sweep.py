@@ -29,11 +29,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tinyinterp import rundir
-from tinyinterp.atomic import atomic_write_json
-from tinyinterp.cli_support import run_cli
+from tinyinterp.runs import rundir
+from tinyinterp.io.atomic import atomic_write_json
+from tinyinterp.cli.support import run_cli
 from tinyinterp.errors import RunDirError, TinyinterpError
-from tinyinterp.runlayout import CONFIG_FILE, SWEEP_SUMMARY_FILE
+from tinyinterp.runs.layout import CONFIG_FILE, SWEEP_SUMMARY_FILE
 from tinyinterp.scaling.summary import SCALING, write_sweep_summary
 from training.scaling_spec import SPEC_FILE, RunPoint, ScalingSpec, parse_shard, planned_flops, select
 

@@ -6,7 +6,7 @@ Checkpoints serve resuming (weights + AdamW state, only the last K kept); snapsh
 steps ``round(2^(i/n))`` for i = 0, 1, 2, … with ``n = snapshots_per_octave`` — e.g. n = 2 gives steps
 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, … — so early training, where roles form fastest, is sampled
 densely, and a whole run costs ~n·log2(steps) weight files. They are listed by
-:func:`tinyinterp.checkpoints.list_checkpoints` (kind ``"snapshot"``).
+:func:`tinyinterp.runs.checkpoints.list_checkpoints` (kind ``"snapshot"``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tinyinterp import rundir
-from tinyinterp.runlayout import WEIGHTS_FILE, snapshot_dir
+from tinyinterp.runs import rundir
+from tinyinterp.runs.layout import WEIGHTS_FILE, snapshot_dir
 
 
 def is_snapshot_step(step: int, per_octave: int) -> bool:

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from tinyinterp import rundir
-from tinyinterp.cli_support import run_cli
-from tinyinterp.devices import resolve_device
+from tinyinterp.runs import rundir
+from tinyinterp.cli.support import run_cli
+from tinyinterp.models.devices import resolve_device
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import (
+from tinyinterp.runs.layout import (
     CONFIG_FILE,
     STATE_FILE,
     TOKENIZER_FILE,
@@ -35,7 +35,7 @@ from tinyinterp.runlayout import (
     VAL_SPLIT,
     run_data_dir,
 )
-from tinyinterp.runlock import lock_run_dir
+from tinyinterp.runs.lock import lock_run_dir
 from training.config import DTYPES, TrainConfig
 from training.trainer import DistContext, Trainer, TrainResult, find_resume_point
 
@@ -129,9 +129,9 @@ def prepare_data(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: b
     """Tokenizer + (train, val) corpora in ``out/data``; built by rank 0 once, then reused."""
     import torch.distributed as dist
 
-    from tinyinterp.corpus import TokenizedCorpus, default_sources, iter_documents, prepare_corpus
-    from tinyinterp.paths import data_dir, gpt2_tokenizer_file
-    from tinyinterp.tokenizer import DEFAULT_BASE, Tokenizer
+    from tinyinterp.data.corpus import TokenizedCorpus, default_sources, iter_documents, prepare_corpus
+    from tinyinterp.data.paths import data_dir, gpt2_tokenizer_file
+    from tinyinterp.data.tokenizer import DEFAULT_BASE, Tokenizer
 
     data_out = run_data_dir(out)
     tok_path = data_out / TOKENIZER_FILE
@@ -175,7 +175,7 @@ def run_training(cfg: TrainConfig, out: Path, dist_ctx: DistContext | None = Non
 
 def _check_choices(cfg: TrainConfig) -> None:
     """Refuse an unknown preset/architecture or an unusable --device before spending time on the data."""
-    from tinyinterp.zoo import ARCHITECTURES, PRESETS
+    from tinyinterp.models.zoo import ARCHITECTURES, PRESETS
 
     if cfg.preset not in PRESETS:
         raise TinyinterpError(f"--preset {cfg.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
@@ -187,7 +187,7 @@ def _check_choices(cfg: TrainConfig) -> None:
 def _prepare_and_train(cfg: TrainConfig, out: Path, dist_ctx: DistContext, progress: bool,
                        last: Path | None) -> TrainResult:
     """Build the data and train, the run's lock held by the caller; ``last``: the checkpoint to resume from."""
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.zoo import preset_config
 
     tokenizer, train, val = prepare_data(cfg, out, dist_ctx, progress)
     if last is not None and (last / CONFIG_FILE).is_file():

@@ -14,7 +14,7 @@ Read top to bottom in :meth:`Trainer.fit`. Design choices:
   any kill the log may run ahead of the newest checkpoint, or end in a torn line. At start, holding
   the run-dir lock, :meth:`Trainer.reconcile_metrics` cuts the torn tail and keeps only records up to
   the step training continues from (0 for a fresh start), one per step; steps after it are logged
-  again as they are re-run. Two trainers never share a run dir (:func:`tinyinterp.runlock.lock_run_dir`).
+  again as they are re-run. Two trainers never share a run dir (:func:`tinyinterp.runs.lock.lock_run_dir`).
 * **Disk errors** (ENOSPC…) while writing a checkpoint, the final weights or a metrics record end
   the run with one line; checkpoints are written into a temp folder and renamed, so the previous
   checkpoint stays intact and a rerun resumes from it.
@@ -39,16 +39,16 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from tinyinterp import rundir
-from tinyinterp.atomic import atomic_write_json
-from tinyinterp.config import ModelConfig
-from tinyinterp.devices import resolve_device
+from tinyinterp.runs import rundir
+from tinyinterp.io.atomic import atomic_write_json
+from tinyinterp.models.config import ModelConfig
+from tinyinterp.models.devices import resolve_device
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.jsonl import append_jsonl, read_jsonl, repair_torn_tail, write_jsonl
-from tinyinterp.model import HookedTransformer
-from tinyinterp.runlock import lock_run_dir
-from tinyinterp.checkpoints import latest_checkpoint
-from tinyinterp.runlayout import snapshot_dir
+from tinyinterp.io.jsonl import append_jsonl, read_jsonl, repair_torn_tail, write_jsonl
+from tinyinterp.models.transformer import HookedTransformer
+from tinyinterp.runs.lock import lock_run_dir
+from tinyinterp.runs.checkpoints import latest_checkpoint
+from tinyinterp.runs.layout import snapshot_dir
 from training import checkpoint as ckpt
 from training import snapshots
 from training.config import TrainConfig

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from apps import file_readers, guard, head_panels, loaders, queries, render, run_picker
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 
 
 def _curves(frame: pd.DataFrame, columns: list[str], title: str) -> None:

@@ -1,6 +1,6 @@
 """Generate page: a prompt in, sampled stories out, optionally coloured by one MLP neuron's activation.
 
-Sampling uses :func:`tinyinterp.generation.generate` with a fixed seed, so the same settings give the
+Sampling uses :func:`tinyinterp.models.generation.generate` with a fixed seed, so the same settings give the
 same stories (and a cached answer). Generated text is shown escaped: whatever the model writes stays text.
 """
 

@@ -16,10 +16,10 @@ import pandas as pd
 import streamlit as st
 
 from apps import guard, loaders, render, run_picker
-from tinyinterp import rundir
-from tinyinterp.checkpoints import list_checkpoints
+from tinyinterp.runs import rundir
+from tinyinterp.runs.checkpoints import list_checkpoints
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.zoo import OFFICIAL_CHECKPOINTS
+from tinyinterp.models.zoo import OFFICIAL_CHECKPOINTS
 
 
 LOSS_COLUMNS = ("train_loss", "val_loss")

@@ -22,7 +22,7 @@ import streamlit as st
 
 from apps import file_readers, guard, loaders, render, run_picker
 from apps.runs_root import PathOutsideRoot, resolve_in_root
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.errors import DataError
 
 SWEEP_KEY = "scaling_sweep"
@@ -31,7 +31,7 @@ SWEEP_KEY = "scaling_sweep"
 @st.cache_data(ttl=15, show_spinner=False)
 def _find_sweeps(root: str) -> list[str]:
     """Relative paths of the scaling sweeps under the root (at most two levels down)."""
-    from tinyinterp.runlayout import SWEEP_SUMMARY_FILE as SUMMARY_FILE
+    from tinyinterp.runs.layout import SWEEP_SUMMARY_FILE as SUMMARY_FILE
 
     base = Path(root)
     found = []
@@ -134,7 +134,7 @@ except PathOutsideRoot as e:
     st.error(render.md_text(e))
     st.stop()
 
-from tinyinterp.runlayout import SWEEP_SUMMARY_FILE as SUMMARY_FILE  # noqa: E402
+from tinyinterp.runs.layout import SWEEP_SUMMARY_FILE as SUMMARY_FILE  # noqa: E402
 from tinyinterp.scaling import analysis as sc  # noqa: E402  (after the checks: numpy loads only when there is a sweep)
 from tinyinterp.scaling import plots as sc_plots  # noqa: E402
 

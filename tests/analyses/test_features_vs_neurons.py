@@ -16,9 +16,9 @@ SMALL = ["--dict-tokens", "1024", "--batch-tokens", "256", "--max-docs", "30", "
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from tinyinterp import rundir
-    from tinyinterp.corpus import tokenize_corpus
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.runs import rundir
+    from tinyinterp.data.corpus import tokenize_corpus
+    from tinyinterp.data.tokenizer import Tokenizer
 
     torch.set_num_threads(1)
     tokenizer = Tokenizer.train_bpe(make_stories(120, seed=1), vocab_size=300, progress=False)

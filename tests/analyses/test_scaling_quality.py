@@ -15,8 +15,8 @@ from tests.support.openai_server import openai_server
 from tinyinterp.evaluation.completions import completions_path, eval_dir
 from tinyinterp.evaluation.grade_prompts import completion_turns
 from tinyinterp.evaluation.metrics import set_stats
-from tinyinterp.jsonl import read_jsonl
-from tinyinterp.rundir import read_json
+from tinyinterp.io.jsonl import read_jsonl
+from tinyinterp.runs.rundir import read_json
 
 STORIES = ["Once upon a time, there was a little cat named Tom. Tom liked to play with his red ball.",
            "Lily was tired, so she went to bed. Her mom said good night and turned off the light."] * 10
@@ -31,10 +31,10 @@ def sweep_template(tmp_path_factory):
     """A sweep folder: sweep_summary.json + four saved random models of different shapes with val curves."""
     import torch
 
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.rundir import save_run
-    from tinyinterp.tokenizer import Tokenizer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.runs.rundir import save_run
+    from tinyinterp.data.tokenizer import Tokenizer
+    from tinyinterp.models.zoo import preset_config
 
     sweep = tmp_path_factory.mktemp("sweep")
     tokenizer = Tokenizer.train_bpe(STORIES, vocab_size=300, progress=False)

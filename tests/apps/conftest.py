@@ -23,7 +23,7 @@ from tests.support.app_pages import APP_FILE, SCRIPT_STORY, app_stories
 def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int) -> None:
     """``tinyinterp train`` itself (test-tiny, ``steps`` AdamW steps on one thread): a real ``metrics.jsonl``
     with validation losses every 30 steps and the final weights, as a user's finished run has them."""
-    from tinyinterp.runlayout import CHECKPOINTS_DIR, DATA_DIR, LOCK_FILE
+    from tinyinterp.runs.layout import CHECKPOINTS_DIR, DATA_DIR, LOCK_FILE
     from training.train import main as train_main
 
     texts = run.parent / f"{run.name}-texts"
@@ -47,8 +47,8 @@ def _train_with_the_trainer(run: Path, stories: list[str], tokenizer, steps: int
 
 def _write_grades(eval_dir: Path) -> None:
     """grades.jsonl + grades_summary.json in the evaluation module's format (its own summarize)."""
-    from tinyinterp.atomic import atomic_write_json
-    from tinyinterp.jsonl import append_jsonl
+    from tinyinterp.io.atomic import atomic_write_json
+    from tinyinterp.io.jsonl import append_jsonl
 
     rng = random.Random(0)
     records = []
@@ -82,12 +82,12 @@ def runs_root(tmp_path_factory) -> Path:
 
 
 def _build(root: Path) -> None:
-    from tinyinterp import rundir
-    from tinyinterp.corpus import tokenize_corpus
+    from tinyinterp.runs import rundir
+    from tinyinterp.data.corpus import tokenize_corpus
     from tinyinterp.interp import HeadConfig, NeuronIndexConfig, analyze_heads, build_neuron_index, compare, neuron_purity
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.tokenizer import Tokenizer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.data.tokenizer import Tokenizer
+    from tinyinterp.models.zoo import preset_config
 
     stories = app_stories(80) + [SCRIPT_STORY]
     tokenizer = Tokenizer.train_bpe(stories * 3, vocab_size=300, progress=False)

@@ -17,7 +17,7 @@ PROMPT = "Lily saw a big dog. Lily"
 @pytest.fixture
 def with_transcoders(broken):
     """The demo run plus a tiny transcoder set trained by ``tinyinterp sae train RUN --transcoder all``."""
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
     from tinyinterp.dictionaries.cli import main as sae_main
 
     run = broken / "demo"

@@ -73,12 +73,12 @@ def _hostile_run(root: Path) -> tuple[int, int]:
     import torch
 
     from tests.support.app_pages import app_stories
-    from tinyinterp import rundir
-    from tinyinterp.corpus import tokenize_corpus
+    from tinyinterp.runs import rundir
+    from tinyinterp.data.corpus import tokenize_corpus
     from tinyinterp.interp import HeadConfig, NeuronIndexConfig, analyze_heads, build_neuron_index, neuron_purity
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.tokenizer import Tokenizer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.data.tokenizer import Tokenizer
+    from tinyinterp.models.zoo import preset_config
 
     stories = [f"{s} {HOSTILE_TOKENS[i % len(HOSTILE_TOKENS)]} {s}" for i, s in enumerate(app_stories(40, seed=3))]
     hf = tokenizers.Tokenizer.from_str(Tokenizer.train_bpe(stories, vocab_size=300, progress=False).hf.to_str())
@@ -132,7 +132,7 @@ def browser_root(runs_root, tmp_path_factory):
     try:
         hostile = _hostile_run(root)
         from tests.support.app_depth import add_emergence, add_explanations
-        from tinyinterp.corpus import TokenizedCorpus
+        from tinyinterp.data.corpus import TokenizedCorpus
 
         add_explanations(root / "demo")  # the neuron table's scores, the neuron page's explanation
         add_emergence(root / "demo", TokenizedCorpus.open(root / "corpus"))  # the Emergence page's curves

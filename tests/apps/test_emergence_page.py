@@ -22,7 +22,7 @@ def result(deep_root):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def tokenizer(deep_root):  # noqa: F811
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     return Tokenizer.load(deep_root / "demo")
 

@@ -107,10 +107,10 @@ def test_index_built_for_another_model_shape(broken):
     """The run was retrained with another d_mlp after its index was built."""
     import torch
 
-    from tinyinterp import rundir
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.tokenizer import Tokenizer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.runs import rundir
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.data.tokenizer import Tokenizer
+    from tinyinterp.models.zoo import preset_config
 
     run = broken / "demo"
     tokenizer = Tokenizer.load(run)

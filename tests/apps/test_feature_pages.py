@@ -85,7 +85,7 @@ def test_explanation_and_score_come_from_the_dictionary_log(make_app, explanatio
 def test_own_text_is_the_model_then_the_dictionary(make_app, runs_root):
     import torch
 
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
     from tinyinterp.dictionaries import load_dictionary
 
     at = make_app("features", run="demo", dict=SAE_NAME, feature=3)

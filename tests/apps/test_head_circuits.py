@@ -12,7 +12,7 @@ from tests.support.app_pages import page_text
 
 @pytest.fixture(scope="module")
 def demo_model(runs_root):
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
 
     return rundir.load_run(runs_root / "demo").eval()
 

@@ -104,7 +104,7 @@ def test_neuron_page_shows_explanation_and_panels(deep_app, demo):  # noqa: F811
 
 
 def test_own_text_runs_the_neuron(deep_app):  # noqa: F811
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
 
     at = deep_app("neurons", run="demo", layer=1, neuron=3)
     text = "Tom saw a dog. <b>bold</b>"
@@ -127,14 +127,14 @@ def test_own_text_runs_the_neuron(deep_app):  # noqa: F811
 
 
 def test_find_neurons_by_word(deep_app, demo):  # noqa: F811
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
 
     at = deep_app("neurons", run="demo")
     at.text_input(key="word_query").input("dog, CAT").run()
     shown = at.dataframe[-1].value
     run = at.session_state["_selection"].path
     index = demo["index"]
-    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.data.corpus import TokenizedCorpus
     from tinyinterp.interp import NeuronIndex
 
     index = NeuronIndex(index.path, index.meta, index.tensors, corpus=TokenizedCorpus.open(run.parent / "corpus"),

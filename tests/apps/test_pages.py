@@ -105,7 +105,7 @@ def test_circuitsvis_view_of_the_examples(make_app, demo_index):
 
 def test_heads_table_filters_and_patterns_follow_the_text(make_app, runs_root):
     from tinyinterp.interp import HeadResult
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     result = HeadResult.load(runs_root / "demo" / "analysis" / "heads")
     at = make_app("heads", run="demo")

@@ -23,7 +23,7 @@ def chart_data(chart):
 
 
 def test_validation_curve_is_a_line_through_its_points(make_app, runs_root):
-    from tinyinterp.jsonl import read_jsonl
+    from tinyinterp.io.jsonl import read_jsonl
 
     records = read_jsonl(runs_root / "demo" / "metrics.jsonl")
     val = [r for r in records if "val_loss" in r]

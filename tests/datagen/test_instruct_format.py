@@ -1,4 +1,4 @@
-"""One Instruct format for datagen, training text and evaluation (tinyinterp.instruct_format), round-tripped."""
+"""One Instruct format for datagen, training text and evaluation (tinyinterp.data.instruct_format), round-tripped."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tinyinterp.errors import DataError
 from tinyinterp.evaluation.completions import record_prompt
 from tinyinterp.evaluation.grade_prompts import instruct_turns
 from tinyinterp.evaluation.prompts import load_prompts
-from tinyinterp.instruct_format import (
+from tinyinterp.data.instruct_format import (
     LINE_KINDS, InstructFields, parse_text, render_prompt, render_text,
 )
 
@@ -103,7 +103,7 @@ def test_evaluation_prompts_from_fields_use_the_training_format(tmp_path):
 
 def test_evaluation_prompt_tokens_are_a_prefix_of_the_training_text_tokens(tmp_path):
     """No trailing space after "Story:": the model starts from the token boundary it saw in training."""
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     rec = instruct_record(STORY, "Tom lost his red ball in the pond.", seed=3,
                           lines=["Summary", "Random sentence", "Words"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from datagen.prompts import FEATURES, Words, build_story_prompt, make_prompt_spec, make_prompt_specs, record_id
-from tinyinterp.lexicon import load_lexicon
+from tinyinterp.data.lexicon import load_lexicon
 
 PAPER_EXAMPLE = (
     'Write a short story (3-5 paragraphs) which only uses very simple words that a 3 year old child would likely '

@@ -20,8 +20,8 @@ SNAPSHOT_STEPS = (1, 2, 4, 8, 16)
 
 
 def add_explanations(run: Path, neurons: list[tuple[int, int]] | None = None) -> dict:
-    from tinyinterp import rundir
-    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.runs import rundir
+    from tinyinterp.data.corpus import TokenizedCorpus
     from tinyinterp.explain import ExplainRunConfig, ExplainRunner, explanations_dir
     from tinyinterp.interp import NeuronIndex
 
@@ -36,7 +36,7 @@ def add_explanations(run: Path, neurons: list[tuple[int, int]] | None = None) ->
 
 def add_emergence(run: Path, corpus, steps=SNAPSHOT_STEPS, seq_len: int = 32, batch: int = 8):
     """Snapshots of a fresh model trained ``max(steps)`` steps, then the emergence analysis of the run."""
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
     from tinyinterp.interp.emergence import EmergenceConfig, analyze_emergence
     from training.snapshots import save_snapshot
 
@@ -64,7 +64,7 @@ def add_emergence(run: Path, corpus, steps=SNAPSHOT_STEPS, seq_len: int = 32, ba
 @pytest.fixture(scope="session")
 def deep_root(runs_root, tmp_path_factory) -> Path:
     """A copy of the runs root whose ``demo`` also has baseline explanations and an emergence analysis."""
-    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.data.corpus import TokenizedCorpus
 
     root = tmp_path_factory.mktemp("deep") / "runs"
     shutil.copytree(runs_root, root, symlinks=True)

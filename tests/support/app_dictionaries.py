@@ -22,12 +22,12 @@ EXPLAINED = 4
 
 def add_dictionaries(run: Path, corpus, tokens: int = 8192, log_every: int = 4) -> dict[str, Path]:
     """Train and evaluate the two dictionaries of :data:`NAMES` into ``run/analysis/dictionaries/``."""
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
     from tinyinterp.dictionaries import DictionaryConfig, TrainConfig, transcoder_hooks
     from tinyinterp.dictionaries.activations import ActivationStream
     from tinyinterp.dictionaries.evaluation import evaluate_dictionary, save_evaluation
     from tinyinterp.dictionaries.training import DictionaryTrainer
-    from tinyinterp.runlayout import dictionaries_dir
+    from tinyinterp.runs.layout import dictionaries_dir
 
     model = rundir.load_run(run).eval()
     d = model.cfg.d_model
@@ -40,7 +40,7 @@ def add_dictionaries(run: Path, corpus, tokens: int = 8192, log_every: int = 4) 
                         checkpoint_every=10_000, dead_after_tokens=2048)
     from tinyinterp.explain import ExplainRunConfig, ExplainRunner
     from tinyinterp.interp import NeuronIndexConfig, build_feature_index
-    from tinyinterp.runlayout import feature_explanations_dir
+    from tinyinterp.runs.layout import feature_explanations_dir
 
     out = {}
     for name, cfg in configs.items():

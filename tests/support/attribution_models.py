@@ -15,8 +15,8 @@ import torch
 
 def build_model(arch: str = "gpt-neo", seed: int = 0, tokenizer=None, d_vocab: int = 50, preset: str = "test-neo",
                 **overrides):
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.models.zoo import preset_config
 
     torch.manual_seed(seed)
     vocab = tokenizer.vocab_size if tokenizer is not None else d_vocab

@@ -264,7 +264,7 @@ HEADS = {
 
 def tinystories_windows(data_dir, n: int = 32, T: int = 64):
     """``(tokens (n, T), labels (n, T), texts, tokenizer)``: the first T GPT-2 tokens of n real stories."""
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_hf(data_dir / "tokenizers" / "gpt2" / "tokenizer.json")
     raw = (data_dir / "tinystories" / "train-v1-hf-head.txt").read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _HOLD = (
     "import sys, time\n"
-    "from tinyinterp.runlock import lock_run_dir\n"
+    "from tinyinterp.runs.lock import lock_run_dir\n"
     "with lock_run_dir(sys.argv[1]):\n"
     "    print('locked', flush=True)\n"
     "    time.sleep(600)\n"

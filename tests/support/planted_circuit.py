@@ -47,8 +47,8 @@ def _directions(n: int, d: int, g: torch.Generator) -> torch.Tensor:
 def build_planted_circuit(seed: int = 0, noise: float = 0.02) -> PlantedCircuit:
     from tinyinterp.attribution import TranscoderSet
     from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, transcoder_hooks
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.models.zoo import preset_config
 
     g = torch.Generator().manual_seed(seed)
     cfg = preset_config("test-neo", d_vocab=VOCAB, d_model=D_MODEL, n_heads=N_HEADS, n_layers=2)

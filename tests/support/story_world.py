@@ -46,8 +46,8 @@ def make_stories(n: int, seed: int = 0, names: list[str] = NAMES, min_middle: in
 
 def make_model(tokenizer, seed: int = 0, preset: str = "test-tiny", **overrides):
     """A random-init eval-mode model of ``preset`` over ``tokenizer``'s vocabulary."""
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.models.zoo import preset_config
 
     torch.manual_seed(seed)
     cfg = preset_config(preset, d_vocab=tokenizer.vocab_size, **overrides)

@@ -9,8 +9,8 @@ import torch
 def build(tokenizer, preset: str = "test-neo", seed: int = 0, **overrides):
     """A random-init model whose LayerNorm weights and biases are random too, so that folding them is
     a real test (fresh LayerNorms are the identity)."""
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.models.zoo import preset_config
 
     torch.manual_seed(seed)
     model = HookedTransformer(preset_config(preset, d_vocab=tokenizer.vocab_size, **overrides), tokenizer=tokenizer)

@@ -21,7 +21,7 @@ def _story(rng: random.Random) -> str:
 @pytest.fixture(scope="session")
 def story_files(tmp_path_factory) -> dict[str, Path]:
     """train.txt / val.txt (<|endoftext|>-separated) and tokenizer.json (fresh 300-token BPE)."""
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     root = tmp_path_factory.mktemp("stories")
     rng = random.Random(0)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from bench.train_throughput import flops_per_token, main
-from tinyinterp.zoo import preset_config
+from tinyinterp.models.zoo import preset_config
 
 
 def test_bench_runs_and_ends_with_ratio_line(capsys):

@@ -7,9 +7,9 @@ import shutil
 import pytest
 import torch
 
-from tinyinterp.model import HookedTransformer
-from tinyinterp.zoo import preset_config
-from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
+from tinyinterp.models.transformer import HookedTransformer
+from tinyinterp.models.zoo import preset_config
+from tinyinterp.runs.checkpoints import latest_checkpoint, list_checkpoints
 from training import checkpoint as ckpt
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyinterp import rundir
-from tinyinterp.jsonl import read_jsonl
+from tinyinterp.runs import rundir
+from tinyinterp.io.jsonl import read_jsonl
 from training.train import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ import os
 import pytest
 import torch
 
-from tinyinterp import rundir
-from tinyinterp.devices import resolve_device
+from tinyinterp.runs import rundir
+from tinyinterp.models.devices import resolve_device
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.checkpoints import latest_checkpoint
-from tinyinterp.jsonl import read_jsonl
+from tinyinterp.runs.checkpoints import latest_checkpoint
+from tinyinterp.io.jsonl import read_jsonl
 from training import checkpoint as ckpt
 from training.train import main
 

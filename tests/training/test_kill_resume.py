@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tinyinterp import rundir
-from tinyinterp.checkpoints import latest_checkpoint
-from tinyinterp.jsonl import read_jsonl
+from tinyinterp.runs import rundir
+from tinyinterp.runs.checkpoints import latest_checkpoint
+from tinyinterp.io.jsonl import read_jsonl
 from training import checkpoint as ckpt
 from training.train import main
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from tinyinterp import rundir
-from tinyinterp.checkpoints import latest_checkpoint
-from tinyinterp.jsonl import read_jsonl
+from tinyinterp.runs import rundir
+from tinyinterp.runs.checkpoints import latest_checkpoint
+from tinyinterp.io.jsonl import read_jsonl
 from training.train import main
 from training.trainer import PAUSE_AFTER_CKPT_ENV
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from tinyinterp import rundir
-from tinyinterp.jsonl import read_jsonl
+from tinyinterp.runs import rundir
+from tinyinterp.io.jsonl import read_jsonl
 from training.train import main
 
 

@@ -10,10 +10,10 @@ import torch
 from safetensors import SafetensorError
 
 from tests.support.lock_holder import start_lock_holder
-from tinyinterp import rundir
-from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
-from tinyinterp.runlayout import LOCK_FILE, OPTIMIZER_CHECKSUM_KEY, OPTIMIZER_FILE, STATE_FILE
-from tinyinterp.runlock import RunDirLockedError, lock_run_dir
+from tinyinterp.runs import rundir
+from tinyinterp.runs.checkpoints import latest_checkpoint, list_checkpoints
+from tinyinterp.runs.layout import LOCK_FILE, OPTIMIZER_CHECKSUM_KEY, OPTIMIZER_FILE, STATE_FILE
+from tinyinterp.runs.lock import RunDirLockedError, lock_run_dir
 from training.train import main
 
 

@@ -9,8 +9,8 @@ import signal
 import pytest
 
 from tests.support.lock_holder import start_lock_holder
-from tinyinterp import rundir
-from tinyinterp.runlock import LOCK_FILE, RunDirLockedError, lock_run_dir
+from tinyinterp.runs import rundir
+from tinyinterp.runs.lock import LOCK_FILE, RunDirLockedError, lock_run_dir
 from training.train import main
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyinterp.checkpoints import ALL_KINDS, SNAPSHOT, list_checkpoints
+from tinyinterp.runs.checkpoints import ALL_KINDS, SNAPSHOT, list_checkpoints
 from training.snapshots import is_snapshot_step, snapshot_steps
 from training.train import main
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from training.grid_sweep import SUMMARY_FILE, main
 
 

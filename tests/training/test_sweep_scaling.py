@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyinterp import rundir
-from tinyinterp.config import ModelConfig
+from tinyinterp.runs import rundir
+from tinyinterp.models.config import ModelConfig
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.jsonl import read_jsonl
+from tinyinterp.io.jsonl import read_jsonl
 from training.scaling_flops import flops_per_token, matmul_params
 from training.scaling_spec import SPEC_FILE, ScalingSpec, parse_shard, planned_flops, select
 from training.scaling_sweep import SUMMARY_FILE
@@ -31,7 +31,7 @@ def _spec(grid, budget=None, **extra) -> ScalingSpec:
 @given(d_head=st.integers(1, 8), heads=st.integers(1, 4), layers=st.integers(1, 3), vocab=st.integers(5, 50))
 @settings(max_examples=15, deadline=None)
 def test_matmul_params_count_the_models_matmul_weights(d_head, heads, layers, vocab):
-    from tinyinterp.model import HookedTransformer
+    from tinyinterp.models.transformer import HookedTransformer
 
     cfg = ModelConfig(d_model=d_head * heads, n_layers=layers, n_heads=heads, d_vocab=vocab, n_ctx=8)
     model = HookedTransformer(cfg)

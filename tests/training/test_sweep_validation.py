@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import CONFIG_FILE
+from tinyinterp.runs.layout import CONFIG_FILE
 from training.grid_sweep import main as grid_main
 from training.grid_sweep import run_name
 from training.scaling_spec import RunPoint, ScalingSpec

@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from tinyinterp import rundir
-from tinyinterp.jsonl import read_jsonl
-from tinyinterp.model import HookedTransformer
-from tinyinterp.zoo import preset_config
-from tinyinterp.checkpoints import latest_checkpoint, list_checkpoints
+from tinyinterp.runs import rundir
+from tinyinterp.io.jsonl import read_jsonl
+from tinyinterp.models.transformer import HookedTransformer
+from tinyinterp.models.zoo import preset_config
+from tinyinterp.runs.checkpoints import latest_checkpoint, list_checkpoints
 from training.config import TrainConfig
 from training.train import main
 from training.trainer import lr_at, param_groups

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinyinterp import runlayout
+from tinyinterp.runs import layout as runlayout
 from tinyinterp.errors import TinyinterpError
 
 
@@ -41,7 +41,7 @@ def _positive(text: str) -> int:
 
 def add_subparser(subparsers) -> None:
     from tinyinterp.attribution.prune import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD
-    from tinyinterp.commands import ATTRIBUTE
+    from tinyinterp.cli.commands import ATTRIBUTE
 
     p = subparsers.add_parser(ATTRIBUTE.name, help=ATTRIBUTE.help, description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="run directory (or anything `tinyinterp.load` takes, with --transcoders)")

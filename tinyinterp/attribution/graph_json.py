@@ -28,9 +28,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinyinterp.atomic import atomic_write_text
+from tinyinterp.io.atomic import atomic_write_text
 from tinyinterp.attribution.nodes import EMBEDDING, ERROR, FEATURE, GraphError, layout, node_ref, token_text
-from tinyinterp.runlayout import GRAPH_METADATA_FILE
+from tinyinterp.runs.layout import GRAPH_METADATA_FILE
 
 log = logging.getLogger(__name__)
 

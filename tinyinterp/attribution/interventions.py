@@ -93,7 +93,7 @@ def transcoder_for(transcoders, layer: int):
 
 def _tokens(model, prompt) -> torch.Tensor:
     if isinstance(prompt, str):
-        from tinyinterp.generation import prompt_ids
+        from tinyinterp.models.generation import prompt_ids
 
         if getattr(model, "tokenizer", None) is None:
             raise GraphError("the model has no tokenizer: pass the prompt as token ids")

@@ -5,7 +5,7 @@ every LayerNorm scale (``ln1``, ``ln2``, ``ln_final``); each MLP is replaced by 
 error node per (layer, position) = real MLP output − transcoder output, so the replacement model's
 logits are the real ones on this prompt. Everything happens through TransformerLens hook names
 (``hook_pattern``, ``hook_scale``, ``hook_mlp_out`` …), so one code path serves every architecture of
-:class:`tinyinterp.model.HookedTransformer` (GPT-Neo with local and global layers, GPT-2, legacy).
+:class:`tinyinterp.models.transformer.HookedTransformer` (GPT-Neo with local and global layers, GPT-2, legacy).
 
 With patterns, scales and the MLP outputs held fixed, what is left is linear in the sources — token
 embeddings, feature activations, error vectors — plus a constant: the frozen linear model whose

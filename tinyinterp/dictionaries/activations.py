@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinyinterp.atomic import atomic_write_text
+from tinyinterp.io.atomic import atomic_write_text
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError
 from tinyinterp.interp.activations import iter_activations, model_device, run_activations
 from tinyinterp.interp.inputs import document_windows

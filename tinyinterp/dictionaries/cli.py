@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinyinterp import runlayout
+from tinyinterp.runs import layout as runlayout
 from tinyinterp.errors import TinyinterpError
 
 
 def add_subparser(subparsers) -> None:
-    from tinyinterp.commands import SAE
+    from tinyinterp.cli.commands import SAE
 
     p = subparsers.add_parser(SAE.name, help=SAE.help,
                               description=__doc__.split("\n\n")[0])
@@ -100,7 +100,7 @@ def _model_args(p) -> None:
 
 
 def _corpus(args, split: str):
-    from tinyinterp.corpus import TokenizedCorpus
+    from tinyinterp.data.corpus import TokenizedCorpus
 
     path = Path(args.corpus) if args.corpus else runlayout.corpus_dir(Path(args.model), split)
     if not path.is_dir():

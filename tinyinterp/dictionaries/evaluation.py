@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tinyinterp.atomic import atomic_write_text
+from tinyinterp.io.atomic import atomic_write_text
 from tinyinterp.dictionaries.activations import _flat
 from tinyinterp.dictionaries.sparse_coder import SparseCoder
 from tinyinterp.interp.inputs import document_windows, iter_batches

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from tinyinterp.atomic import atomic_write_text
+from tinyinterp.io.atomic import atomic_write_text
 from tinyinterp.dictionaries import tinymodel
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError
 from tinyinterp.dictionaries.sparse_coder import PARAMETERS, SparseCoder
@@ -63,7 +63,7 @@ def saelens_cfg(coder: SparseCoder, extra_metadata: dict | None = None) -> dict:
 
 def save_dictionary(coder: SparseCoder, out_dir: Path, extra_metadata: dict | None = None) -> Path:
     """Write ``coder`` to ``out_dir`` (weights first, config last: a folder with a config is complete)."""
-    from tinyinterp.rundir import atomic_save_tensors
+    from tinyinterp.runs.rundir import atomic_save_tensors
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def _read_cfg(path: Path) -> dict:
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
-    from tinyinterp.rundir import load_tensors
+    from tinyinterp.runs.rundir import load_tensors
 
     try:
         return load_tensors(path)

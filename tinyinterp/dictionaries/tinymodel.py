@@ -63,7 +63,7 @@ def weight_files(folder: Path) -> list[Path]:
 def _read(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from tinyinterp.errors import RunDirError
-        from tinyinterp.rundir import load_tensors
+        from tinyinterp.runs.rundir import load_tensors
 
         try:
             return load_tensors(path)

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from tinyinterp.atomic import atomic_write_text
-from tinyinterp.runlayout import OPTIMIZER_FILE, STATE_FILE
+from tinyinterp.io.atomic import atomic_write_text
+from tinyinterp.runs.layout import OPTIMIZER_FILE, STATE_FILE
 from tinyinterp.dictionaries.activations import ActivationStream, CachedActivations
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError, TrainConfig
 from tinyinterp.dictionaries.formats import save_dictionary
@@ -94,7 +94,7 @@ class DictionaryTrainer:
                 "since_fired": self.since_fired.tolist()}
 
     def save_checkpoint(self) -> None:
-        from tinyinterp.rundir import atomic_save_tensors
+        from tinyinterp.runs.rundir import atomic_save_tensors
 
         if self.rank != 0:
             return
@@ -114,7 +114,7 @@ class DictionaryTrainer:
 
     def resume(self) -> bool:
         """Continue from ``out_dir/checkpoint`` (or a half-replaced ``.checkpoint.old``); False if none."""
-        from tinyinterp.rundir import load_tensors
+        from tinyinterp.runs.rundir import load_tensors
 
         for name in (CHECKPOINT_DIR, f".{CHECKPOINT_DIR}.old"):
             ckpt = self.out_dir / name
@@ -209,7 +209,7 @@ class DictionaryTrainer:
 
     def after_step(self, stats: StepStats, log_every: int = 20) -> bool:
         """Log and checkpoint on schedule after a step; True when this step was a logged one."""
-        from tinyinterp.jsonl import append_jsonl
+        from tinyinterp.io.jsonl import append_jsonl
 
         logged = self.step % log_every == 0 or self.done
         if logged and self.rank == 0:

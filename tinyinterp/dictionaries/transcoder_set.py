@@ -1,7 +1,7 @@
 """Train one transcoder per layer from ONE activation stream: a transcoder set for attribution graphs.
 
 A set is a folder with one dictionary per layer, ``DIR/layer_{l:02d}/`` (names:
-:func:`tinyinterp.runlayout.transcoder_layer_name`), each an ordinary dictionary (SAELens layout,
+:func:`tinyinterp.runs.layout.transcoder_layer_name`), each an ordinary dictionary (SAELens layout,
 ``train_log.jsonl``, its own ``checkpoint/``). Training them one by one would run the model once per
 layer; here every forward pass captures all layers' ``ln2.hook_normalized`` / ``hook_mlp_out`` at
 once (:class:`MultiHookStream`: one shuffle buffer of (rows, layer, d) arrays, the same shuffled
@@ -28,7 +28,7 @@ from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError, Tr
 from tinyinterp.dictionaries.training import DictionaryTrainer, _world
 from tinyinterp.interp.activations import iter_activations
 from tinyinterp.interp.inputs import document_windows
-from tinyinterp.runlayout import transcoder_layer_name
+from tinyinterp.runs.layout import transcoder_layer_name
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tinyinterp.commands import EVAL
+from tinyinterp.cli.commands import EVAL
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.llm.options import add_llm_arguments, client_from_args
 
@@ -93,7 +93,7 @@ def add_subparser(subparsers) -> None:
 
 def _completion_config(args):
     from tinyinterp.evaluation.completions import CompletionConfig
-    from tinyinterp.generation import SamplingConfig
+    from tinyinterp.models.generation import SamplingConfig
 
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                               top_p=args.top_p)

@@ -6,7 +6,7 @@ settings, the model hash and (for checkpoints) the step and tokens seen. Every p
 as one batch of ``n`` rows with a seed derived from (seed, prompt id), so a rerun resumes after the
 last finished prompt and gives the same completions whatever was done before.
 
-    >>> from tinyinterp.rundir import load_run
+    >>> from tinyinterp.runs.rundir import load_run
     >>> cs = generate_completion_set(load_run("runs/demo"), load_prompts(), CompletionConfig(n=10))
     >>> cs.save("runs/demo/analysis/eval/completions/final.jsonl")
 """
@@ -22,10 +22,10 @@ import torch
 
 from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.evaluation.prompts import EvalPrompt
-from tinyinterp.generation import SamplingConfig, generate_tokens, prompt_ids
-from tinyinterp.checkpoints import FINAL_TAG, Checkpoint
-from tinyinterp.jsonl import append_jsonl, read_jsonl
-from tinyinterp.runlayout import COMPLETIONS_SUBDIR, eval_dir
+from tinyinterp.models.generation import SamplingConfig, generate_tokens, prompt_ids
+from tinyinterp.runs.checkpoints import FINAL_TAG, Checkpoint
+from tinyinterp.io.jsonl import append_jsonl, read_jsonl
+from tinyinterp.runs.layout import COMPLETIONS_SUBDIR, eval_dir
 
 log = logging.getLogger(__name__)
 

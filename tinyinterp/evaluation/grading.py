@@ -32,7 +32,7 @@ import openai
 from tinyinterp.evaluation.completions import record_prompt
 from tinyinterp.evaluation.grade_parsing import AGE_GROUPS, SCORES, parse_grades
 from tinyinterp.evaluation.grade_prompts import GRADE_SCHEMA, completion_turns, instruct_turns
-from tinyinterp.jsonl import append_jsonl, read_jsonl
+from tinyinterp.io.jsonl import append_jsonl, read_jsonl
 from tinyinterp.llm import InvalidReply, LLMClient, LLMError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.errors import DataError
 from tinyinterp.evaluation.rouge import NgramIndex, rouge_n
 
@@ -28,7 +28,7 @@ EOT = "<|endoftext|>"
 
 def _read_stories(path: Path) -> list[str]:
     try:
-        from tinyinterp.corpus import iter_documents
+        from tinyinterp.data.corpus import iter_documents
     except ImportError:  # corpus module not available: the train files are EOT-separated text
         return [s.strip() for s in path.read_text(encoding="utf-8").split(EOT) if s.strip()]
     return [d.strip() for d in iter_documents(path) if d.strip()]
@@ -37,7 +37,7 @@ def _read_stories(path: Path) -> list[str]:
 def load_training_stories(paths: list[Path] | None = None) -> list[str]:
     """The stories of the shared TinyStories train files (or of ``paths``), in file order."""
     if paths is None:
-        from tinyinterp.paths import data_dir
+        from tinyinterp.data.paths import data_dir
         paths = [data_dir() / "tinystories" / name for name in TRAIN_FILES]
     stories: list[str] = []
     for path in paths:
@@ -60,7 +60,7 @@ def split_in_half(story: str) -> tuple[str, str]:
 def half_story_rouge(model, stories: list[str], n: int = 2, max_new_tokens: int = 200, seed: int = 0,
                      progress: bool = False) -> dict:
     """(i) Complete first halves of training stories; ROUGE-n of each completion vs the true second half."""
-    from tinyinterp.generation import SamplingConfig, generate_tokens, prompt_ids
+    from tinyinterp.models.generation import SamplingConfig, generate_tokens, prompt_ids
 
     tokenizer = model.tokenizer
     halves = [split_in_half(s) for s in stories]

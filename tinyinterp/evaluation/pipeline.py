@@ -16,17 +16,17 @@ from pathlib import Path
 
 import torch
 
-from tinyinterp.checkpoints import CHECKPOINT, FINAL, FINAL_TAG, Checkpoint, list_checkpoints
+from tinyinterp.runs.checkpoints import CHECKPOINT, FINAL, FINAL_TAG, Checkpoint, list_checkpoints
 from tinyinterp.errors import RunDirError, TinyinterpError
 from tinyinterp.evaluation.completions import (
     CompletionConfig, CompletionSet, completions_path, file_hash, generate_completion_set,
 )
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.evaluation.metrics import set_stats
 from tinyinterp.evaluation.prompts import EvalPrompt, load_prompts
-from tinyinterp.generation import SamplingConfig
-from tinyinterp.rundir import load_run
-from tinyinterp.runlayout import CHECKPOINTS_DIR, ROUGE_SUBDIR, WEIGHTS_FILE, eval_dir
+from tinyinterp.models.generation import SamplingConfig
+from tinyinterp.runs.rundir import load_run
+from tinyinterp.runs.layout import CHECKPOINTS_DIR, ROUGE_SUBDIR, WEIGHTS_FILE, eval_dir
 
 log = logging.getLogger(__name__)
 

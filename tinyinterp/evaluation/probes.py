@@ -124,7 +124,7 @@ def score_completions(probes: list[Probe], completions: list[str], window: int =
 def run_probes(model, probes: list[Probe] | None = None, max_new_tokens: int = 10, window: int = 6,
                progress: bool = False) -> ProbeResult:
     """Greedy-complete every probe with ``model`` and score the answers."""
-    from tinyinterp.generation import SamplingConfig, generate_tokens, prompt_ids
+    from tinyinterp.models.generation import SamplingConfig, generate_tokens, prompt_ids
 
     probes = probes or load_probes()
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)

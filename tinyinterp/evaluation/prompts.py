@@ -5,7 +5,7 @@ beginning to complete) or objects. Objects describe either a completion prompt
 (``{"text": ..., "id": ...}``) or an Instruct prompt in the paper's TinyStories-Instruct style
 (``{"kind": "instruct", "words": [...], "sentence": ..., "summary": ..., "features": [...]}``);
 an Instruct prompt without ``text`` gets the Instruct training format built from its fields by
-:mod:`tinyinterp.instruct_format` — the same definition datagen writes training text with
+:mod:`tinyinterp.data.instruct_format` — the same definition datagen writes training text with
 (``Words: …\\nRandom sentence: …\\nSummary: …\\nStory:``, lines in an order seeded by the prompt id,
 or the order given as ``lines``). Records written by ``tinyinterp datagen instruct|ood`` (e.g. the
 OOD ``test.jsonl``) load as Instruct prompts directly, with the record's own line order.
@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from tinyinterp.errors import DataError
-from tinyinterp.instruct_format import InstructFields, prompt_order, render_prompt
+from tinyinterp.data.instruct_format import InstructFields, prompt_order, render_prompt
 
 KINDS = ("completion", "instruct")
 
@@ -126,7 +126,7 @@ def _item_to_prompt(item, position: int, source: Path) -> EvalPrompt:
 def load_prompts(path: Path | str | None = None) -> list[EvalPrompt]:
     """Read prompts from a YAML list or JSONL file (default: the paper's evaluation prompts)."""
     if path is None:
-        from tinyinterp.paths import eval_prompts_file
+        from tinyinterp.data.paths import eval_prompts_file
         path = eval_prompts_file()
     path = Path(path)
     if not path.is_file():

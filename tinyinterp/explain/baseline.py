@@ -31,7 +31,7 @@ _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 @lru_cache(maxsize=1)
 def _lexicon():
-    from tinyinterp.lexicon import load_lexicon
+    from tinyinterp.data.lexicon import load_lexicon
 
     return load_lexicon()
 

@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.explain.explainer import Explanation
 from tinyinterp.explain.prompts import parse_explanation, simulate_json_messages, simulate_messages
 from tinyinterp.explain.results import neuron_id
 from tinyinterp.explain.runner import ExplainRunConfig, ExplainRunner
 from tinyinterp.explain.simulator import LLMSimulator, Simulation
-from tinyinterp.jsonl import AppendLog, iter_jsonl, read_records, write_jsonl
+from tinyinterp.io.jsonl import AppendLog, iter_jsonl, read_records, write_jsonl
 from tinyinterp.llm import InvalidReply, LLMClient
 from tinyinterp.llm.batch_chunks import TERMINAL, advance_chunk, download_name, new_chunk
 from tinyinterp.llm.reply import message_content, usage_tokens

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tinyinterp.commands import EXPLAIN
+from tinyinterp.cli.commands import EXPLAIN
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.llm.options import add_llm_arguments, client_from_args, model_from_args, prices_from_args
 
@@ -108,9 +108,9 @@ def _dry_run_preset(args) -> int:
     import numpy as np
 
     from tinyinterp.explain.cost import estimate, synthetic_records
-    from tinyinterp.paths import data_dir, gpt2_tokenizer_file
-    from tinyinterp.tokenizer import Tokenizer
-    from tinyinterp.zoo import PRESETS, preset_config
+    from tinyinterp.data.paths import data_dir, gpt2_tokenizer_file
+    from tinyinterp.data.tokenizer import Tokenizer
+    from tinyinterp.models.zoo import PRESETS, preset_config
 
     tok = Tokenizer.load(gpt2_tokenizer_file())
     cfg = preset_config(args.run, d_vocab=tok.vocab_size)
@@ -128,8 +128,8 @@ def _dry_run_preset(args) -> int:
 
 
 def run_explain(args) -> int:
-    from tinyinterp import rundir
-    from tinyinterp.zoo import PRESETS
+    from tinyinterp.runs import rundir
+    from tinyinterp.models.zoo import PRESETS
 
     run = Path(args.run)
     if args.dry_run and not run.exists() and args.run in PRESETS:
@@ -167,7 +167,7 @@ def run_explain(args) -> int:
 
 def _explain_features(args, model_spec) -> int:
     """``explain RUN --dict DIR``: the same explainer, simulator and scoring over the dictionary's feature index."""
-    from tinyinterp.runlayout import feature_explanations_dir
+    from tinyinterp.runs.layout import feature_explanations_dir
 
     out = args.out or feature_explanations_dir(args.dict)
     if args.summary:

@@ -20,7 +20,7 @@ same TEXTS to both; a tokenized corpus folder fits only the tokenizer it was mad
 of ``tinyinterp explain`` (--layers/--neurons/--max-neurons, record counts, --explainer) should be used for
 both sides; compare like with like (--explainer picks the slug, baseline by default).
 
-Registered by the ``explain-compare`` entry of :mod:`tinyinterp.commands`.
+Registered by the ``explain-compare`` entry of :mod:`tinyinterp.cli.commands`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from tinyinterp.commands import EXPLAIN_COMPARE
+from tinyinterp.cli.commands import EXPLAIN_COMPARE
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.explain.results import load_explanations, results_folder, score_summary
-from tinyinterp.atomic import atomic_write_bytes, atomic_write_json
-from tinyinterp.rundir import ANALYSIS_DIR, read_json
+from tinyinterp.io.atomic import atomic_write_bytes, atomic_write_json
+from tinyinterp.runs.rundir import ANALYSIS_DIR, read_json
 
 log = logging.getLogger(__name__)
 

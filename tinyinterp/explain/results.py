@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tinyinterp.jsonl import read_records
-from tinyinterp.runlayout import EXPLANATIONS_SUBDIR, explanations_dir, feature_explanations_dir
+from tinyinterp.io.jsonl import read_records
+from tinyinterp.runs.layout import EXPLANATIONS_SUBDIR, explanations_dir, feature_explanations_dir
 ERRORS_SUFFIX = ".errors.jsonl"
 FINISHED = ("ok", "flagged")
 COLUMNS = ["explainer", "layer", "neuron", "explanation", "score", "score_top", "score_random", "status",

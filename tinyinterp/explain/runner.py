@@ -31,7 +31,7 @@ from tinyinterp.explain.records import NeuronRecords, RecordBuilder, RecordConfi
 from tinyinterp.explain.results import errors_path, explainer_slug, finished_ids, neuron_id, results_path
 from tinyinterp.explain.scoring import score_simulations
 from tinyinterp.explain.simulator import LLMSimulator
-from tinyinterp.jsonl import AppendLog
+from tinyinterp.io.jsonl import AppendLog
 from tinyinterp.llm import LLMClient, LLMError
 
 log = logging.getLogger(__name__)

@@ -11,5 +11,5 @@
 * :mod:`~tinyinterp.hf.export` — ``tinyinterp export``;
 * :mod:`~tinyinterp.hf.hub` — everything that talks to the Hugging Face Hub (reachability, cache, download).
 
-Deliberately imports nothing: ``tinyinterp.config`` imports :mod:`tinyinterp.hf.families`.
+Deliberately imports nothing: ``tinyinterp.models.config`` imports :mod:`tinyinterp.hf.families`.
 """

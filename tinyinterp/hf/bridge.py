@@ -6,7 +6,7 @@ tensors, in the shapes, that its ``config.json``'s architecture declares, so a d
 instead of being filled with random weights. Models are booted with ``TransformerBridge.boot_transformers`` and put in
 ``enable_compatibility_mode()`` (TransformerLens 4's replacement for ``HookedTransformer``),
 then wrapped in :class:`ExternalModel`, which gives them the tinyinterp model contract
-(``.cfg``, ``.tokenizer`` as a :class:`tinyinterp.tokenizer.Tokenizer`, ``run_with_cache``,
+(``.cfg``, ``.tokenizer`` as a :class:`tinyinterp.data.tokenizer.Tokenizer`, ``run_with_cache``,
 ``run_with_hooks``). Hub names are downloaded by :mod:`tinyinterp.hf.hub` (offline: one line at once).
 """
 
@@ -77,7 +77,7 @@ def load_external(name_or_path: str, device: str | torch.device = "cpu", dtype: 
     """Boot an HF causal LM (hub name or local folder) as a hooked :class:`ExternalModel`."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     source = resolve_local(name_or_path)  # a hub name is downloaded first (time-bounded), then checked like a folder
     check_well_formed(source)

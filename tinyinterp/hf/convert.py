@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from tinyinterp.config import ModelConfig
+from tinyinterp.models.config import ModelConfig
 from tinyinterp.hf.families import family_for_hf_config, hf_family_for
 from tinyinterp.hf.family import (
     BadCheckpointError, ConfigReader, Family, NotExpressibleError, UnsupportedArchitectureError,

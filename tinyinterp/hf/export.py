@@ -7,7 +7,7 @@
 * ``model.safetensors`` — the weights under HF names (exact copies: export → import is bit-identical);
 * ``tokenizer.json`` + ``tokenizer_config.json`` (which holds the special tokens; transformers 5 writes
   no ``special_tokens_map.json``) — our restricted BPE as a ``PreTrainedTokenizerFast`` with ``<|endoftext|>`` as BOS/EOS/UNK, so ``AutoTokenizer`` loads it offline
-  and tokenizes exactly as :class:`tinyinterp.tokenizer.Tokenizer` does.
+  and tokenizes exactly as :class:`tinyinterp.data.tokenizer.Tokenizer` does.
 
 ``AutoModelForCausalLM.from_pretrained(DIR)`` then gives the same logits (within 1e-4) and
 ``TransformerBridge.boot_transformers(DIR)`` the same activations. A run HF cannot express (e.g. a legacy
@@ -36,8 +36,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tinyinterp.atomic import current_umask
-from tinyinterp.commands import EXPORT
+from tinyinterp.io.atomic import current_umask
+from tinyinterp.cli.commands import EXPORT
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.hf.convert import hf_config_dict, hf_state_dict
 
@@ -146,7 +146,7 @@ def _ordinary_permissions(folder: Path) -> None:
 
 def export_model(model, out_dir: str | Path, tokenizer=None) -> Path:
     """Write ``model`` (our ``HookedTransformer``) and its tokenizer as a Hugging Face folder; returns it."""
-    from tinyinterp.rundir import atomic_save_tensors
+    from tinyinterp.runs.rundir import atomic_save_tensors
 
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -196,7 +196,7 @@ def export_model(model, out_dir: str | Path, tokenizer=None) -> Path:
 
 def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Export the final weights of run directory ``run_dir`` (or a checkpoint folder) to ``out_dir``."""
-    from tinyinterp.rundir import load_run
+    from tinyinterp.runs.rundir import load_run
 
     return export_model(load_run(Path(run_dir)), out_dir)
 

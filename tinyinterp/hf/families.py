@@ -13,7 +13,7 @@ from tinyinterp.hf.legacy import LEGACY
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (GPT_NEO, GPT2_FAMILY, LEGACY)}
 ARCHITECTURES = tuple(FAMILIES)
-"""Names accepted by ``tinyinterp.zoo.preset_config(arch=)`` and ``train --arch``."""
+"""Names accepted by ``tinyinterp.models.zoo.preset_config(arch=)`` and ``train --arch``."""
 HF_FAMILIES: tuple[Family, ...] = (GPT_NEO, GPT2_FAMILY)
 """Families with a Hugging Face class, in the order export tries them."""
 

@@ -1,13 +1,13 @@
 """What an architecture family is: the contract each adapter (gpt_neo, gpt2, legacy) fills in.
 
-A family owns three things and nothing else: the :class:`~tinyinterp.config.ModelConfig` fields
+A family owns three things and nothing else: the :class:`~tinyinterp.models.config.ModelConfig` fields
 that make a config one of its kind, how its Hugging Face ``config.json`` maps onto those fields
 (with every value checked, so a hostile file is one line, not a traceback or a huge allocation),
 and how one transformer block's weights are named and shaped on the Hugging Face side (both
 directions). Embeddings and the final LayerNorm are the same for every family and live in
 :mod:`tinyinterp.hf.convert`.
 
-This module imports neither torch nor :mod:`tinyinterp.config` (configs are read by attribute), so
+This module imports neither torch nor :mod:`tinyinterp.models.config` (configs are read by attribute), so
 ``ModelConfig.original_architecture`` can ask the families without an import cycle.
 """
 
@@ -97,7 +97,7 @@ class Family:
     """One architecture family. Subclasses set the class attributes and override what they own."""
 
     name: str = ""
-    """Our name (``tinyinterp.zoo`` presets, ``train --arch``)."""
+    """Our name (``tinyinterp.models.zoo`` presets, ``train --arch``)."""
     hf_architecture: str | None = None
     """The HF class it imports from and exports to; ``None`` if it has no HF form of its own."""
     model_type: str | None = None

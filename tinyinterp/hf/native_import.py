@@ -12,7 +12,7 @@ untrusted input, checked in this order before anything is allocated:
 4. the tokenizer covers the model's vocabulary; the tensors are read and must be finite.
 
 The result behaves exactly like the HF model (log-probabilities within 1e-4, see
-tests/tinyinterp/test_hf_import.py) and carries ``.tokenizer`` = ``Tokenizer.from_hf(folder)``.
+tests/tinyinterp/hf/test_native_import.py) and carries ``.tokenizer`` = ``Tokenizer.from_hf(folder)``.
 
     >>> model = load_native("/models/TinyStories-33M")   # a save_pretrained / huggingface-cli download folder
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from tinyinterp.config import ModelConfig
+from tinyinterp.models.config import ModelConfig
 from tinyinterp.errors import ModelLoadError
 from tinyinterp.hf.convert import check_against_config, params_from_hf
 from tinyinterp.hf.families import family_for_hf_config
@@ -57,8 +57,8 @@ def load_native(folder: str | Path, device: str | torch.device = "cpu", dtype: t
                 tokenizer=None, name: str | None = None):
     """Our ``HookedTransformer`` (eval mode, with ``.tokenizer``) from a local HF GPT-Neo/GPT-2 folder;
     ``name`` (default: the folder) is what ``model.name`` shows."""
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     folder = Path(folder)
     source = str(folder)

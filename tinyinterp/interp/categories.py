@@ -8,7 +8,7 @@ Every token *occurrence* gets one of :data:`CATEGORIES`, decided from its text a
    (case-insensitive; these classes are closed, so a list is the whole definition);
 4. ``name``: a known character name (:data:`KNOWN_NAMES`, case-sensitive) anywhere, or any other
    capitalised word *mid-sentence* (the token before does not end a sentence or open a quote);
-5. ``noun`` / ``verb`` / ``adjective``: the project lexicon (:func:`tinyinterp.lexicon.load_lexicon`,
+5. ``noun`` / ``verb`` / ``adjective``: the project lexicon (:func:`tinyinterp.data.lexicon.load_lexicon`,
    with its inflection rules), looked up lower-cased;
 6. ``other``: everything else, including word pieces (a token that starts with a letter right after a
    token ending in a letter or digit: the rest of a split word has no category of its own).
@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tinyinterp.atomic import atomic_write_json
-from tinyinterp.lexicon import load_lexicon
-from tinyinterp.rundir import read_json
+from tinyinterp.io.atomic import atomic_write_json
+from tinyinterp.data.lexicon import load_lexicon
+from tinyinterp.runs.rundir import read_json
 
 CATEGORIES = (
     "noun", "verb", "adjective", "pronoun", "determiner", "preposition",

@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tinyinterp import rundir
-from tinyinterp.commands import ANALYZE
+from tinyinterp.runs import rundir
+from tinyinterp.cli.commands import ANALYZE
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import ANALYSIS_DIR, COMPARE_SUBDIR, EMERGENCE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, corpus_dir
+from tinyinterp.runs.layout import ANALYSIS_DIR, COMPARE_SUBDIR, EMERGENCE_SUBDIR, HEADS_SUBDIR, NEURONS_SUBDIR, corpus_dir
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _default_corpus(model_spec: str) -> str:
 
 
 def _corpus(spec: str | None, model, out: Path, model_spec: str):
-    from tinyinterp.corpus import META_FILE, TokenizedCorpus, iter_documents, tokenize_corpus
+    from tinyinterp.data.corpus import META_FILE, TokenizedCorpus, iter_documents, tokenize_corpus
 
     path = Path(spec if spec is not None else _default_corpus(model_spec))
     if path.is_dir() and (path / META_FILE).is_file():
@@ -140,7 +140,7 @@ def _corpus(spec: str | None, model, out: Path, model_spec: str):
 
 def _retokenized(corpus, model_a, model_b, out: Path, max_docs: int | None):
     """The same documents for a model with another tokenizer: decode with A's (exact round trip), encode with B's."""
-    from tinyinterp.corpus import META_FILE, TokenizedCorpus, tokenize_corpus
+    from tinyinterp.data.corpus import META_FILE, TokenizedCorpus, tokenize_corpus
 
     if model_a.tokenizer is None or model_b.tokenizer is None:
         raise TinyinterpError("comparing models with different tokenizers needs both models to have a tokenizer")
@@ -174,7 +174,7 @@ def run_features(args) -> int:
     from tinyinterp.interp.feature_index import build_feature_index
     from tinyinterp.interp.neuron_index import NeuronIndexConfig
     from tinyinterp.interp.units import FeatureUnits
-    from tinyinterp.runlayout import feature_index_dir
+    from tinyinterp.runs.layout import feature_index_dir
 
     model = _load(args.model, args.device, args.backend)
     FeatureUnits.load(args.dict, model)  # one line before any work: not a dictionary, another model, hook missing

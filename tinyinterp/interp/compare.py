@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.interp.categories import PurityResult, neuron_purity
 from tinyinterp.interp.heads import HEAD_CLASSES, HeadConfig, HeadResult, analyze_heads
 from tinyinterp.interp.inputs import model_name
 from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
-from tinyinterp.rundir import read_json
+from tinyinterp.runs.rundir import read_json
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def analyze_model(model, corpus, out_dir: Path, index_config: NeuronIndexConfig 
 
 def _corpus_for(model, corpus, work: Path):
     if isinstance(corpus, (list, tuple)):
-        from tinyinterp.corpus import tokenize_corpus
+        from tinyinterp.data.corpus import tokenize_corpus
 
         fp = model.tokenizer.fingerprint()[:12]
         return tokenize_corpus(corpus, model.tokenizer, work / f"corpus_{fp}", progress=False, source="compare")
@@ -179,6 +179,6 @@ def compare(model_a, model_b, corpus, corpus_b=None, work_dir: str | Path | None
 
 def read_texts(path: str | Path, max_docs: int | None = None) -> list[str]:
     """Documents of a text file/folder (via the corpus readers), for comparing models with different tokenizers."""
-    from tinyinterp.corpus import iter_documents
+    from tinyinterp.data.corpus import iter_documents
 
     return list(iter_documents(Path(path), max_docs=max_docs))

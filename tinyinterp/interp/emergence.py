@@ -30,12 +30,12 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from tinyinterp import rundir
-from tinyinterp.atomic import atomic_write_json
-from tinyinterp.checkpoints import ALL_KINDS, Checkpoint, list_checkpoints
+from tinyinterp.runs import rundir
+from tinyinterp.io.atomic import atomic_write_json
+from tinyinterp.runs.checkpoints import ALL_KINDS, Checkpoint, list_checkpoints
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.jsonl import read_jsonl
-from tinyinterp.runlayout import EMERGENCE_SUMMARY_FILE, METRICS_FILE, STEP_GLOB, emergence_dir, parse_step_name, step_name
+from tinyinterp.io.jsonl import read_jsonl
+from tinyinterp.runs.layout import EMERGENCE_SUMMARY_FILE, METRICS_FILE, STEP_GLOB, emergence_dir, parse_step_name, step_name
 
 log = logging.getLogger(__name__)
 

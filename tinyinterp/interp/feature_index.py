@@ -6,7 +6,7 @@ forward stops after that block), each batch's activations encoded by the diction
 top-k / running stats / histogram with per-bin examples / most-negative / logit-effect state as for
 neurons, with the same fixed memory (``d_sae`` units instead of ``n_layers x d_mlp``) and resume.
 
-On disk: ``<dictionary dir>/index/`` (:func:`tinyinterp.runlayout.feature_index_dir`) holds exactly the
+On disk: ``<dictionary dir>/index/`` (:func:`tinyinterp.runs.layout.feature_index_dir`) holds exactly the
 neuron index's files (``index.safetensors``, ``meta.json``, ``tokenizer.json``, ``progress.safetensors``
 while building, ``purity.json`` from ``tinyinterp analyze features``); ``meta.json`` adds
 ``"units": "features"``, ``"dictionary"`` (the dictionary folder, relative to the index folder),
@@ -31,7 +31,7 @@ from pathlib import Path
 from tinyinterp.errors import DataError
 from tinyinterp.interp.neuron_index import INDEX_CLASSES, META_FILE, NeuronIndex, NeuronIndexConfig, build_unit_index
 from tinyinterp.interp.units import UNITS_FEATURES, FeatureUnits
-from tinyinterp.runlayout import feature_index_dir
+from tinyinterp.runs.layout import feature_index_dir
 
 
 class FeatureIndex(NeuronIndex):

@@ -66,14 +66,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.errors import DataError
 from tinyinterp.interp.categories import CAT, CATEGORIES, TokenCategorizer
 from tinyinterp.interp.head_decomposition import (FACTORS, SEMANTIC_FACTORS, QueryGroupCounts, fit_decomposition, group_index,
                                                   group_mass, n_groups)
 from tinyinterp.interp.head_relations import boundary_flags
 from tinyinterp.interp.inputs import check_model_corpus, model_name, pattern_hook_names
-from tinyinterp.rundir import read_json
+from tinyinterp.runs.rundir import read_json
 
 log = logging.getLogger(__name__)
 

@@ -44,14 +44,14 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.errors import DataError, TinyinterpError
 from tinyinterp.interp.activations import iter_activations
 from tinyinterp.interp.inputs import check_model_corpus, document_windows, model_name
 from tinyinterp.interp.neuron_distribution import batch_order, finalize_distribution, init_distribution, update_distribution
 from tinyinterp.interp.neuron_query import NeuronQueries
 from tinyinterp.interp.units import NeuronUnits, UnitSource
-from tinyinterp.rundir import ANALYSIS_DIR, atomic_save_tensors, read_json
+from tinyinterp.runs.rundir import ANALYSIS_DIR, atomic_save_tensors, read_json
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class NeuronIndex(NeuronQueries):
     @property
     def tokenizer(self):
         if self._tokenizer is None and (self.path / TOKENIZER_COPY).is_file():
-            from tinyinterp.tokenizer import Tokenizer
+            from tinyinterp.data.tokenizer import Tokenizer
 
             self._tokenizer = Tokenizer.load(self.path / TOKENIZER_COPY)
         return self._tokenizer
@@ -345,7 +345,7 @@ class NeuronIndex(NeuronQueries):
             where = recorded_corpus_path(self.path, self.meta)
             if where is None or not where.exists():
                 raise DataError(f"{self.path / META_FILE}: corpus {self.meta.get('corpus')!r} not found; pass corpus= to NeuronIndex.load")
-            from tinyinterp.corpus import TokenizedCorpus
+            from tinyinterp.data.corpus import TokenizedCorpus
 
             self._corpus = TokenizedCorpus.open(where)
         fp = self.meta.get("tokenizer_fingerprint")

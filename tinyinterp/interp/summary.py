@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyinterp.cli_support import run_cli
+from tinyinterp.cli.support import run_cli
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.categories import PURITY_FILE, ROLE_MIN_DISTINCT, ROLE_THRESHOLD, PurityResult
 from tinyinterp.interp.heads import HEAD_CLASSES, HEADS_FILE, HeadResult
-from tinyinterp.runlayout import HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
+from tinyinterp.runs.layout import HEADS_SUBDIR, NEURONS_SUBDIR, analysis_dir
 
 
 def _neuron_lines(purity: PurityResult, n_top: int) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from tinyinterp.atomic import atomic_write_text
+from tinyinterp.io.atomic import atomic_write_text
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 

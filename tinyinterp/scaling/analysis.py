@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import ANALYSIS_DIR, METRICS_FILE, SCALING_SUBDIR
+from tinyinterp.runs.layout import ANALYSIS_DIR, METRICS_FILE, SCALING_SUBDIR
 from tinyinterp.scaling.summary import SCALING, read_sweep_summary
 
 OUT_SUBDIR = Path(ANALYSIS_DIR) / SCALING_SUBDIR
@@ -121,7 +121,7 @@ class ScalingResult:
 
 def load_curves(sweep_dir: Path) -> list[RunCurve]:
     """Every finished run of the sweep with its validation curve (runs from ``sweep_summary.json``)."""
-    from tinyinterp.jsonl import read_jsonl
+    from tinyinterp.io.jsonl import read_jsonl
 
     sweep_dir = Path(sweep_dir)
     summary = read_sweep_summary(sweep_dir, SCALING)

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tinyinterp.atomic import atomic_write_json
+from tinyinterp.io.atomic import atomic_write_json
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import SWEEP_SUMMARY_FILE
+from tinyinterp.runs.layout import SWEEP_SUMMARY_FILE
 
 GRID, SCALING = "grid", "scaling"
 KINDS = (GRID, SCALING)

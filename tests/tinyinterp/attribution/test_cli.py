@@ -9,7 +9,7 @@ import torch
 
 from tests.support import circuit_tracer_schema as schema
 from tests.support.attribution_models import build_model, random_transcoders, save_transcoder_set
-from tinyinterp import rundir, runlayout
+from tinyinterp.runs import rundir, layout as runlayout
 from tinyinterp.attribution import attribute
 from tinyinterp.attribution.graph_json import graph_slug, load_graph_json
 from tinyinterp.attribution.interventions import FeatureIntervention, intervene
@@ -51,7 +51,7 @@ def test_attribute_writes_a_valid_graph_and_prints_paths(run, capsys):
 
 
 def test_explained_features_carry_their_explanation(run, capsys):
-    from tinyinterp.jsonl import append_jsonl
+    from tinyinterp.io.jsonl import append_jsonl
 
     model = rundir.load_run(run).eval()
     graph = attribute(model, random_transcoders(model, seed=1), PROMPT)

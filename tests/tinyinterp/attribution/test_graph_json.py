@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.support import circuit_tracer_schema as schema
 from tests.support.attribution_graphs import hand_graph, random_dag
-from tinyinterp import runlayout
+from tinyinterp.runs import layout as runlayout
 from tinyinterp.attribution.graph_json import graph_slug, graph_to_json, load_graph_json, save_graph_json
 from tinyinterp.attribution.nodes import GraphError
 from tinyinterp.attribution.prune import prune_graph

@@ -14,9 +14,9 @@ COMMON = ["--tokens", "6144", "--batch-tokens", "512", "--buffer-tokens", "1024"
 
 @pytest.fixture(scope="session")
 def dict_run(tmp_path_factory):
-    from tinyinterp import rundir
-    from tinyinterp.corpus import tokenize_corpus
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.runs import rundir
+    from tinyinterp.data.corpus import tokenize_corpus
+    from tinyinterp.data.tokenizer import Tokenizer
 
     torch.set_num_threads(1)
     tokenizer = Tokenizer.train_bpe(make_stories(200, seed=1), vocab_size=400, progress=False)

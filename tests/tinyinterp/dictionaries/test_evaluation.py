@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import tinyinterp
 from tinyinterp.cli import main
-from tinyinterp.corpus import TokenizedCorpus
+from tinyinterp.data.corpus import TokenizedCorpus
 from tinyinterp.interp.inputs import document_windows, iter_batches
 
 N_TOKENS = 1500

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from tinyinterp.cli import main
-from tinyinterp.corpus import TokenizedCorpus
+from tinyinterp.data.corpus import TokenizedCorpus
 from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, load_dictionary, save_dictionary
 from tinyinterp.dictionaries.neuronpedia import read_neuronpedia
 from tinyinterp.explain import load_explanations
 from tinyinterp.interp.feature_index import FeatureIndex
-from tinyinterp.runlayout import dictionaries_dir
+from tinyinterp.runs.layout import dictionaries_dir
 
 HOOK = "blocks.1.hook_resid_post"
 WIDTH, K, TOP = 24, 3, 4

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from tinyinterp import rundir, runlayout
+from tinyinterp.runs import rundir, layout as runlayout
 from tinyinterp.cli import main
-from tinyinterp.corpus import TokenizedCorpus
+from tinyinterp.data.corpus import TokenizedCorpus
 from tinyinterp.dictionaries import TrainConfig, load_dictionary
 from tinyinterp.dictionaries.config import transcoder_hooks
 from tinyinterp.dictionaries.activations import ActivationStream

@@ -19,11 +19,11 @@ def eval_run(tmp_path_factory):
     """A complete run dir with final weights and checkpoints step_00000001/2 (tokens 1000/2000)."""
     import torch
 
-    from tinyinterp.atomic import atomic_write_json
-    from tinyinterp.model import HookedTransformer
-    from tinyinterp.rundir import CHECKPOINTS_DIR, WEIGHTS_FILE, save_run, save_weights
-    from tinyinterp.tokenizer import Tokenizer
-    from tinyinterp.zoo import preset_config
+    from tinyinterp.io.atomic import atomic_write_json
+    from tinyinterp.models.transformer import HookedTransformer
+    from tinyinterp.runs.rundir import CHECKPOINTS_DIR, WEIGHTS_FILE, save_run, save_weights
+    from tinyinterp.data.tokenizer import Tokenizer
+    from tinyinterp.models.zoo import preset_config
 
     tokenizer = Tokenizer.train_bpe(STORIES, vocab_size=300, progress=False)
     run = tmp_path_factory.mktemp("run")

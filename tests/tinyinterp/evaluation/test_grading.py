@@ -12,10 +12,10 @@ from tinyinterp.evaluation import pipeline
 from tinyinterp.evaluation.completions import CompletionConfig, CompletionSet, completions_path, eval_dir
 from tinyinterp.evaluation.grading import GRADES_FILE, Grader, GraderConfig, mean_ci, summarize
 from tinyinterp.evaluation.prompts import EvalPrompt
-from tinyinterp.generation import SamplingConfig
-from tinyinterp.jsonl import read_jsonl
+from tinyinterp.models.generation import SamplingConfig
+from tinyinterp.io.jsonl import read_jsonl
 from tinyinterp.llm import LLMClient, LLMConfig
-from tinyinterp.rundir import read_json
+from tinyinterp.runs.rundir import read_json
 
 PROMPTS = [EvalPrompt("Once upon a time, Tom saw a", id="a"), EvalPrompt("Lily was tired, so she went", id="b"),
            EvalPrompt("Words: dog, happy\nStory: ", id="c", kind="instruct", words=["dog", "happy"])]

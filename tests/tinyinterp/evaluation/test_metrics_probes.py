@@ -74,7 +74,7 @@ def test_rouge_and_probes_steps_write_outputs(fresh_run, shared_data):
     from tinyinterp.evaluation import pipeline
     from tinyinterp.evaluation.cli import main
     from tinyinterp.evaluation.completions import eval_dir
-    from tinyinterp.rundir import read_json
+    from tinyinterp.runs.rundir import read_json
 
     assert main(["eval", "complete", "--run", str(fresh_run), "--max-prompts", "3", "--n", "2",
                  "--max-new-tokens", "10", "--no-progress"]) == 0

@@ -10,7 +10,7 @@ from tinyinterp.errors import DataError
 from tinyinterp.evaluation.grade_parsing import Grades, parse_grades
 from tinyinterp.evaluation.grade_prompts import COMPLETION_TURN2, INSTRUCT_TURN2, completion_turns, instruct_turns
 from tinyinterp.evaluation.prompts import load_prompts
-from tinyinterp.instruct_format import InstructFields, parse_text
+from tinyinterp.data.instruct_format import InstructFields, parse_text
 from tinyinterp.llm import InvalidReply
 
 
@@ -81,7 +81,7 @@ def test_yaml_and_jsonl_prompt_files(tmp_path):
     a, b = load_prompts(y)
     assert (a.id, a.text, a.kind) == ("p00", "Once upon a time", "completion")
     assert b.words == ["dance", "moon", "sleepy"]
-    # datagen's Instruct format (tinyinterp.instruct_format): every given line, an order seeded by the id,
+    # datagen's Instruct format (tinyinterp.data.instruct_format): every given line, an order seeded by the id,
     # and no trailing space after "Story:" (training text is "Story: <story>", the space belongs to the story)
     parsed = parse_text(b.text)
     assert b.text.endswith("\nStory:") and parsed.story is None

@@ -12,14 +12,14 @@ from tests.support.story_world import make_model, make_stories
 
 @pytest.fixture(scope="session")
 def explain_tokenizer():
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     return Tokenizer.train_bpe(make_stories(200, seed=1), vocab_size=400, progress=False)
 
 
 @pytest.fixture(scope="session")
 def explain_corpus(explain_tokenizer, tmp_path_factory):
-    from tinyinterp.corpus import tokenize_corpus
+    from tinyinterp.data.corpus import tokenize_corpus
 
     return tokenize_corpus(make_stories(80, seed=3), explain_tokenizer, tmp_path_factory.mktemp("corpus"), progress=False)
 
@@ -40,7 +40,7 @@ def planted(explain_tokenizer, explain_corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def cli_run(explain_tokenizer, explain_corpus, tmp_path_factory):
     """A saved run directory (plain model, no planting) with its neuron index in analysis/neurons."""
-    from tinyinterp import rundir
+    from tinyinterp.runs import rundir
     from tinyinterp.interp import NeuronIndexConfig, build_neuron_index, neuron_purity
 
     torch.set_num_threads(1)

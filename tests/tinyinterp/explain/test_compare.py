@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.support.story_world import make_model, make_stories
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.cli import main
 from tinyinterp.explain import load_explanations, score_summary
 

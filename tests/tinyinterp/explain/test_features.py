@@ -16,7 +16,7 @@ from tinyinterp.explain import ExplainRunConfig, ExplainRunner, load_explanation
 from tinyinterp.explain.records import RecordBuilder, RecordConfig
 from tinyinterp.interp import NeuronIndexConfig, build_feature_index
 from tinyinterp.llm import LLMClient, LLMConfig
-from tinyinterp.runlayout import dictionaries_dir, feature_explanations_dir
+from tinyinterp.runs.layout import dictionaries_dir, feature_explanations_dir
 
 PICKS = [NAME_NEURON, RANDOM_NEURON, 7, 30]
 """Feature i reads neuron PICKS[i] of the planted layer: feature 0 is the names neuron, feature 1 the random one."""

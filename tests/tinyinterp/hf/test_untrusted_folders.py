@@ -16,7 +16,7 @@ from tinyinterp.hf.bridge import ExternalModel
 from tinyinterp.hf.convert import params_from_hf
 from tinyinterp.hf.family import BadCheckpointError, UnsupportedArchitectureError
 from tinyinterp.hf.native_import import load_native
-from tinyinterp.model import HookedTransformer
+from tinyinterp.models.transformer import HookedTransformer
 from tests.support.hf_models import tiny_hf_checkpoint, write_hf_folder
 
 
@@ -185,7 +185,7 @@ def test_tokenizer_smaller_than_the_model_is_refused_at_load(tmp_path, shared_da
 
 @pytest.fixture(scope="module")
 def restricted_tokenizer(shared_data):
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     text = (shared_data / "tinystories" / "train-v1-hf-head.txt").read_text(encoding="utf-8").splitlines()[:50]
     return Tokenizer.restricted_bpe(shared_data / "tokenizers" / "gpt2" / "tokenizer.json", text, k=300, progress=False)
@@ -339,8 +339,8 @@ _TOKENIZER = {}
 
 def _small_tokenizer():
     """A tokenizer at least as large as the 64-token test models (the GPT-2 BPE), loaded once."""
-    from tinyinterp.paths import data_dir
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.paths import data_dir
+    from tinyinterp.data.tokenizer import Tokenizer
 
     if "gpt2" not in _TOKENIZER:
         _TOKENIZER["gpt2"] = Tokenizer.from_hf(str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.activations import iter_activations, sequence_activations, stop_layer
 from tinyinterp.interp.inputs import ModelHookError, document_windows
-from tinyinterp.model import HookedTransformer
-from tinyinterp.zoo import preset_config
+from tinyinterp.models.transformer import HookedTransformer
+from tinyinterp.models.zoo import preset_config
 
 KINDS = ("mlp_post", "mlp_pre", "resid_pre", "resid_post", "attn_out", "pattern", "z")
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.support.story_world import make_model, make_stories
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.interp.cli import main as analyze
 
 

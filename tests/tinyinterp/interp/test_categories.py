@@ -36,8 +36,8 @@ def test_sentence_labels(story_tokenizer, categorizer):
 
 def test_capitalised_word_is_a_name_only_mid_sentence(shared_data):
     """With the real GPT-2 BPE: 'Park' is a name mid-sentence, the noun after a full stop or a quote."""
-    from tinyinterp.paths import gpt2_tokenizer_file
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.paths import gpt2_tokenizer_file
+    from tinyinterp.data.tokenizer import Tokenizer
 
     tok = Tokenizer.load(gpt2_tokenizer_file())
     cat = TokenCategorizer(tok)

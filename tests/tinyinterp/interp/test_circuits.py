@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinyinterp.config import ModelConfig
+from tinyinterp.models.config import ModelConfig
 from tinyinterp.interp import circuits
 from tinyinterp.interp.circuits import HeadCircuit, copying_scores, head_circuit
-from tinyinterp.model import HookedTransformer
+from tinyinterp.models.transformer import HookedTransformer
 
 
 def _model(seed=0, **kw):

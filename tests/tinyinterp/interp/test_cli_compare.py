@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.story_world import make_model, make_stories
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.interp.cli import main
 from tinyinterp.interp.compare import ComparisonResult, compare
 from tinyinterp.interp.heads import HeadConfig
@@ -84,8 +84,8 @@ def test_cli_defaults_to_the_runs_training_corpus_and_retokenizes_for_gpt2(run_d
     import shutil
 
     from tests.support.hf_models import save_tiny_hf_model
-    from tinyinterp.corpus import TokenizedCorpus
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.corpus import TokenizedCorpus
+    from tinyinterp.data.tokenizer import Tokenizer
 
     with pytest.raises(tinyinterp_error(), match="no training corpus"):
         from tinyinterp.interp.cli import _default_corpus
@@ -101,7 +101,7 @@ def test_cli_defaults_to_the_runs_training_corpus_and_retokenizes_for_gpt2(run_d
     retok = TokenizedCorpus.open(out / f"corpus_{gpt2_tok.fingerprint()[:12]}")
     assert retok.n_docs == 20
     original = TokenizedCorpus.open(run_dir / "data" / "train")
-    from tinyinterp.rundir import load_run
+    from tinyinterp.runs.rundir import load_run
 
     ours = load_run(run_dir).tokenizer
     assert gpt2_tok.decode(retok.document(3).tolist()) == ours.decode(original.document(3).tolist())

@@ -12,13 +12,13 @@ import torch
 import tinyinterp
 
 from tests.support.story_world import make_model
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.dictionaries import DictionaryConfig, SparseCoder, save_dictionary
 from tinyinterp.interp.categories import PurityResult
 from tinyinterp.interp.cli import main as analyze
 from tinyinterp.interp.feature_index import FeatureIndex, build_feature_index
 from tinyinterp.interp.neuron_index import PROGRESS_FILE, NeuronIndexConfig
-from tinyinterp.runlayout import dictionaries_dir, feature_index_dir
+from tinyinterp.runs.layout import dictionaries_dir, feature_index_dir
 
 
 @pytest.fixture

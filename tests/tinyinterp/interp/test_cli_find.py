@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.story_world import make_model
-from tinyinterp import rundir
+from tinyinterp.runs import rundir
 from tinyinterp.interp.cli import main as analyze
 
 

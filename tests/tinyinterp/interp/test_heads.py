@@ -51,7 +51,7 @@ def test_previous_token_head_is_local(story_model, story_corpus):
 
 def test_name_seeking_head_is_semantic(story_model, story_tokenizer, tmp_path):
     """A head that always attends to the latest name token, wherever it is, classifies semantic."""
-    from tinyinterp.corpus import tokenize_corpus
+    from tinyinterp.data.corpus import tokenize_corpus
 
     rng = np.random.default_rng(0)
     fillers = ["the big dog ran to the park", "a red ball was in the box", "it was a happy day",

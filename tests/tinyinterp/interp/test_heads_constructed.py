@@ -303,7 +303,7 @@ def _override(model, heads: dict[tuple[int, int], callable], categorizer):
 
 def test_constructed_heads_through_a_real_model(story_model, story_tokenizer, tmp_path):
     """The same constructed heads, swapped into a model's hook_pattern, classify through analyze_heads."""
-    from tinyinterp.corpus import tokenize_corpus
+    from tinyinterp.data.corpus import tokenize_corpus
 
     corpus = tokenize_corpus(name_docs(24), story_tokenizer, tmp_path / "c", progress=False)
     chosen = {(0, 0): "previous token", (0, 1): "uniform last 6", (0, 2): "latest name, fallback self",

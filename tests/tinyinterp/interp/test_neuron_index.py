@@ -89,7 +89,7 @@ def test_empty_corpus_is_refused(story_model, story_corpus, tmp_path):
 
 def test_other_tokenizer_is_refused(story_corpus, tmp_path):
     from tests.support.story_world import make_model, make_stories
-    from tinyinterp.tokenizer import Tokenizer
+    from tinyinterp.data.tokenizer import Tokenizer
 
     other = Tokenizer.train_bpe(make_stories(50, seed=7), vocab_size=420, progress=False)
     with pytest.raises(DataError, match="re-tokenize the corpus with the model's tokenizer"):

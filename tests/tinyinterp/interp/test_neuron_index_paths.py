@@ -15,7 +15,7 @@ from tests.support.story_world import make_model, make_stories
 def built(tmp_path, monkeypatch, story_tokenizer):
     """``work/runs/r/analysis/neurons`` indexed from ``work/data/corpus``, with the cwd at ``work`` and
     the corpus opened by a cwd-relative path (as ``tinyinterp analyze neurons --corpus data/corpus`` does)."""
-    from tinyinterp.corpus import TokenizedCorpus, tokenize_corpus
+    from tinyinterp.data.corpus import TokenizedCorpus, tokenize_corpus
     from tinyinterp.interp import NeuronIndexConfig, build_neuron_index
 
     work = tmp_path / "work"

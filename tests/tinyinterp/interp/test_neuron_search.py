@@ -8,7 +8,7 @@ import torch
 
 from tests.support.neuron_oracle import brute_force
 from tests.support.story_world import make_model
-from tinyinterp.corpus import tokenize_corpus
+from tinyinterp.data.corpus import tokenize_corpus
 from tinyinterp.errors import TinyinterpError
 from tinyinterp.interp.neuron_index import NeuronIndexConfig, build_neuron_index
 from tinyinterp.interp.neuron_search import find_occurrences, word_variants

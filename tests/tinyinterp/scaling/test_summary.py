@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinyinterp.errors import TinyinterpError
-from tinyinterp.runlayout import SWEEP_SUMMARY_FILE
+from tinyinterp.runs.layout import SWEEP_SUMMARY_FILE
 from tinyinterp.scaling.summary import GRID, SCALING, best_run, read_sweep_summary, write_sweep_summary
 
 losses = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))

@@ -1,0 +1,1 @@
+"""Writes that survive a crash: atomic file replaces and append-only JSONL logs."""
