@@ -53,6 +53,19 @@ def hook_widths(model, hooks: list[str]) -> list[int]:
     return [_flat(got[h]).shape[-1] for h in hooks]
 
 
+def stream_windows(model, corpus, seq_len: int, seed: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """The corpus windows one rank streams, in the seed's order (DDP ranks take disjoint strides)."""
+    windows = document_windows(corpus, min(seq_len, model.cfg.n_ctx))
+    if len(windows) == 0:
+        raise DictionaryError(f"corpus {getattr(corpus, 'path', '')} has no tokens to train on")
+    return windows[np.random.default_rng(seed).permutation(len(windows))][rank::world]
+
+
+def stream_generator(seed: int, rank: int = 0) -> torch.Generator:
+    """The shuffle buffer's draws: one generator per (seed, rank)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + rank)
+
+
 class ActivationStream:
     """Random batches of (x, y) rows (x at ``hook_in``, y at ``hook_out``) from model forward passes."""
 
@@ -62,14 +75,10 @@ class ActivationStream:
         check_hook(model, cfg.hook_out, "hook_out")
         self.model, self.corpus, self.cfg = model, corpus, cfg
         self.model_batch, self.buffer_tokens = model_batch, buffer_tokens
-        windows = document_windows(corpus, min(seq_len, model.cfg.n_ctx))
-        if len(windows) == 0:
-            raise DictionaryError(f"corpus {getattr(corpus, 'path', '')} has no tokens to train on")
-        order = np.random.default_rng(seed).permutation(len(windows))
-        self.windows = windows[order][rank::world]
+        self.windows = stream_windows(model, corpus, seq_len, seed, rank, world)
         self.position = start_window
         """Windows consumed so far (saved in checkpoints: a resumed run continues with the next one)."""
-        self.generator = torch.Generator().manual_seed(seed * 1_000_003 + rank)
+        self.generator = stream_generator(seed, rank)
 
     def _next_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of the next ``model_batch`` windows (wrapping around the corpus: an epoch boundary)."""

@@ -20,14 +20,12 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from tinyinterp.dictionaries.activations import check_hook, hook_widths, shuffled_batches
+from tinyinterp.dictionaries.activations import check_hook, hook_widths, shuffled_batches, stream_generator, stream_windows
 from tinyinterp.dictionaries.config import DictionaryConfig, DictionaryError, TrainConfig, transcoder_hooks
 from tinyinterp.dictionaries.training import DictionaryTrainer, _world
 from tinyinterp.interp.activations import iter_activations
-from tinyinterp.interp.inputs import document_windows
 from tinyinterp.runs.layout import transcoder_layer_name
 
 log = logging.getLogger(__name__)
@@ -45,13 +43,10 @@ class MultiHookStream:
             check_hook(model, c.hook_out, "hook_out")
         self.model, self.corpus, self.cfgs = model, corpus, cfgs
         self.model_batch, self.buffer_tokens = model_batch, buffer_tokens
-        windows = document_windows(corpus, min(seq_len, model.cfg.n_ctx))
-        if len(windows) == 0:
-            raise DictionaryError(f"corpus {getattr(corpus, 'path', '')} has no tokens to train on")
-        self.windows = windows[np.random.default_rng(seed).permutation(len(windows))][rank::world]
+        self.windows = stream_windows(model, corpus, seq_len, seed, rank, world)
         self.position = 0
         """Windows consumed so far (each trainer's checkpoint saves it)."""
-        self.generator = torch.Generator().manual_seed(seed * 1_000_003 + rank)
+        self.generator = stream_generator(seed, rank)
         self.hooks = list(dict.fromkeys(h for c in cfgs for h in (c.hook_in, c.hook_out)))
 
     def _next_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
