@@ -153,7 +153,9 @@ def _node(raw: object, i: int, name: str, tokens: list[str]) -> GraphNode:
     label = clerp = ""
     if kind in ("feature", "error"):
         layer = _int(str(layer_text))
-        parts = [_int(p) for p in node_id.split("_")]
+        # an error node whose circuit-tracer id is also a feature's carries "_error" (graph_json._disambiguate_error_ids)
+        bare = node_id.removesuffix("_error") if kind == "error" else node_id
+        parts = [_int(p) for p in bare.split("_")]
         if layer is None or layer < 0 or len(parts) != 3 or None in parts:
             raise DataError(f"{where}: node_id {node_id[:40]!r} / layer {str(layer_text)[:10]!r} are not "
                             "circuit-tracer's '{layer}_{feature}_{pos}' / '0_{layer}_{pos}'")

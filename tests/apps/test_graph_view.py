@@ -38,6 +38,25 @@ def test_parse_reads_every_node_kind():
     assert (lily.node_id, lily.label, lily.feature, lily.token_prob) == ("3_200_3", " Lily", 200, 0.6)
 
 
+def test_an_error_id_disambiguated_by_the_writer_parses(tmp_path):
+    # feature 1 of layer 0 at position 0 and the error node of layer 1 there share circuit-tracer's id "0_1_0"
+    import json
+
+    import numpy as np
+
+    from tests.support.attribution_graphs import make_graph
+    from tinyinterp.attribution.graph_json import save_graph_json
+    from tinyinterp.attribution.prune import prune_graph
+
+    A = np.zeros((5, 5))
+    A[0, 3], A[4, 0], A[4, 2], A[4, 3] = 1.0, 2.0, 1.0, 1.0
+    graph = make_graph(A, features=[(0, 0, 1)], n_layers=2, input_tokens=[5], logit_tokens=[9], logit_probabilities=[1.0])
+    save_graph_json(graph, tmp_path / "clash.json", prune=prune_graph(graph, 1.0, 1.0))
+    view = parse_graph(json.loads((tmp_path / "clash.json").read_text()), "clash.json")
+    assert (view.nodes["0_1_0"].kind, view.nodes["0_1_0"].layer, view.nodes["0_1_0"].feature) == ("feature", 0, 1)
+    assert (view.nodes["0_1_0_error"].kind, view.nodes["0_1_0_error"].layer) == ("error", 1)
+
+
 def test_layout_rows_are_embedding_layers_logit_and_columns_are_positions():
     view = parse_graph(small_graph(), "g.json")
     where, width, height, lefts = layout(view)

@@ -62,7 +62,7 @@ def check_node_conventions(node: dict, n_layers: int) -> list[str]:
         ok = m and node["layer"] == m[1] and node["ctx_idx"] == int(m[3]) and node["feature"] == cantor(int(m[1]), int(m[2])) \
             and node["jsNodeId"] == f"{m[1]}_{m[2]}-0"
     elif t == "mlp reconstruction error":
-        m = re.fullmatch(r"0_(\d+)_(\d+)", nid)
+        m = re.fullmatch(r"0_(\d+)_(\d+)(?:_error)?", nid)  # the suffix: ours, where circuit-tracer's id collides
         ok = m and node["layer"] == m[1] and node["ctx_idx"] == int(m[2]) and node["feature"] == -1
     elif t == "embedding":
         m = re.fullmatch(r"E_(\d+)_(\d+)", nid)

@@ -5,7 +5,8 @@ The schema is circuit-tracer 0.5's ``frontend/graph_models.py`` (``Model`` = ``m
 
 - feature node: ``node_id = "{layer}_{feature}_{pos}"``, ``feature`` = Cantor pairing of (layer, feature),
   ``feature_type = "cross layer transcoder"`` (its name for every transcoder feature), ``jsNodeId = "{layer}_{feature}-0"``;
-- error node: ``"0_{layer}_{pos}"``, ``feature = -1``, ``"mlp reconstruction error"``;
+- error node: ``"0_{layer}_{pos}"``, ``feature = -1``, ``"mlp reconstruction error"`` (``"0_{layer}_{pos}_error"``
+  where that id is also a kept feature's: feature ``layer`` of layer 0 at ``pos``);
 - token node: ``"E_{token id}_{pos}"``, ``layer = "E"``, ``feature = pos``, ``"embedding"``;
 - logit node: ``"{n_layers + 1}_{token id}_{last pos}"``, ``feature = token id``, ``"logit"``, its
   probability in ``token_prob``, ``is_target_logit`` for the most likely one, ``clerp = 'Output "tok" (p=0.123)'``;
@@ -74,6 +75,16 @@ def _node(ref, graph, lay, tokenizer, influence: float, clerps: dict) -> dict:
     return node
 
 
+def _disambiguate_error_ids(nodes: dict[int, dict]) -> None:
+    """circuit-tracer's ids collide: the error node of layer L at position P is ``0_L_P``, which is also the
+    id of feature L of layer 0 at P. When both are kept, the error node becomes ``0_L_P_error`` (links name
+    nodes by id, so a duplicate would make them ambiguous); every other id stays circuit-tracer's."""
+    feature_ids = {n["node_id"] for n in nodes.values() if n["feature_type"] == FEATURE_TYPES[FEATURE]}
+    for n in nodes.values():
+        if n["feature_type"] == FEATURE_TYPES[ERROR] and n["node_id"] in feature_ids:
+            n["node_id"] += "_error"
+
+
 def graph_to_json(graph, slug: str, prune=None, tokenizer=None, clerps: dict | None = None) -> dict:
     """circuit-tracer's ``Model`` as a dict. ``prune``: a PruneResult (default: prune with the defaults);
     ``clerps``: {(layer, feature): explanation} for the features' ``clerp`` labels."""
@@ -85,6 +96,7 @@ def graph_to_json(graph, slug: str, prune=None, tokenizer=None, clerps: dict | N
     kept = prune.node_mask.nonzero(as_tuple=True)[0].tolist()
     nodes = {i: _node(node_ref(graph, i, lay), graph, lay, tokenizer, float(prune.cumulative_scores[i]), clerps)
              for i in kept}
+    _disambiguate_error_ids(nodes)
     targets, sources = prune.edge_mask.nonzero(as_tuple=True)
     weights = graph.adjacency_matrix[targets, sources].tolist()
     links = [{"source": nodes[s]["node_id"], "target": nodes[t]["node_id"], "weight": w}

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support import circuit_tracer_schema as schema
-from tests.support.attribution_graphs import hand_graph, random_dag
+from tests.support.attribution_graphs import hand_graph, make_graph, random_dag
 from tinyinterp.runs import layout as runlayout
 from tinyinterp.attribution.graph_json import graph_slug, graph_to_json, load_graph_json, save_graph_json
 from tinyinterp.attribution.nodes import GraphError
@@ -39,6 +39,24 @@ def test_hand_graph_file_has_circuit_tracers_ids_and_values(tmp_path):
     back = load_graph_json(path)
     assert back.slug == "hand" and back.node("0_7_0") == feature and len(back.links) == 3
     assert [n["node_id"] for n in back.nodes_of_type("embedding")] == ["E_5_0"]
+
+
+def test_an_error_node_whose_circuit_tracer_id_is_a_features_gets_its_own(tmp_path):
+    # circuit-tracer names the error node of layer 1 at position 0 "0_1_0" -- also feature 1 of layer 0 there
+    A = np.zeros((5, 5))  # [feature (L0, pos 0, #1), error L0P0, error L1P0, embedding 0, logit]
+    A[0, 3] = 1.0
+    A[4, 0], A[4, 2], A[4, 3] = 2.0, 1.0, 1.0
+    graph = make_graph(A, features=[(0, 0, 1)], n_layers=2, input_tokens=[5], logit_tokens=[9],
+                       logit_probabilities=[1.0])
+    path = tmp_path / "clash.json"
+    save_graph_json(graph, path, prune=prune_graph(graph, 1.0, 1.0))
+    raw = json.loads(path.read_text())
+    assert schema.validate(raw, n_layers=2) == []
+    ids = {n["node_id"]: n["feature_type"] for n in raw["nodes"]}
+    assert ids["0_1_0"] == "cross layer transcoder" and ids["0_1_0_error"] == "mlp reconstruction error"
+    links = {(link["source"], link["target"]): link["weight"] for link in raw["links"]}
+    assert links[("0_1_0", "3_9_0")] == 2.0 and links[("0_1_0_error", "3_9_0")] == 1.0
+    assert {n["node_id"] for n in load_graph_json(path).nodes} == set(ids)
 
 
 def test_saving_twice_keeps_one_index_entry_per_slug(tmp_path):
