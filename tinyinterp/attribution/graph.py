@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tinyinterp.attribution.nodes import EMBEDDING, ERROR, FEATURE, layout, node_ref
+
 
 @dataclass
 class AttributionGraph:
@@ -64,17 +66,18 @@ class AttributionGraph:
     def n_nodes(self) -> int:
         return self.adjacency_matrix.shape[0]
 
+    # Offsets of the node kinds: the one layout of the node order is tinyinterp.attribution.nodes.Layout.
     @property
     def error_offset(self) -> int:
-        return self.n_selected
+        return layout(self).error_start
 
     @property
     def token_offset(self) -> int:
-        return self.n_selected + self.n_layers * self.n_pos
+        return layout(self).embed_start
 
     @property
     def logit_offset(self) -> int:
-        return self.token_offset + self.n_pos
+        return layout(self).logit_start
 
     def error_node(self, layer: int, pos: int) -> int:
         return self.error_offset + layer * self.n_pos + pos
@@ -93,16 +96,15 @@ class AttributionGraph:
 
     def node_label(self, node: int) -> str:
         """Short readable name of a node (``L1/p3/f17``, ``err L0/p2``, ``tok p0``, ``logit 'Lily'``)."""
-        if node < self.error_offset:
-            layer, pos, feature = self.active_features[self.selected_features[node]].tolist()
-            return f"L{layer}/p{pos}/f{feature}"
-        if node < self.token_offset:
-            layer, pos = divmod(node - self.error_offset, self.n_pos)
-            return f"err L{layer}/p{pos}"
-        if node < self.logit_offset:
-            return f"tok p{node - self.token_offset}"
-        i = node - self.logit_offset
-        text = self.logit_strings[i] if self.logit_strings else str(int(self.logit_tokens[i]))
+        ref = node_ref(self, node)
+        if ref.kind == FEATURE:
+            return f"L{ref.layer}/p{ref.pos}/f{ref.feature}"
+        if ref.kind == ERROR:
+            return f"err L{ref.layer}/p{ref.pos}"
+        if ref.kind == EMBEDDING:
+            return f"tok p{ref.pos}"
+        i = node - layout(self).logit_start
+        text = self.logit_strings[i] if self.logit_strings else str(ref.token)
         return f"logit {text!r}"
 
     # -- thin delegations to the modules that own pruning, paths, tables and JSON ----------------------
